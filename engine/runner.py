@@ -1,0 +1,320 @@
+"""The embedded engine: runs one compiled simulation Workflow on this machine.
+
+It walks the entrypoint DAG of the merged Workflow (``engine/dag.py``), runs
+each container template as a local process through a launcher
+(``engine/launchers.py``), chosen by the template's ``csflow.io/environment``
+label: model steps in the model's uv environment, platform steps in csflow's.
+``/tmp/csflow`` (the pods' work folder) maps to a folder per task; artifacts
+are files handed from task to task by name. The exit handler runs on every
+end, as on Argo. Every state change goes to the run store at once.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from csflow.engine import dag
+from csflow.engine.launchers import Launcher, LaunchError, StepProcess, SubprocessLauncher, WarmLauncher
+from csflow.engine.store import CANCELLED, FAIL, RUNNING, RunStore
+from csflow.flows._common import (
+    ENVIRONMENT_LABEL,
+    MODEL,
+    MODEL_STEP_COMMAND,
+    PLATFORM_STEP_COMMAND,
+    WORK_DIR,
+)
+from csflow.runtime.platform_step import classify, failure_reason
+from csflow.sdk.registry import ModelVersion
+
+# Variables a model process inherits from the engine; nothing else leaks in
+# (least privilege: no platform credentials reach model code).
+_MODEL_ENV_PASSTHROUGH = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "TZ")
+_MODEL_ENV_PREFIXES = ("OPENBLAS_", "OMP_", "MKL_")
+MAX_LOG_BYTES = 20 * 1024 * 1024
+LOG_KEEP_BYTES = 2 * 1024 * 1024
+
+EventSink = Callable[[str, str, dict[str, Any]], None]
+
+
+class Cancelled(Exception):
+    pass
+
+
+@dataclass
+class TaskResult:
+    phase: str
+    message: str = ""
+    parameters: dict[str, str] = field(default_factory=dict)
+    artifacts: dict[str, Path] = field(default_factory=dict)
+
+
+def model_environment(version: ModelVersion, job_store_url: str, secrets: dict[str, str]) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k in _MODEL_ENV_PASSTHROUGH or k.startswith(_MODEL_ENV_PREFIXES)}
+    env.update(version.config.get("env", {}))
+    env.update(secrets)
+    env.update(
+        {
+            "PYTHONPATH": str(version.source),
+            "PYTHONUNBUFFERED": "1",
+            "CSFLOW_MODEL_FUNCTIONS": version.config["functions"],
+            "CSFLOW_JOB_STORE": job_store_url,
+        }
+    )
+    return env
+
+
+def _seconds(duration: str | int | None) -> float:
+    if duration is None:
+        return 0.0
+    match = re.fullmatch(r"(\d+(?:\.\d+)?)(ms|s|m|h)?", str(duration))
+    if not match:
+        raise dag.SpecError(f"unsupported duration {duration!r}")
+    number, unit = float(match.group(1)), match.group(2) or "s"
+    return number * {"ms": 0.001, "s": 1, "m": 60, "h": 3600}[unit]
+
+
+def _last_line(path: Path) -> str:
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(max(0, path.stat().st_size - 8192))
+            lines = handle.read().decode(errors="replace").splitlines()
+    except FileNotFoundError:
+        return ""
+    line = next((ln.strip() for ln in reversed(lines) if ln.strip()), "")
+    return line.removeprefix("csflow: ")[:300]
+
+
+def _trim_log(path: Path) -> None:
+    """Keep the head and tail of a log that a step flooded."""
+    size = path.stat().st_size if path.exists() else 0
+    if size <= MAX_LOG_BYTES:
+        return
+    with open(path, "rb") as handle:
+        head = handle.read(LOG_KEEP_BYTES)
+        handle.seek(size - LOG_KEEP_BYTES)
+        tail = handle.read()
+    marker = f"\n[csflow: {size - 2 * LOG_KEEP_BYTES} bytes of output cut]\n".encode()
+    tmp = path.with_suffix(".trim")
+    tmp.write_bytes(head + marker + tail)
+    os.replace(tmp, path)
+
+
+class SimulationRunner:
+    def __init__(
+        self,
+        store: RunStore,
+        run_dir: Path,
+        version: ModelVersion,
+        model_env: dict[str, str],
+        platform_env: dict[str, str],
+        events: EventSink | None = None,
+        warm: bool = True,
+    ):
+        self.store = store
+        self.run_dir = run_dir
+        self.version = version
+        self.events = events or (lambda *_: None)
+        self.logs = run_dir / "logs"
+        self.logs.mkdir(parents=True, exist_ok=True)
+        self.current: StepProcess | None = None
+        self.cancelled = False
+        model_python = str(version.python)
+        functions = version.config["functions"]
+        if warm:
+            self.launchers: dict[str, Launcher] = {
+                MODEL: WarmLauncher(model_python, "model_step:main", [functions], model_env,
+                                    self.logs / "worker-model.log"),
+                "platform": WarmLauncher(sys.executable, "csflow.runtime.platform_step:main",
+                                         [], platform_env, self.logs / "worker-platform.log"),
+            }
+        else:
+            self.launchers = {
+                MODEL: SubprocessLauncher([model_python, str(Path(__file__).parent.parent / "runtime" / "model_step.py")], model_env),
+                "platform": SubprocessLauncher([sys.executable, "-m", "csflow.runtime.platform_step"], platform_env),
+            }
+
+    # -- the walk ---------------------------------------------------------
+
+    def execute(self, run_id: str, workflow: dict[str, Any]) -> tuple[str, str]:
+        """Run the Workflow; return (final status, reason)."""
+        spec = workflow["spec"]
+        self.templates = {t["name"]: t for t in spec["templates"]}
+        self.scope = {f"workflow.parameters.{p['name']}": p["value"] for p in spec["arguments"]["parameters"]}
+        self.scope["workflow.name"] = workflow["metadata"].get("name", run_id)
+        self.deadline = time.monotonic() + float(spec.get("activeDeadlineSeconds") or 24 * 3600)
+        self.store.update(run_id, status=RUNNING, started=time.time(), engine_pid=os.getpid())
+        previous = signal.signal(signal.SIGTERM, self._on_term)
+        results: dict[str, TaskResult] = {}
+        try:
+            for task in dag.dag_tasks(spec, spec["entrypoint"]):
+                results[task.name] = self._run_task(run_id, task, results)
+            failed = {n: r for n, r in results.items() if r.phase in (dag.FAILED, dag.ERRORED)}
+            status = "Failed" if failed else "Succeeded"
+            failures = [{"displayName": n, "message": r.message, "phase": r.phase} for n, r in failed.items()]
+        except Cancelled:
+            status, failures = "Failed", [{"displayName": "run", "message": "cancelled", "phase": "Failed"}]
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+        self.scope["workflow.status"] = status
+        self.scope["workflow.failures"] = json.dumps(failures)
+        self.scope.setdefault("workflow.outputs.parameters.errors-warnings", "{}")
+        if spec.get("onExit") and not self.cancelled:
+            exit_task = dag.Task(name="notify", template=spec["onExit"])
+            self._run_task(run_id, exit_task, results)
+        errors_warnings = json.loads(self.scope["workflow.outputs.parameters.errors-warnings"])
+        final = CANCELLED if self.cancelled else classify(status, errors_warnings)
+        reason = "cancelled" if self.cancelled else (failure_reason(failures) if final == FAIL else "")
+        return final, reason
+
+    def close(self) -> None:
+        for launcher in self.launchers.values():
+            launcher.close()
+
+    def _on_term(self, signum, frame) -> None:
+        self.cancelled = True
+        if self.current is not None:
+            self.current.kill()
+        raise Cancelled()
+
+    # -- one task -----------------------------------------------------------
+
+    def _run_task(self, run_id: str, task: dag.Task, results: dict[str, TaskResult]) -> TaskResult:
+        phases = {name: r.phase for name, r in results.items()}
+        if not dag.evaluate_depends(task.depends, phases):
+            self._record(run_id, task.name, dag.OMITTED)
+            return TaskResult(dag.OMITTED)
+        scope = dict(self.scope)
+        for name, result in results.items():
+            for key, value in result.parameters.items():
+                scope[f"tasks.{name}.outputs.parameters.{key}"] = value
+            for key in result.artifacts:
+                scope[f"tasks.{name}.outputs.artifacts.{key}"] = f"{name}/{key}"
+        if task.when and not dag.evaluate_when(dag.substitute(task.when, scope)):
+            self._record(run_id, task.name, dag.SKIPPED)
+            return TaskResult(dag.SKIPPED)
+        template = self.templates[task.template]
+        artifacts = {}
+        for argument in task.arguments.get("artifacts", []):
+            producer, _, name = dag.substitute(argument["from"], scope).partition("/")
+            artifacts[argument["name"]] = results[producer].artifacts[name]
+        result = self._run_container(run_id, task.name, template, scope, artifacts)
+        for parameter in template.get("outputs", {}).get("parameters", []):
+            if parameter.get("globalName") and parameter["name"] in result.parameters:
+                self.scope[f"workflow.outputs.parameters.{parameter['globalName']}"] = result.parameters[parameter["name"]]
+        return result
+
+    def _record(self, run_id: str, step: str, phase: str, **info: Any) -> None:
+        self.store.set_step(run_id, step, phase=phase, **info)
+        self.events(step, phase, info)
+
+    def _run_container(self, run_id: str, name: str, template: dict, scope: dict[str, str],
+                       artifacts: dict[str, Path]) -> TaskResult:
+        container = template.get("container")
+        if container is None:
+            raise dag.SpecError(f"template {template['name']!r}: only container templates run locally")
+        command = container.get("command", [])
+        if command not in (MODEL_STEP_COMMAND, PLATFORM_STEP_COMMAND):
+            raise dag.SpecError(f"template {template['name']!r}: unknown step command {command}")
+        kind = template.get("metadata", {}).get("labels", {}).get(ENVIRONMENT_LABEL, "platform")
+        launcher = self.launchers[kind]
+        args = [dag.substitute(a, scope) for a in container.get("args", [])]
+        work = self.run_dir / "work" / name
+        shutil.rmtree(work, ignore_errors=True)
+        work.mkdir(parents=True)
+        for artifact in template.get("inputs", {}).get("artifacts", []):
+            self._place(artifacts[artifact["name"]], self._local(work, artifact["path"]))
+        retry = template.get("retryStrategy") or {}
+        attempts = 1 + int(str(retry.get("limit", 0)))
+        backoff = retry.get("backoff") or {}
+        delay, factor = _seconds(backoff.get("duration")), float(backoff.get("factor", 1) or 1)
+        step_deadline = template.get("activeDeadlineSeconds")
+        log = self.logs / f"{name}.log"
+        started = time.time()
+        self._record(run_id, name, "Running", started=started)
+        for attempt in range(1, attempts + 1):
+            remaining = self.deadline - time.monotonic()
+            limit = remaining
+            if step_deadline is not None:
+                limit = min(limit, float(dag.substitute(str(step_deadline), scope)))
+            phase, message = self._attempt(launcher, args, work, log, limit, step_deadline is not None and limit < remaining)
+            if phase == dag.SUCCEEDED or attempt == attempts or self.cancelled:
+                break
+            with open(log, "a") as handle:
+                handle.write(f"\n[csflow: attempt {attempt} failed ({message}); retrying in {delay:g}s]\n")
+            time.sleep(delay)
+            delay *= factor
+        _trim_log(log)
+        result = TaskResult(phase, message)
+        if phase == dag.SUCCEEDED:
+            result = self._collect(template, work, result)
+        finished = time.time()
+        self._record(run_id, name, result.phase, started=started, finished=finished,
+                     seconds=round(finished - started, 3), attempts=attempt, message=result.message)
+        return result
+
+    def _attempt(self, launcher: Launcher, args: list[str], work: Path, log: Path, limit: float,
+                 step_limit: bool) -> tuple[str, str]:
+        if limit <= 0:
+            return dag.FAILED, "the workflow's deadline passed"
+        try:
+            process = launcher.start(args, work, log, {"CSFLOW_WORK_DIR": str(work)})
+        except LaunchError as exc:
+            return dag.ERRORED, str(exc)
+        self.current = process
+        try:
+            code = process.wait(limit)
+            if code is None:
+                process.kill()
+                what = "its timeout" if step_limit else "the workflow's deadline"
+                return dag.FAILED, f"exceeded {what} of {limit:.0f}s and was stopped"
+        finally:
+            self.current = None
+        if code == 0:
+            return dag.SUCCEEDED, ""
+        if code < 0:
+            signame = signal.Signals(-code).name
+            detail = " (it wrote more than the file size limit)" if signame == "SIGXFSZ" else ""
+            return dag.FAILED, f"killed by {signame}{detail}"
+        return dag.FAILED, _last_line(log) or f"exit code {code}"
+
+    @staticmethod
+    def _local(work: Path, pod_path: str) -> Path:
+        if not (pod_path == WORK_DIR or pod_path.startswith(WORK_DIR + "/")):
+            raise dag.SpecError(f"path {pod_path!r} is outside {WORK_DIR}")
+        return work / os.path.relpath(pod_path, WORK_DIR)
+
+    @staticmethod
+    def _place(source: Path, target: Path) -> None:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if source.is_dir():
+            shutil.copytree(source, target, dirs_exist_ok=True)
+        else:
+            shutil.copy2(source, target)
+
+    def _collect(self, template: dict, work: Path, result: TaskResult) -> TaskResult:
+        outputs = template.get("outputs", {})
+        for parameter in outputs.get("parameters", []):
+            source = parameter.get("valueFrom", {})
+            path = self._local(work, source["path"])
+            if path.is_file():
+                result.parameters[parameter["name"]] = path.read_text().strip()
+            elif "default" in source:
+                result.parameters[parameter["name"]] = source["default"]
+            else:
+                return TaskResult(dag.FAILED, f"output parameter {parameter['name']!r} was not produced")
+        for artifact in outputs.get("artifacts", []):
+            path = self._local(work, artifact["path"])
+            if not path.exists():
+                return TaskResult(dag.FAILED, f"output artifact {artifact['name']!r} was not produced")
+            result.artifacts[artifact["name"]] = path
+        return result

@@ -1,0 +1,217 @@
+"""Run records of the embedded engine, in SQLite under ``$CSFLOW_HOME``.
+
+SQLite gives atomic, durable writes and safe concurrent access from several
+engine processes (WAL mode). Each run records the pid of the engine process
+that owns it; a RUNNING run whose engine is gone is reported INTERRUPTED, so a
+killed engine never leaves a run looking alive.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+from csflow.sdk.errors import NotFound
+
+PENDING, RUNNING = "PENDING", "RUNNING"
+SUCCESS, INVALID, FAIL, CANCELLED, INTERRUPTED = (
+    "SUCCESS",
+    "INVALID",
+    "FAIL",
+    "CANCELLED",
+    "INTERRUPTED",
+)
+ACTIVE = (PENDING, RUNNING)
+FINAL = (SUCCESS, INVALID, FAIL, CANCELLED, INTERRUPTED)
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    id TEXT PRIMARY KEY,
+    kind TEXT NOT NULL DEFAULT 'simulate',
+    owner TEXT NOT NULL,
+    title TEXT NOT NULL,
+    tag TEXT NOT NULL,
+    status TEXT NOT NULL,
+    reason TEXT NOT NULL DEFAULT '',
+    created REAL NOT NULL,
+    started REAL,
+    finished REAL,
+    engine_pid INTEGER,
+    model_version TEXT NOT NULL DEFAULT '',
+    steps TEXT NOT NULL DEFAULT '{}',
+    errors_warnings TEXT NOT NULL DEFAULT '{}',
+    results_uri TEXT NOT NULL DEFAULT '',
+    extra TEXT NOT NULL DEFAULT '{}'
+);
+CREATE INDEX IF NOT EXISTS runs_created ON runs (created);
+"""
+
+
+@dataclass
+class Run:
+    id: str
+    owner: str
+    title: str
+    tag: str
+    status: str
+    kind: str = "simulate"
+    reason: str = ""
+    created: float = 0.0
+    started: float | None = None
+    finished: float | None = None
+    engine_pid: int | None = None
+    model_version: str = ""
+    steps: dict[str, dict[str, Any]] = field(default_factory=dict)
+    errors_warnings: dict[str, Any] = field(default_factory=dict)
+    results_uri: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def model(self) -> str:
+        return f"{self.owner}/{self.title}"
+
+    @property
+    def done(self) -> bool:
+        return self.status in FINAL
+
+    @property
+    def duration(self) -> float | None:
+        if self.started is None:
+            return None
+        return (self.finished or time.time()) - self.started
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "job_id": self.id,
+            "kind": self.kind,
+            "model": self.model,
+            "tag": self.tag,
+            "status": self.status,
+            "reason": self.reason,
+            "model_version": self.model_version,
+            "created": self.created,
+            "started": self.started,
+            "finished": self.finished,
+            "duration": self.duration,
+            "steps": self.steps,
+            "errors_warnings": self.errors_warnings,
+            "results_uri": self.results_uri,
+        }
+
+
+_JSON_FIELDS = ("steps", "errors_warnings", "extra")
+
+
+def _pid_alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class RunStore:
+    def __init__(self, path: Path):
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with self._connect() as db:
+            db.executescript(_SCHEMA)
+
+    @contextmanager
+    def _connect(self) -> Iterator[sqlite3.Connection]:
+        db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            db.row_factory = sqlite3.Row
+            yield db
+        finally:
+            db.close()
+
+    def create(self, run: Run) -> Run:
+        run.created = run.created or time.time()
+        values = {k: getattr(run, k) for k in Run.__dataclass_fields__}
+        for key in _JSON_FIELDS:
+            values[key] = json.dumps(values[key])
+        columns = ", ".join(values)
+        marks = ", ".join(f":{k}" for k in values)
+        with self._connect() as db:
+            db.execute(f"INSERT INTO runs ({columns}) VALUES ({marks})", values)
+        return run
+
+    def update(self, run_id: str, **changes: Any) -> None:
+        for key in _JSON_FIELDS:
+            if key in changes:
+                changes[key] = json.dumps(changes[key])
+        assignments = ", ".join(f"{k} = :{k}" for k in changes)
+        with self._connect() as db:
+            db.execute(f"UPDATE runs SET {assignments} WHERE id = :_id", {**changes, "_id": run_id})
+
+    def finish(self, run_id: str, status: str, reason: str = "", **changes: Any) -> bool:
+        """Move a run to a final status once; a run already final keeps its status."""
+        for key in _JSON_FIELDS:
+            if key in changes:
+                changes[key] = json.dumps(changes[key])
+        values = {**changes, "status": status, "reason": reason, "finished": time.time()}
+        assignments = ", ".join(f"{k} = :{k}" for k in values)
+        placeholders = ", ".join(f"'{s}'" for s in ACTIVE)
+        with self._connect() as db:
+            cursor = db.execute(
+                f"UPDATE runs SET {assignments} WHERE id = :_id AND status IN ({placeholders})",
+                {**values, "_id": run_id},
+            )
+            return cursor.rowcount == 1
+
+    def set_step(self, run_id: str, step: str, **info: Any) -> None:
+        """Merge one step's record (status, timings) inside one transaction."""
+        with self._connect() as db:
+            db.execute("BEGIN IMMEDIATE")
+            row = db.execute("SELECT steps FROM runs WHERE id = ?", (run_id,)).fetchone()
+            steps = json.loads(row["steps"]) if row else {}
+            steps.setdefault(step, {}).update(info)
+            db.execute("UPDATE runs SET steps = ? WHERE id = ?", (json.dumps(steps), run_id))
+            db.execute("COMMIT")
+
+    def _row(self, row: sqlite3.Row) -> Run:
+        data = dict(row)
+        for key in _JSON_FIELDS:
+            data[key] = json.loads(data[key])
+        run = Run(**data)
+        if run.status in ACTIVE and run.engine_pid and not _pid_alive(run.engine_pid):
+            reason = "the engine running it stopped before it finished"
+            if self.finish(run.id, INTERRUPTED, reason):
+                run.status, run.reason = INTERRUPTED, reason
+        return run
+
+    def get(self, run_id: str) -> Run:
+        with self._connect() as db:
+            row = db.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
+            if row is None:
+                matches = db.execute(
+                    "SELECT * FROM runs WHERE id LIKE ? LIMIT 2", (f"{run_id}%",)
+                ).fetchall()
+                if len(matches) != 1 or len(run_id) < 4:
+                    raise NotFound(f"no run {run_id!r}")
+                row = matches[0]
+        return self._row(row)
+
+    def list(self, limit: int = 50, kind: str | None = None) -> list[Run]:
+        query, args = "SELECT * FROM runs", []
+        if kind:
+            query += " WHERE kind = ?"
+            args.append(kind)
+        query += " ORDER BY created DESC LIMIT ?"
+        args.append(limit)
+        with self._connect() as db:
+            rows = db.execute(query, args).fetchall()
+        return [self._row(r) for r in rows]

@@ -1,0 +1,161 @@
+"""What every csflow flow shares: labels, security, step commands and safe defaults.
+
+A step is a container template. Where it runs is declared on the template as
+the label ``csflow.io/environment``:
+
+- ``model``: model code runs here (the model's image, or its uv environment in
+  the embedded engine). It gets the model's own secrets and its job key, nothing
+  more, and no Kubernetes API token.
+- ``platform``: csflow's own code (the csflow image, or csflow's environment).
+  Storage and webapp credentials live only here.
+
+Argo docs: https://argo-workflows.readthedocs.io/en/latest/workflow-templates/
+"""
+
+from __future__ import annotations
+
+import json
+
+from hera.workflows import Container, Parameter
+from hera.workflows.models import (
+    Capabilities,
+    ConfigMapEnvSource,
+    EnvFromSource,
+    PodGC,
+    PodSecurityContext,
+    RetryStrategy,
+    SeccompProfile,
+    SecretEnvSource,
+    SecurityContext,
+    TTLStrategy,
+)
+from hera.workflows.models import (
+    Backoff as BackoffModel,
+)
+
+NAMESPACE = "csflow"
+LABEL_PREFIX = "csflow.io"
+ENVIRONMENT_LABEL = f"{LABEL_PREFIX}/environment"
+MODEL, PLATFORM = "model", "platform"
+
+# Steps read and write files under this folder; Argo moves them between pods
+# as artifacts, and the embedded engine maps it to a folder of the run.
+WORK_DIR = "/tmp/csflow"
+
+# The programs the images put on PATH (Dockerfile); the embedded engine maps
+# each to its local interpreter and module.
+MODEL_STEP_COMMAND = ["csflow-model-step"]
+PLATFORM_STEP_COMMAND = ["csflow-step"]
+
+WORKFLOW_SERVICE_ACCOUNT = "csflow-workflow"
+PLATFORM_SECRET = "csflow-platform"
+PLATFORM_CONFIG = "csflow-platform"
+
+RUN_AS_USER = 1000
+
+
+def param(name: str) -> str:
+    """The Argo expression for a workflow parameter."""
+    return f"{{{{workflow.parameters.{name}}}}}"
+
+
+def pod_security_context() -> PodSecurityContext:
+    return PodSecurityContext(
+        run_as_non_root=True,
+        run_as_user=RUN_AS_USER,
+        run_as_group=RUN_AS_USER,
+        fs_group=RUN_AS_USER,
+        seccomp_profile=SeccompProfile(type="RuntimeDefault"),
+    )
+
+
+def container_security_context() -> SecurityContext:
+    return SecurityContext(
+        allow_privilege_escalation=False,
+        privileged=False,
+        run_as_non_root=True,
+        capabilities=Capabilities(drop=["ALL"]),
+    )
+
+
+def pod_gc() -> PodGC:
+    return PodGC(strategy="OnPodCompletion")
+
+
+def ttl_strategy() -> TTLStrategy:
+    # Keep failures longer than successes so operators can look at them.
+    return TTLStrategy(seconds_after_success=3600, seconds_after_failure=7 * 24 * 3600)
+
+
+def transient_retry() -> RetryStrategy:
+    """Retries with backoff for platform steps that talk to services. Model steps
+    never get one: a model that failed on its own is not run again."""
+    return RetryStrategy(
+        limit="4",
+        retry_policy="Always",
+        backoff=BackoffModel(duration="5s", factor="2", max_duration="5m"),
+    )
+
+
+def resources_patch(container_name: str = "main") -> str:
+    """Resources from parameters. Quantities in ``resources`` must match Kubernetes'
+    quantity pattern, so templated values go through ``podSpecPatch``."""
+    return json.dumps(
+        {
+            "containers": [
+                {
+                    "name": container_name,
+                    "resources": {
+                        "requests": {"cpu": param("cpu"), "memory": param("memory-request")},
+                        "limits": {"cpu": param("cpu"), "memory": param("memory-limit")},
+                    },
+                }
+            ]
+        },
+        separators=(",", ":"),
+    )
+
+
+def platform_env_from() -> list[EnvFromSource]:
+    """Platform credentials (storage, webapp token, Redis scheduler user)."""
+    return [
+        EnvFromSource(config_map_ref=ConfigMapEnvSource(name=PLATFORM_CONFIG)),
+        EnvFromSource(secret_ref=SecretEnvSource(name=PLATFORM_SECRET)),
+    ]
+
+
+def model_env_from() -> list[EnvFromSource]:
+    """The model's own secrets, by reference; optional so a model without any runs."""
+    return [EnvFromSource(secret_ref=SecretEnvSource(name=param("model-secret"), optional=True))]
+
+
+def model_step(name: str, args: list[str], **kwargs) -> Container:
+    return Container(
+        name=name,
+        image=param("image"),
+        command=MODEL_STEP_COMMAND,
+        args=args,
+        labels={ENVIRONMENT_LABEL: MODEL},
+        automount_service_account_token=False,
+        security_context=container_security_context(),
+        pod_spec_patch=resources_patch(),
+        env_from=model_env_from(),
+        **kwargs,
+    )
+
+
+def platform_step(name: str, args: list[str], image: str, **kwargs) -> Container:
+    return Container(
+        name=name,
+        image=image,
+        command=PLATFORM_STEP_COMMAND,
+        args=args,
+        labels={ENVIRONMENT_LABEL: PLATFORM},
+        security_context=container_security_context(),
+        env_from=platform_env_from(),
+        **kwargs,
+    )
+
+
+def required(*names: str) -> list[Parameter]:
+    return [Parameter(name=n) for n in names]

@@ -1,0 +1,200 @@
+"""The simulate flow: inputs -> run -> outputs -> upload, with an exit handler.
+
+One WorkflowTemplate, ``csflow-simulate``, declared here once. Each simulation
+is a small Workflow that refers to it by ``workflowTemplateRef`` and carries
+only parameters (``simulation_workflow``); inputs and outputs travel by
+reference (the job key in the job store, the storage URI), never as
+parameters. The embedded engine executes the same compiled template.
+
+1. ``inputs`` (model): load the job, check meta parameters and sections, call
+   ``validate_inputs``. Invalid inputs end the run as INVALID; not a crash.
+2. ``run`` (model): call ``run_model``; only when the inputs are valid.
+3. ``outputs`` (platform): validate against the schema, serialize, zip, summarize.
+4. ``upload`` (platform): write to storage, then tell the webapp.
+``notify`` (platform) runs on every end, so nothing stays PENDING.
+
+Argo docs: https://argo-workflows.readthedocs.io/en/latest/walk-through/dag/ and
+https://argo-workflows.readthedocs.io/en/latest/walk-through/exit-handlers/
+"""
+
+from __future__ import annotations
+
+from hera.workflows import (
+    DAG,
+    Artifact,
+    NoneArchiveStrategy,
+    Parameter,
+    Resources,
+    Workflow,
+    WorkflowTemplate,
+)
+from hera.workflows.models import ValueFrom, WorkflowTemplateRef
+
+from csflow.flows import _common as c
+
+NAME = "csflow-simulate"
+ENTRYPOINT = "simulate"
+WORKFLOW_DEADLINE_MARGIN = 300
+
+# Parameters each simulation Workflow passes (all small strings).
+PARAMETERS = (
+    "owner",
+    "title",
+    "tag",
+    "image",
+    "job-id",
+    "cpu",
+    "memory-request",
+    "memory-limit",
+    "timeout",
+    "model-secret",
+)
+
+PLATFORM_RESOURCES = Resources(
+    cpu_request="100m", cpu_limit="1", memory_request="256Mi", memory_limit="512Mi"
+)
+
+JOB_ARGS = ["--job-id", c.param("job-id")]
+RUN_ARGS = JOB_ARGS + ["--owner", c.param("owner"), "--title", c.param("title")]
+
+
+def _file_output(name: str, default: str = "", global_name: str | None = None) -> Parameter:
+    return Parameter(
+        name=name,
+        value_from=ValueFrom(path=f"{c.WORK_DIR}/{name}", default=default),
+        global_name=global_name,
+    )
+
+
+def _artifact(name: str, path: str, **kwargs) -> Artifact:
+    return Artifact(name=name, path=f"{c.WORK_DIR}/{path}", archive=NoneArchiveStrategy(), **kwargs)
+
+
+def build(platform_image: str = "gcr.io/csflow/csflow:0.1.0") -> WorkflowTemplate:
+    with WorkflowTemplate(
+        name=NAME,
+        namespace=c.NAMESPACE,
+        entrypoint=ENTRYPOINT,
+        on_exit="notify",
+        service_account_name=c.WORKFLOW_SERVICE_ACCOUNT,
+        security_context=c.pod_security_context(),
+        pod_gc=c.pod_gc(),
+        ttl_strategy=c.ttl_strategy(),
+        labels={f"{c.LABEL_PREFIX}/flow": "simulate"},
+        annotations={
+            "workflows.argoproj.io/title": "csflow simulate",
+            "workflows.argoproj.io/description": "inputs → run → outputs → upload",
+        },
+        arguments=c.required(*PARAMETERS),
+    ) as template:
+        inputs = c.model_step(
+            "inputs",
+            args=["inputs", *JOB_ARGS],
+            outputs=[
+                _file_output("valid", default="false"),
+                _file_output("errors-warnings", default="{}", global_name="errors-warnings"),
+                _file_output("model-version", global_name="model-version"),
+            ],
+        )
+        run = c.model_step(
+            "run",
+            args=["run", *JOB_ARGS],
+            active_deadline_seconds=c.param("timeout"),
+            outputs=[_artifact("raw-outputs", "raw-outputs.json")],
+        )
+        outputs = c.platform_step(
+            "outputs",
+            args=["outputs", *RUN_ARGS],
+            image=platform_image,
+            resources=PLATFORM_RESOURCES,
+            inputs=[_artifact("raw-outputs", "raw-outputs.json")],
+            outputs=[_artifact("results", "results")],
+        )
+        upload = c.platform_step(
+            "upload",
+            args=["upload", *RUN_ARGS],
+            image=platform_image,
+            resources=PLATFORM_RESOURCES,
+            retry_strategy=c.transient_retry(),
+            inputs=[_artifact("results", "results")],
+        )
+        c.platform_step(
+            "notify",
+            args=[
+                "notify",
+                *RUN_ARGS,
+                "--status",
+                "{{workflow.status}}",
+                "--failures",
+                "{{workflow.failures}}",
+                "--errors-warnings",
+                "{{workflow.outputs.parameters.errors-warnings}}",
+            ],
+            image=platform_image,
+            resources=PLATFORM_RESOURCES,
+            retry_strategy=c.transient_retry(),
+        )
+        with DAG(name=ENTRYPOINT):
+            # Explicit ".Succeeded": a bare "run" would also fire when run is skipped.
+            inputs(name="inputs")
+            run_task = run(
+                name="run",
+                depends="inputs.Succeeded",
+                when="{{tasks.inputs.outputs.parameters.valid}} == true",
+            )
+            outputs_task = outputs(
+                name="outputs",
+                depends="run.Succeeded",
+                arguments=[run_task.get_artifact("raw-outputs")],
+            )
+            upload(
+                name="upload",
+                depends="outputs.Succeeded",
+                arguments=[outputs_task.get_artifact("results")],
+            )
+    return template
+
+
+def simulation_workflow(
+    *,
+    owner: str,
+    title: str,
+    tag: str,
+    image: str,
+    job_id: str,
+    resources: dict[str, dict[str, str]],
+    timeout: int,
+    model_secret: str,
+) -> Workflow:
+    """The small Workflow for one simulation: a reference to the template plus
+    parameters. Its name is the job id, so submitting a job twice is refused."""
+    model = f"{owner}/{title}"
+    return Workflow(
+        name=f"sim-{job_id}",
+        namespace=c.NAMESPACE,
+        workflow_template_ref=WorkflowTemplateRef(name=NAME),
+        # Room beyond the model's own timeout for the inputs and platform steps.
+        active_deadline_seconds=timeout + WORKFLOW_DEADLINE_MARGIN,
+        labels={
+            f"{c.LABEL_PREFIX}/owner": owner,
+            f"{c.LABEL_PREFIX}/title": title,
+            f"{c.LABEL_PREFIX}/job-id": job_id,
+            f"{c.LABEL_PREFIX}/tag": tag,
+        },
+        annotations={
+            "workflows.argoproj.io/title": f"simulate {model}:{tag}",
+            "workflows.argoproj.io/description": f"job `{job_id}` of **{model}** at tag `{tag}`",
+        },
+        arguments={
+            "owner": owner,
+            "title": title,
+            "tag": tag,
+            "image": image,
+            "job-id": job_id,
+            "cpu": resources["requests"]["cpu"],
+            "memory-request": resources["requests"]["memory"],
+            "memory-limit": resources["limits"]["memory"],
+            "timeout": str(timeout),
+            "model-secret": model_secret,
+        },
+    )

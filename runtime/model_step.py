@@ -1,0 +1,172 @@
+"""The model side of a simulation: the ``inputs`` and ``run`` steps.
+
+This file runs inside the model's own environment (its image on Argo, its uv
+environment in the embedded engine), next to code csflow does not control. It
+uses the standard library only, so it needs nothing from csflow's environment,
+and it sees nothing but the model's secrets and its own job key.
+
+Environment:
+- ``CSFLOW_MODEL_FUNCTIONS``: the functions module (``cs_config.functions``);
+- ``CSFLOW_JOB_STORE``: where the job's inputs are, ``file:///dir`` or
+  ``redis://host:port/db`` (with ``CSFLOW_REDIS_USER``/``CSFLOW_REDIS_PASSWORD``,
+  the model's read-only ACL user);
+- ``CSFLOW_WORK_DIR``: where step files go (``/tmp/csflow`` in a pod).
+
+Each step writes its results as files in the work dir; the flow declares them
+as output parameters and artifacts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import importlib
+import json
+import os
+import sys
+import traceback
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+
+EXIT_OK, EXIT_MODEL_ERROR, EXIT_BAD_JOB = 0, 1, 3
+
+
+class JobError(Exception):
+    """The job's inputs are missing, expired or unreadable."""
+
+
+def work_dir() -> Path:
+    path = Path(os.environ.get("CSFLOW_WORK_DIR", "/tmp/csflow"))
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def write_atomic(path: Path, data: str | bytes) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "wb") as handle:
+        handle.write(data.encode() if isinstance(data, str) else data)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+
+
+def load_job(job_id: str) -> dict:
+    url = os.environ.get("CSFLOW_JOB_STORE", "")
+    parsed = urlparse(url)
+    key = f"job-{job_id}"
+    if parsed.scheme == "file":
+        path = Path(unquote(parsed.path)) / f"{key}.json"
+        try:
+            raw = path.read_text()
+        except FileNotFoundError:
+            raise JobError(f"job {job_id} not found in the job store (expired or never written)")
+    elif parsed.scheme in ("redis", "rediss"):
+        import redis  # installed in model images for this purpose only
+
+        client = redis.Redis.from_url(
+            url,
+            username=os.environ.get("CSFLOW_REDIS_USER") or None,
+            password=os.environ.get("CSFLOW_REDIS_PASSWORD") or None,
+        )
+        raw = client.get(key)
+        if raw is None:
+            raise JobError(f"job {job_id} not found in the job store (expired or never written)")
+    else:
+        raise JobError(f"unsupported job store {url!r}")
+    job = json.loads(raw)
+    return job.get("inputs", job)
+
+
+def functions():
+    return importlib.import_module(os.environ.get("CSFLOW_MODEL_FUNCTIONS", "cs_config.functions"))
+
+
+def _meta_errors(meta_parameters: dict, meta_param_dict: dict) -> dict:
+    """Check meta parameters against the model's own ParamTools spec, as the C/S
+    webapp did before calling the model (real models crash on bad years)."""
+    try:
+        import paramtools
+    except ImportError:  # a model without ParamTools: only unknown names are checked
+        unknown = sorted(set(meta_param_dict) - set(meta_parameters) - {"schema"})
+        return {name: ["unknown meta parameter"] for name in unknown}
+
+    class Meta(paramtools.Parameters):
+        defaults = meta_parameters
+
+    meta = Meta()
+    meta.adjust(meta_param_dict, raise_errors=False)
+    return dict(meta.errors)
+
+
+def step_inputs(job_id: str) -> int:
+    out = work_dir()
+    job = load_job(job_id)
+    meta, adjustment = job.get("meta_param_dict", {}), job.get("adjustment", {})
+    model = functions()
+    write_atomic(out / "model-version", str(model.get_version()))
+    spec = model.get_inputs({})
+    sections = list(spec["model_parameters"])
+    errors_warnings = {name: {"errors": {}, "warnings": {}} for name in sections}
+    api_errors = {}
+    meta_errors = _meta_errors(spec["meta_parameters"], meta)
+    if meta_errors:
+        api_errors.update({f"meta_parameters.{k}": v for k, v in meta_errors.items()})
+    unknown = sorted(set(adjustment) - set(sections))
+    if unknown:
+        api_errors["extra_keys"] = [f"unknown section(s): {', '.join(unknown)}"]
+    if not api_errors:
+        result = model.validate_inputs(meta, adjustment, errors_warnings)
+        errors_warnings = result["errors_warnings"]
+        if "custom_adjustment" in result:
+            write_atomic(out / "custom-adjustment.json", json.dumps(result["custom_adjustment"]))
+    else:
+        errors_warnings["API"] = {"errors": api_errors, "warnings": {}}
+    valid = not any(section.get("errors") for section in errors_warnings.values())
+    write_atomic(out / "errors-warnings", json.dumps(errors_warnings))
+    write_atomic(out / "valid", "true" if valid else "false")
+    print(f"inputs {'valid' if valid else 'INVALID'} for job {job_id}")
+    return EXIT_OK
+
+
+def _json_default(value):
+    if isinstance(value, (bytes, bytearray)):
+        return base64.b64encode(bytes(value)).decode("ascii")
+    if hasattr(value, "tolist"):  # numpy scalars and arrays
+        return value.tolist()
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+def step_run(job_id: str) -> int:
+    out = work_dir()
+    job = load_job(job_id)
+    model = functions()
+    write_atomic(out / "model-version", str(model.get_version()))
+    result = model.run_model(job.get("meta_param_dict", {}), job.get("adjustment", {}))
+    write_atomic(out / "raw-outputs.json", json.dumps(result, default=_json_default))
+    print(f"run_model finished for job {job_id}")
+    return EXIT_OK
+
+
+STEPS = {"inputs": step_inputs, "run": step_run}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="csflow-model-step")
+    parser.add_argument("step", choices=sorted(STEPS))
+    parser.add_argument("--job-id", required=True)
+    args = parser.parse_args(argv)
+    try:
+        return STEPS[args.step](args.job_id)
+    except JobError as exc:
+        print(f"csflow: {exc}", file=sys.stderr)
+        return EXIT_BAD_JOB
+    except BaseException:  # the model's own failure: keep its traceback in the log
+        traceback.print_exc()
+        return EXIT_MODEL_ERROR
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

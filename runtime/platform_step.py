@@ -1,0 +1,180 @@
+"""The platform side of a simulation: the ``outputs``, ``upload`` and ``notify`` steps.
+
+These run in csflow's own environment (the csflow image on Argo), never in the
+model's: storage and webapp credentials live only here.
+
+- ``outputs``: validate the model's raw outputs against the schema, assign
+  ids, serialize, zip, summarize into ``results/``;
+- ``upload``: write ``results/`` to storage under ``OWNER/TITLE/JOB_ID/``,
+  then tell the webapp;
+- ``notify``: the exit handler; reports every end, including failures.
+
+Environment: ``CSFLOW_WORK_DIR`` (``/tmp/csflow`` in a pod),
+``CSFLOW_STORAGE_URL``, ``CSFLOW_WEBAPP_URL`` (optional) and the webapp token.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import sys
+import uuid
+import zipfile
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from csflow.sdk.contract import ErrorsWarnings, ModelResult, RemoteResult, output_filenames
+from csflow.sdk.fileutil import write_bytes_atomic, write_json_atomic
+from csflow.sdk.storage import open_storage, run_prefix
+
+RESULT_FILES = ("outputs.json", "remote.json", "renderable.zip", "downloadable.zip")
+CATEGORIES = ("renderable", "downloadable")
+
+# Final statuses, as the C/S webapp knows them.
+SUCCESS, FAIL, INVALID = "SUCCESS", "FAIL", "INVALID"
+
+
+class StepError(Exception):
+    """A platform step failed for a reason worth one line."""
+
+
+def work_dir() -> Path:
+    path = Path(os.environ.get("CSFLOW_WORK_DIR", "/tmp/csflow"))
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def schema_error(exc: ValidationError) -> str:
+    first = exc.errors()[0]
+    where = ".".join(str(p) for p in first["loc"])
+    more = f" (+{exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+    return f"outputs break the schema at {where or 'top level'}: {first['msg']}{more}"
+
+
+def build_results(raw: Any) -> dict[str, bytes]:
+    """Raw ``run_model`` output -> the files of ``results/``."""
+    try:
+        result = ModelResult.model_validate(raw)
+    except ValidationError as exc:
+        raise StepError(schema_error(exc)) from None
+    serialized: dict[str, list[dict[str, Any]]] = {}
+    remote: dict[str, Any] = {}
+    files: dict[str, bytes] = {}
+    for category in CATEGORIES:
+        outputs = getattr(result, category)
+        for output in outputs:
+            output.id = output.id or str(uuid.uuid4())
+        filenames = output_filenames(outputs)
+        archive = io.BytesIO()
+        with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as zipped:
+            for output, filename in zip(outputs, filenames):
+                zipped.writestr(filename, output.content())
+        files[f"{category}.zip"] = archive.getvalue()
+        serialized[category] = [o.model_dump(mode="json") for o in outputs]
+        remote[category] = {
+            "ziplocation": f"{category}.zip",
+            "outputs": [
+                {"id": o.id, "title": o.title, "media_type": o.media_type, "filename": f}
+                for o, f in zip(outputs, filenames)
+            ],
+        }
+    RemoteResult.model_validate(remote)
+    files["outputs.json"] = json.dumps(serialized).encode()
+    files["remote.json"] = json.dumps(remote, indent=1).encode()
+    return files
+
+
+def step_outputs(args: argparse.Namespace) -> None:
+    work = work_dir()
+    raw_path = work / "raw-outputs.json"
+    try:
+        raw = json.loads(raw_path.read_text())
+    except FileNotFoundError:
+        raise StepError("the run step produced no outputs") from None
+    except json.JSONDecodeError as exc:
+        raise StepError(f"the run step's outputs are not JSON: {exc}") from None
+    files = build_results(raw)
+    for name, data in files.items():
+        write_bytes_atomic(work / "results" / name, data)
+    counts = {c: len(raw.get(c, [])) for c in CATEGORIES}
+    print(f"outputs valid: {counts['renderable']} renderable, {counts['downloadable']} downloadable")
+
+
+def step_upload(args: argparse.Namespace) -> None:
+    storage = open_storage(os.environ["CSFLOW_STORAGE_URL"])
+    prefix = run_prefix(args.owner, args.title, args.job_id)
+    results = work_dir() / "results"
+    for name in RESULT_FILES:
+        uri = storage.put(f"{prefix}/{name}", (results / name).read_bytes())
+        print(f"wrote {uri}")
+    remote = json.loads((results / "remote.json").read_text())
+    write_json_atomic(work_dir() / "results-uri.json", {"uri": storage.uri(prefix)})
+    _tell_webapp(args, SUCCESS, outputs={"outputs": remote, "version": "v1"})
+
+
+def classify(workflow_status: str, errors_warnings: dict[str, Any]) -> str:
+    """Argo's workflow status plus the inputs step's verdict -> the C/S status."""
+    if workflow_status == "Succeeded":
+        return INVALID if ErrorsWarnings.of(errors_warnings).has_errors else SUCCESS
+    return FAIL
+
+
+def failure_reason(failures: list[dict[str, Any]]) -> str:
+    """One line from Argo's ``{{workflow.failures}}``."""
+    for failure in failures:
+        name = failure.get("displayName") or failure.get("name") or "a step"
+        message = failure.get("message") or failure.get("phase") or "failed"
+        return f"{name}: {message}"
+    return ""
+
+
+def step_notify(args: argparse.Namespace) -> None:
+    def load(text: str, empty: Any) -> Any:
+        try:
+            return json.loads(text) if text and not text.startswith("{{") else empty
+        except json.JSONDecodeError:
+            return empty
+
+    errors_warnings = load(args.errors_warnings, {})
+    status = classify(args.status, errors_warnings)
+    reason = failure_reason(load(args.failures, []))
+    print(f"job {args.job_id}: {status}{' - ' + reason if reason else ''}")
+    if status != SUCCESS:  # upload already told the webapp of a success
+        _tell_webapp(args, status, errors_warnings=errors_warnings, traceback=reason)
+
+
+def _tell_webapp(args: argparse.Namespace, status: str, **payload: Any) -> None:
+    if not os.environ.get("CSFLOW_WEBAPP_URL"):
+        return
+    from csflow.sdk.webapp import WebappClient
+
+    WebappClient.from_env().report(args.job_id, status, **payload)
+
+
+STEPS = {"outputs": step_outputs, "upload": step_upload, "notify": step_notify}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="csflow-step")
+    parser.add_argument("step", choices=sorted(STEPS))
+    parser.add_argument("--job-id", required=True)
+    parser.add_argument("--owner", required=True)
+    parser.add_argument("--title", required=True)
+    parser.add_argument("--status", default="")
+    parser.add_argument("--failures", default="")
+    parser.add_argument("--errors-warnings", default="")
+    args = parser.parse_args(argv)
+    try:
+        STEPS[args.step](args)
+    except StepError as exc:
+        print(f"csflow: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

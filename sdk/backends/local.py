@@ -1,0 +1,244 @@
+"""The ``local`` backend: the embedded engine, state under ``$CSFLOW_HOME``.
+
+- runs: SQLite (``runs.db``); run folders with logs and step files (``runs/ID/``);
+- jobs: ``jobs/job-<uuid>.json`` (the local job store);
+- results: ``results/OWNER/TITLE/JOB_ID/``, laid out as the bucket is;
+- model environments: ``envs/``; the model registry: ``registry/``.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+import zipfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from csflow import flows
+from csflow.engine import dag
+from csflow.engine.environments import build_environment
+from csflow.engine.runner import SimulationRunner, model_environment
+from csflow.engine.slots import slot
+from csflow.engine.store import FAIL, PENDING, Run, RunStore
+from csflow.flows import simulate
+from csflow.sdk import names
+from csflow.sdk.contract import JobInputs
+from csflow.sdk.errors import BadInput, CsflowError, NotFound
+from csflow.sdk.fileutil import write_json_atomic
+from csflow.sdk.jobstore import open_job_store
+from csflow.sdk.model_config import ModelConfig, find_model_config
+from csflow.sdk.registry import ModelVersion, Registry
+from csflow.sdk.secrets import LocalSecretStore
+from csflow.sdk.settings import Settings
+from csflow.sdk.storage import open_storage, run_prefix
+
+Progress = Callable[[str], None]
+EventSink = Callable[[str, str, dict[str, Any]], None]
+
+
+class LocalBackend:
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.home = settings.home
+        self.home.mkdir(parents=True, exist_ok=True)
+        self.store = RunStore(self.home / "runs.db")
+        self.registry = Registry(self.home)
+        self.job_store_url = (self.home / "jobs").as_uri()
+
+    # -- models -------------------------------------------------------------
+
+    def config(self, owner: str, title: str) -> ModelConfig:
+        return find_model_config(owner, title, self.settings.config_dirs)
+
+    def resolve(self, owner: str, title: str, tag: str | None, progress: Progress = lambda _: None) -> ModelVersion:
+        """``--tag`` names a published tag or version. Without one: ``latest`` if
+        the model was published, else the config's current content, built on demand."""
+        if tag is not None:
+            return self.registry.resolve(owner, title, tag)
+        if "latest" in self.registry.document(owner, title)["tags"]:
+            return self.registry.resolve(owner, title, "latest")
+        record = build_environment(self.config(owner, title), self.home, progress)
+        self.registry.add_version(record)
+        return self.registry.resolve(owner, title, record["tag"])
+
+    # -- simulations --------------------------------------------------------
+
+    def submit(
+        self,
+        model: str,
+        inputs: JobInputs,
+        tag: str | None = None,
+        progress: Progress = lambda _: None,
+    ) -> Run:
+        owner, title = names.parse_model_name(model)
+        version = self.resolve(owner, title, tag, progress)
+        job_id = str(uuid.uuid4())
+        config = ModelConfig.model_validate(version.config)
+        workflow = simulate.simulation_workflow(
+            owner=owner,
+            title=title,
+            tag=version.tag,
+            image=f"{self.settings.registry}/{names.kube_name(owner, title)}:{version.tag}",
+            job_id=job_id,
+            resources=config.resources.kubernetes(),
+            timeout=config.timeout,
+            model_secret=f"{names.kube_name(owner, title)}-secrets",
+        ).to_dict()
+        run_dir = self.run_dir(job_id)
+        run_dir.mkdir(parents=True)
+        write_json_atomic(run_dir / "workflow.json", workflow)
+        open_job_store(self.job_store_url).put(
+            job_id, {"owner": owner, "title": title, "inputs": inputs.model_dump()}
+        )
+        return self.store.create(
+            Run(id=job_id, owner=owner, title=title, tag=version.tag, status=PENDING,
+                extra={"requested_tag": tag or "latest"})
+        )
+
+    def run_dir(self, job_id: str) -> Path:
+        return self.home / "runs" / names.check_job_id(job_id)
+
+    def execute(self, job_id: str, events: EventSink | None = None) -> Run:
+        """Run a submitted simulation in this process (waits for a free slot)."""
+        run = self.store.get(job_id)
+        self.store.update(job_id, engine_pid=os.getpid())
+        with slot(self.home / "slots", self.settings.max_parallel):
+            if self.store.get(job_id).done:  # cancelled while it waited
+                return self.store.get(job_id)
+            self._execute(run, events)
+        return self.store.get(job_id)
+
+    def _execute(self, run: Run, events: EventSink | None) -> None:
+        run_dir = self.run_dir(run.id)
+        try:
+            version = self.registry.resolve(run.owner, run.title, run.tag)
+            template = flows.compiled("simulate", cache_dir=self.home / "cache")
+            workflow = dag.merge_workflow(json.loads((run_dir / "workflow.json").read_text()), template)
+            secrets = LocalSecretStore(self.home).values(run.owner, run.title, version.config.get("secrets", []))
+            platform_env = {
+                **os.environ,
+                "CSFLOW_STORAGE_URL": self.settings.results_url,
+                "CSFLOW_HOME": str(self.home),
+            }
+            if self.settings.webapp_url:
+                platform_env["CSFLOW_WEBAPP_URL"] = self.settings.webapp_url
+            runner = SimulationRunner(
+                self.store,
+                run_dir,
+                version,
+                model_environment(version, self.job_store_url, secrets),
+                platform_env,
+                events=events,
+                warm=self.settings.warm_workers,
+            )
+        except CsflowError as exc:
+            self.store.finish(run.id, FAIL, str(exc))
+            return
+        try:
+            status, reason = runner.execute(run.id, workflow)
+        finally:
+            runner.close()
+        model_version = ""
+        version_file = run_dir / "work" / "inputs" / "model-version"
+        if version_file.is_file():
+            model_version = version_file.read_text().strip()
+        errors_warnings_file = run_dir / "work" / "inputs" / "errors-warnings"
+        errors_warnings = json.loads(errors_warnings_file.read_text()) if errors_warnings_file.is_file() else {}
+        uri = ""
+        if status == "SUCCESS":
+            uri = open_storage(self.settings.results_url).uri(run_prefix(run.owner, run.title, run.id))
+        self.store.finish(
+            run.id, status, reason, model_version=model_version,
+            errors_warnings=errors_warnings, results_uri=uri,
+        )
+
+    def detach(self, job_id: str) -> None:
+        """Run the simulation in a background engine process; return at once."""
+        log = open(self.run_dir(job_id) / "engine.log", "ab")
+        process = subprocess.Popen(
+            [sys.executable, "-m", "csflow.engine", job_id],
+            env={**os.environ, "CSFLOW_HOME": str(self.home)},
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        log.close()
+        self.store.update(job_id, engine_pid=process.pid)
+
+    # -- reading runs ---------------------------------------------------------
+
+    def status(self, job_id: str) -> Run:
+        return self.store.get(job_id)
+
+    def list(self, limit: int = 50) -> list[Run]:
+        return self.store.list(limit)
+
+    def wait(self, job_id: str, timeout: float | None = None, poll: float = 0.2) -> Run:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            run = self.store.get(job_id)
+            if run.done:
+                return run
+            if deadline is not None and time.monotonic() > deadline:
+                raise TimeoutError(f"run {job_id} still {run.status} after {timeout:g}s")
+            time.sleep(poll)
+
+    def logs(self, job_id: str, step: str | None = None) -> str:
+        run = self.store.get(job_id)
+        logs = self.run_dir(run.id) / "logs"
+        if step is not None:
+            path = logs / f"{step}.log"
+            if not path.is_file():
+                steps = sorted(p.stem for p in logs.glob("*.log") if not p.stem.startswith("worker-"))
+                raise NotFound(f"no log for step {step!r} of run {run.id} (steps: {', '.join(steps)})")
+            return path.read_text(errors="replace")
+        parts = []
+        for name in [*run.steps]:
+            path = logs / f"{name}.log"
+            if path.is_file():
+                parts.append(f"==> {name} <==\n{path.read_text(errors='replace')}")
+        return "\n".join(parts)
+
+    def results(self, job_id: str) -> dict[str, Any]:
+        run = self.store.get(job_id)
+        if run.status != "SUCCESS":
+            raise BadInput(f"run {run.id} has no results: it is {run.status}")
+        storage = open_storage(self.settings.results_url)
+        prefix = run_prefix(run.owner, run.title, run.id)
+        return json.loads(storage.get(f"{prefix}/outputs.json"))
+
+    def download(self, job_id: str, out: Path) -> list[Path]:
+        """Write the downloadable outputs of a run as files under ``out``."""
+        run = self.store.get(job_id)
+        if run.status != "SUCCESS":
+            raise BadInput(f"run {run.id} has no results: it is {run.status}")
+        storage = open_storage(self.settings.results_url)
+        data = storage.get(f"{run_prefix(run.owner, run.title, run.id)}/downloadable.zip")
+        out.mkdir(parents=True, exist_ok=True)
+        written = []
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            for member in archive.namelist():
+                target = out / Path(member).name
+                target.write_bytes(archive.read(member))
+                written.append(target)
+        return written
+
+    def cancel(self, job_id: str) -> Run:
+        run = self.store.get(job_id)
+        if run.done:
+            return run
+        self.store.finish(run.id, "CANCELLED", "cancelled by the user")
+        if run.engine_pid and run.engine_pid != os.getpid():
+            try:
+                os.kill(run.engine_pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+        return self.store.get(job_id)

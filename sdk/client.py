@@ -1,0 +1,76 @@
+"""``Client``: the one API under the CLI and the webapp.
+
+    from csflow.sdk import Client
+    client = Client()                       # settings from CSFLOW_* and the config file
+    run = client.simulate("PSLmodels/Tax-Cruncher", {"meta_param_dict": {"year": 2024}, "adjustment": {...}})
+    client.wait(run.id); client.results(run.id)
+
+The backend (``local`` by default: the embedded engine) comes from settings.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from csflow.engine.store import Run
+from csflow.sdk.contract import JobInputs
+from csflow.sdk.errors import BadInput
+from csflow.sdk.settings import Settings
+
+
+def parse_inputs(data: Any) -> JobInputs:
+    try:
+        return JobInputs.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "top level"
+        raise BadInput(f"inputs: {where}: {first['msg']}") from None
+
+
+class Client:
+    def __init__(self, settings: Settings | None = None, **overrides: Any):
+        self.settings = settings or Settings(**overrides)
+        if self.settings.backend == "local":
+            from csflow.sdk.backends.local import LocalBackend
+
+            self.backend = LocalBackend(self.settings)
+        else:
+            from csflow.sdk.backends.argo import ArgoBackend
+
+            self.backend = ArgoBackend(self.settings)
+
+    def submit(self, model: str, inputs: Any, tag: str | None = None, progress=lambda _: None) -> Run:
+        """Record the job and return at once (the run has not started)."""
+        return self.backend.submit(model, parse_inputs(inputs), tag=tag, progress=progress)
+
+    def simulate(self, model: str, inputs: Any, tag: str | None = None, detach: bool = False,
+                 progress=lambda _: None, events=None) -> Run:
+        run = self.submit(model, inputs, tag=tag, progress=progress)
+        if detach:
+            self.backend.detach(run.id)
+            return self.backend.status(run.id)
+        return self.backend.execute(run.id, events=events)
+
+    def status(self, job_id: str) -> Run:
+        return self.backend.status(job_id)
+
+    def wait(self, job_id: str, timeout: float | None = None) -> Run:
+        return self.backend.wait(job_id, timeout=timeout)
+
+    def logs(self, job_id: str, step: str | None = None) -> str:
+        return self.backend.logs(job_id, step)
+
+    def results(self, job_id: str) -> dict[str, Any]:
+        return self.backend.results(job_id)
+
+    def download(self, job_id: str, out: Path) -> list[Path]:
+        return self.backend.download(job_id, out)
+
+    def cancel(self, job_id: str) -> Run:
+        return self.backend.cancel(job_id)
+
+    def list(self, limit: int = 50) -> list[Run]:
+        return self.backend.list(limit)

@@ -1,0 +1,197 @@
+"""The C/S model contract: job inputs, errors/warnings and outputs.
+
+A model module (by convention ``cs_config.functions``) provides
+``get_version``, ``get_inputs``, ``validate_inputs`` and ``run_model``
+(DESIGN.md, "The model contract"). This module owns the shapes that cross the
+boundary, in place of the unmaintained cs-kit and cs-storage:
+
+- ``JobInputs``: C/S job kwargs, ``{"meta_param_dict", "adjustment"}``;
+- ``ErrorsWarnings``: ``{section: {"errors": {param: [msg]}, "warnings": {...}}}``;
+- ``Output`` / ``ModelResult``: what ``run_model`` returns, with binary media
+  carried as base64 in JSON;
+- ``RemoteResult``: what the webapp stores once outputs are written.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+MediaType = Literal[
+    "bokeh", "table", "CSV", "PNG", "JPEG", "MP3", "MP4", "HDF5", "PDF", "Markdown", "Text"
+]
+
+BINARY_MEDIA: frozenset[str] = frozenset({"PNG", "JPEG", "MP3", "MP4", "HDF5", "PDF"})
+
+FILE_EXTENSIONS: dict[str, str] = {
+    "bokeh": "json",
+    "table": "html",
+    "CSV": "csv",
+    "PNG": "png",
+    "JPEG": "jpeg",
+    "MP3": "mp3",
+    "MP4": "mp4",
+    "HDF5": "h5",
+    "PDF": "pdf",
+    "Markdown": "md",
+    "Text": "txt",
+}
+
+BOKEH_KEYS = {"target_id", "root_id", "doc"}
+# bokeh >= 3 adds "version" to json_item() output.
+BOKEH_OPTIONAL_KEYS = {"version"}
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+def normalize_meta_param_dict(meta: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
+    """Both C/S shapes, ``{"year": 2024}`` and ``{"year": [{"value": 2024}]}``, become
+    the ParamTools specification the C/S webapp sent to models."""
+    if not isinstance(meta, dict):
+        raise ValueError("meta_param_dict must be an object")
+    normalized: dict[str, list[dict[str, Any]]] = {}
+    for name, value in meta.items():
+        if isinstance(value, list) and all(isinstance(v, dict) and "value" in v for v in value):
+            normalized[name] = value
+        elif isinstance(value, (dict, list)):
+            raise ValueError(
+                f"meta parameter {name!r} must be a value or [{{'value': ...}}], got {value!r}"
+            )
+        else:
+            normalized[name] = [{"value": value}]
+    return normalized
+
+
+def flat_meta_param_dict(meta: dict[str, Any]) -> dict[str, Any]:
+    """The flat shape, ``{"year": 2024}``, for display and cache keys."""
+    return {k: v[0]["value"] if v else None for k, v in normalize_meta_param_dict(meta).items()}
+
+
+class JobInputs(_Strict):
+    """One simulation's inputs: the shape of C/S job kwargs."""
+
+    meta_param_dict: dict[str, Any] = Field(default_factory=dict)
+    adjustment: dict[str, dict[str, Any]] = Field(default_factory=dict)
+
+    @field_validator("meta_param_dict")
+    @classmethod
+    def _normalize_meta(cls, value: dict[str, Any]) -> dict[str, Any]:
+        return normalize_meta_param_dict(value)
+
+
+class SectionErrors(_Strict):
+    errors: dict[str, list[str]] = Field(default_factory=dict)
+    warnings: dict[str, list[str]] = Field(default_factory=dict)
+
+
+class ErrorsWarnings(BaseModel):
+    """``{section: {"errors": ..., "warnings": ...}}``; valid when no section has errors."""
+
+    model_config = ConfigDict(extra="forbid")
+    root: dict[str, SectionErrors] = Field(default_factory=dict)
+
+    @classmethod
+    def of(cls, data: dict[str, Any]) -> ErrorsWarnings:
+        return cls(root={k: SectionErrors.model_validate(v) for k, v in (data or {}).items()})
+
+    @property
+    def has_errors(self) -> bool:
+        return any(section.errors for section in self.root.values())
+
+    def dump(self) -> dict[str, Any]:
+        return {k: v.model_dump() for k, v in self.root.items()}
+
+
+class Output(_Strict):
+    """One output. ``data`` is text for text media and base64 for binary media
+    in JSON; a model may hand over ``bytes`` and they are encoded here."""
+
+    media_type: MediaType
+    title: str = Field(min_length=1, max_length=500)
+    data: Any
+    id: str | None = None
+
+    @model_validator(mode="after")
+    def _check_data(self) -> Output:
+        if self.media_type in BINARY_MEDIA:
+            if isinstance(self.data, (bytes, bytearray)):
+                self.data = base64.b64encode(bytes(self.data)).decode("ascii")
+            elif isinstance(self.data, str):
+                try:
+                    base64.b64decode(self.data, validate=True)
+                except (binascii.Error, ValueError):
+                    raise ValueError(
+                        f"{self.media_type} output {self.title!r} must be bytes or base64 text"
+                    ) from None
+            else:
+                raise ValueError(f"{self.media_type} output {self.title!r} must be bytes")
+        elif self.media_type == "bokeh":
+            keys = set(self.data) if isinstance(self.data, dict) else set()
+            if not BOKEH_KEYS <= keys or keys - BOKEH_KEYS - BOKEH_OPTIONAL_KEYS:
+                raise ValueError(
+                    f"bokeh output {self.title!r} must be bokeh.embed.json_item() output "
+                    "with the keys target_id, root_id, doc (and version)"
+                )
+        elif not isinstance(self.data, str):
+            raise ValueError(f"{self.media_type} output {self.title!r} must be text")
+        return self
+
+    def content(self) -> bytes:
+        """The bytes written to a file for this output."""
+        import json
+
+        if self.media_type in BINARY_MEDIA:
+            return base64.b64decode(self.data)
+        if self.media_type == "bokeh":
+            return json.dumps(self.data).encode()
+        return str(self.data).encode()
+
+
+class ModelResult(_Strict):
+    """What ``run_model`` returns."""
+
+    renderable: list[Output]
+    downloadable: list[Output]
+
+
+def output_filenames(outputs: list[Output]) -> list[str]:
+    """File names for outputs inside one archive, unique even when titles repeat
+    or hold '/', which made C/S zips collide."""
+    used: set[str] = set()
+    names = []
+    for output in outputs:
+        stem = re.sub(r"[^A-Za-z0-9._-]+", "_", output.title).strip("._") or "output"
+        stem = stem[:80]
+        ext = FILE_EXTENSIONS[output.media_type]
+        name, n = f"{stem}.{ext}", 1
+        while name in used:
+            n += 1
+            name = f"{stem}-{n}.{ext}"
+        used.add(name)
+        names.append(name)
+    return names
+
+
+class RemoteOutput(_Strict):
+    id: str
+    title: str
+    media_type: MediaType
+    filename: str
+
+
+class RemoteCategory(_Strict):
+    ziplocation: str
+    outputs: list[RemoteOutput]
+
+
+class RemoteResult(_Strict):
+    """Where a run's outputs were written: the webapp's ``sim.outputs["outputs"]``."""
+
+    renderable: RemoteCategory
+    downloadable: RemoteCategory

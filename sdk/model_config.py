@@ -1,0 +1,175 @@
+"""Model publish configs: ``config/OWNER/TITLE.yaml``.
+
+One file says everything csflow needs to build, test and run a model: where
+its code comes from, its Python and requirements, its functions module,
+resources, timeout, environment, secret names and the contract tests'
+adjustments. The README documents the format; unknown keys are errors.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from csflow.sdk import names
+from csflow.sdk.errors import BadInput, NotFound
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class GitSource(_Strict):
+    url: str
+    ref: str = "HEAD"
+    subdir: str = "."
+
+    @field_validator("subdir")
+    @classmethod
+    def _relative(cls, value: str) -> str:
+        if value.startswith("/") or ".." in Path(value).parts:
+            raise ValueError("subdir must be a relative path inside the repository")
+        return value
+
+
+class Source(_Strict):
+    """Exactly one of ``path`` (relative to the config file) or ``git``."""
+
+    path: str | None = None
+    git: GitSource | None = None
+
+    @model_validator(mode="after")
+    def _one_of(self) -> Source:
+        if (self.path is None) == (self.git is None):
+            raise ValueError("give exactly one of source.path or source.git")
+        return self
+
+
+_MEMORY = re.compile(r"^(\d+(?:\.\d+)?)\s*(Mi|Gi|M|G)?$")
+
+
+class Resources(_Strict):
+    cpu: float = Field(default=1.0, gt=0, le=64)
+    memory: str = Field(default="2G", description="request, e.g. '2G', '512Mi'")
+
+    @field_validator("memory")
+    @classmethod
+    def _memory(cls, value: str) -> str:
+        if not _MEMORY.match(str(value)):
+            raise ValueError("memory must look like '2G', '1.5G', '512M' or '512Mi'")
+        return str(value)
+
+    @property
+    def memory_mib(self) -> int:
+        number, unit = _MEMORY.match(self.memory).groups()  # type: ignore[union-attr]
+        factor = {"G": 1000**3, "Gi": 1024**3, "M": 1000**2, "Mi": 1024**2, None: 1024**3}[unit]
+        return math.ceil(float(number) * factor / 1024**2)
+
+    def kubernetes(self) -> dict[str, dict[str, str]]:
+        """Requests from the config; the memory limit is ceil(1.2 x request), as C/S did."""
+        request = self.memory_mib
+        return {
+            "requests": {"cpu": f"{self.cpu:g}", "memory": f"{request}Mi"},
+            "limits": {"cpu": f"{self.cpu:g}", "memory": f"{math.ceil(request * 1.2)}Mi"},
+        }
+
+
+class ContractTests(_Strict):
+    meta_param_dict: dict[str, Any] = Field(default_factory=dict)
+    ok_adjustment: dict[str, dict[str, Any]]
+    bad_adjustment: dict[str, dict[str, Any]]
+
+
+class ModelConfig(_Strict):
+    owner: str
+    title: str
+    description: str = ""
+    source: Source
+    python: str = Field(default="3.12", pattern=r"^3\.\d{1,2}$")
+    requirements: list[str] = Field(default_factory=list)
+    functions: str = Field(default="cs_config.functions", pattern=r"^[A-Za-z_][\w.]*$")
+    resources: Resources = Field(default_factory=Resources)
+    timeout: int = Field(default=600, gt=0, le=7 * 24 * 3600, description="seconds")
+    env: dict[str, str] = Field(default_factory=dict)
+    secrets: list[str] = Field(default_factory=list)
+    tests: ContractTests
+
+    # Where the file was read from, to resolve source.path.
+    config_path: Path | None = Field(default=None, exclude=True)
+
+    @field_validator("owner")
+    @classmethod
+    def _owner(cls, value: str) -> str:
+        return names.check_project_part("owner", value)
+
+    @field_validator("title")
+    @classmethod
+    def _title(cls, value: str) -> str:
+        return names.check_project_part("title", value)
+
+    @field_validator("env")
+    @classmethod
+    def _env(cls, value: dict[str, str]) -> dict[str, str]:
+        for key in value:
+            names.check_env_name(key)
+        return {k: str(v) for k, v in value.items()}
+
+    @field_validator("secrets")
+    @classmethod
+    def _secrets(cls, value: list[str]) -> list[str]:
+        return [names.check_env_name(v) for v in value]
+
+    @property
+    def name(self) -> str:
+        return f"{self.owner}/{self.title}"
+
+    def source_dir(self) -> Path:
+        """The local source folder (for ``source.path``)."""
+        if self.source.path is None:
+            raise BadInput(f"{self.name}: source is a git repository, not a local path")
+        base = self.config_path.parent if self.config_path else Path.cwd()
+        path = (base / self.source.path).resolve()
+        if not path.is_dir():
+            raise BadInput(f"{self.name}: source path {path} does not exist")
+        return path
+
+    def canonical(self) -> dict[str, Any]:
+        """The fields that define a build, for content tags."""
+        return self.model_dump(mode="json", exclude={"description", "config_path"})
+
+
+def load_model_config(path: str | Path) -> ModelConfig:
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise NotFound(f"config file not found: {path}") from None
+    except (OSError, yaml.YAMLError) as exc:
+        raise BadInput(f"cannot read config {path}: {str(exc).splitlines()[0]}") from None
+    if not isinstance(raw, dict):
+        raise BadInput(f"config {path} must be a mapping")
+    try:
+        config = ModelConfig.model_validate({**raw, "config_path": path.resolve()})
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "(top level)"
+        raise BadInput(f"config {path}: {where}: {first['msg']}") from None
+    expected = Path(config.owner) / f"{config.title}.yaml"
+    if path.parent.name != config.owner or path.name != f"{config.title}.yaml":
+        raise BadInput(f"config {path}: owner/title {config.name} must match its path {expected}")
+    return config
+
+
+def find_model_config(owner: str, title: str, config_dirs: list[Path]) -> ModelConfig:
+    names.check_project_part("owner", owner)
+    names.check_project_part("title", title)
+    for directory in config_dirs:
+        candidate = directory / owner / f"{title}.yaml"
+        if candidate.is_file():
+            return load_model_config(candidate)
+    raise NotFound(f"unknown model {owner}/{title}: no config/{owner}/{title}.yaml")

@@ -1,0 +1,76 @@
+"""csflow's own configuration: one object, one precedence.
+
+Flags beat ``CSFLOW_*`` environment variables, which beat the config file
+(``$CSFLOW_HOME/config.yaml``), which beats the defaults below. The CLI passes
+flags as keyword arguments to ``Settings``. Secret values never live here;
+only the names of secrets do.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import Field
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def default_home() -> Path:
+    return Path(os.environ.get("CSFLOW_HOME") or Path.home() / ".csflow")
+
+
+class _YamlFileSource(PydanticBaseSettingsSource):
+    """Reads ``$CSFLOW_HOME/config.yaml`` (pydantic-settings ships TOML/YAML sources
+    keyed to a fixed path; ours depends on CSFLOW_HOME, hence this small source)."""
+
+    def get_field_value(self, field, field_name):  # pragma: no cover - unused by __call__
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        path = default_home() / "config.yaml"
+        if not path.is_file():
+            return {}
+        data = yaml.safe_load(path.read_text()) or {}
+        return data if isinstance(data, dict) else {}
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="CSFLOW_", extra="ignore")
+
+    home: Path = Field(default_factory=default_home)
+    backend: Literal["local", "argo"] = "local"
+    config_dirs: list[Path] = Field(
+        default_factory=lambda: [Path.cwd() / "config", REPO_ROOT / "config"]
+    )
+    # Where results go: file:// for the embedded engine, gs:// on a cluster.
+    storage_url: str = ""
+    # How many simulations the embedded engine runs at once.
+    max_parallel: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1)
+    # Steps fork from warm workers that imported the model once (else: a fresh
+    # interpreter per step).
+    warm_workers: bool = True
+    # The webapp to tell about finished runs (empty: nobody).
+    webapp_url: str = ""
+    # Argo (backend "argo").
+    argo_host: str = ""
+    argo_namespace: str = "csflow"
+    argo_verify_ssl: bool = True
+    registry: str = "gcr.io/csflow"
+    image: str = "gcr.io/csflow/csflow:0.1.0"
+
+    @classmethod
+    def settings_customise_sources(
+        cls, settings_cls, init_settings, env_settings, dotenv_settings, file_secret_settings
+    ):
+        return (init_settings, env_settings, _YamlFileSource(settings_cls))
+
+    @property
+    def results_url(self) -> str:
+        return self.storage_url or (self.home / "results").as_uri()
+
+    def path(self, *parts: str) -> Path:
+        return self.home.joinpath(*parts)

@@ -1,0 +1,85 @@
+"""Result storage: one prefix per run, ``OWNER/TITLE/JOB_ID/``.
+
+``file://`` serves the embedded engine; ``gs://`` (Google Cloud Storage) serves
+clusters. Both sit behind ``Storage``; ``open_storage(url)`` picks one.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Protocol
+from urllib.parse import unquote, urlparse
+
+from csflow.sdk import names
+from csflow.sdk.errors import BadInput, NotFound
+from csflow.sdk.fileutil import write_bytes_atomic
+
+
+def run_prefix(owner: str, title: str, job_id: str) -> str:
+    names.check_project_part("owner", owner)
+    names.check_project_part("title", title)
+    return f"{owner}/{title}/{names.check_job_id(job_id)}"
+
+
+def _check_key(key: str) -> str:
+    parts = key.split("/")
+    if not key or key.startswith("/") or any(p in ("", ".", "..") for p in parts):
+        raise BadInput(f"invalid storage key {key!r}")
+    return key
+
+
+class Storage(Protocol):
+    url: str
+
+    def put(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> str:
+        """Store ``data`` at ``key``; return its URI."""
+
+    def get(self, key: str) -> bytes: ...
+
+    def list(self, prefix: str) -> list[str]: ...
+
+    def uri(self, key: str) -> str: ...
+
+
+class FileStorage:
+    """A folder laid out as the bucket is."""
+
+    def __init__(self, url: str):
+        parsed = urlparse(url)
+        self.url = url.rstrip("/")
+        self.root = Path(unquote(parsed.path))
+
+    def _path(self, key: str) -> Path:
+        return self.root / _check_key(key)
+
+    def put(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> str:
+        write_bytes_atomic(self._path(key), data)
+        return self.uri(key)
+
+    def get(self, key: str) -> bytes:
+        try:
+            return self._path(key).read_bytes()
+        except FileNotFoundError:
+            raise NotFound(f"no stored object {key!r}") from None
+
+    def list(self, prefix: str) -> list[str]:
+        base = self._path(prefix.rstrip("/"))
+        if not base.is_dir():
+            return []
+        return sorted(
+            str(p.relative_to(self.root)) for p in base.rglob("*") if p.is_file() and not p.name.startswith(".")
+        )
+
+    def uri(self, key: str) -> str:
+        return f"{self.url}/{_check_key(key)}"
+
+
+def open_storage(url: str) -> Storage:
+    scheme = urlparse(url).scheme
+    if scheme == "file":
+        return FileStorage(url)
+    if scheme == "gs":
+        from csflow.sdk.gcs import GCSStorage
+
+        return GCSStorage(url)
+    raise BadInput(f"unsupported storage URL {url!r}: use file:// or gs://")
