@@ -54,6 +54,10 @@ class Client:
             return self.backend.status(run.id)
         return self.backend.execute(run.id, events=events)
 
+    def render(self, model: str, inputs: Any, tag: str | None = None) -> dict[str, Any]:
+        """The Workflow a simulation would submit (``--dry-run``)."""
+        return self.backend.render(model, parse_inputs(inputs), tag=tag)
+
     def status(self, job_id: str) -> Run:
         return self.backend.status(job_id)
 

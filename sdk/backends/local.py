@@ -80,17 +80,7 @@ class LocalBackend:
         owner, title = names.parse_model_name(model)
         version = self.resolve(owner, title, tag, progress)
         job_id = str(uuid.uuid4())
-        config = ModelConfig.model_validate(version.config)
-        workflow = simulate.simulation_workflow(
-            owner=owner,
-            title=title,
-            tag=version.tag,
-            image=f"{self.settings.registry}/{names.kube_name(owner, title)}:{version.tag}",
-            job_id=job_id,
-            resources=config.resources.kubernetes(),
-            timeout=config.timeout,
-            model_secret=f"{names.kube_name(owner, title)}-secrets",
-        ).to_dict()
+        workflow = self.workflow(version, job_id)
         run_dir = self.run_dir(job_id)
         run_dir.mkdir(parents=True)
         write_json_atomic(run_dir / "workflow.json", workflow)
@@ -101,6 +91,25 @@ class LocalBackend:
             Run(id=job_id, owner=owner, title=title, tag=version.tag, status=PENDING,
                 extra={"requested_tag": tag or "latest"})
         )
+
+    def workflow(self, version: ModelVersion, job_id: str) -> dict[str, Any]:
+        """The simulation Workflow, exactly as Argo would receive it."""
+        config = ModelConfig.model_validate(version.config)
+        kube = names.kube_name(version.owner, version.title)
+        return simulate.simulation_workflow(
+            owner=version.owner,
+            title=version.title,
+            tag=version.tag,
+            image=f"{self.settings.registry}/{kube}:{version.tag}",
+            job_id=job_id,
+            resources=config.resources.kubernetes(),
+            timeout=config.timeout,
+            model_secret=f"{kube}-secrets",
+        ).to_dict()
+
+    def render(self, model: str, inputs: JobInputs, tag: str | None = None) -> dict[str, Any]:
+        owner, title = names.parse_model_name(model)
+        return self.workflow(self.resolve(owner, title, tag), str(uuid.uuid4()))
 
     def run_dir(self, job_id: str) -> Path:
         return self.home / "runs" / names.check_job_id(job_id)

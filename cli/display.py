@@ -1,0 +1,166 @@
+"""How runs look in a terminal: progress while steps run, then results."""
+
+from __future__ import annotations
+
+import csv
+import io
+import time
+from datetime import datetime
+from typing import Any
+
+from rich.console import Console
+from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from csflow.engine.store import Run
+
+STATUS_STYLE = {
+    "SUCCESS": "green",
+    "INVALID": "yellow",
+    "FAIL": "red",
+    "CANCELLED": "magenta",
+    "INTERRUPTED": "red",
+    "RUNNING": "cyan",
+    "PENDING": "dim",
+}
+PHASE_STYLE = {"Succeeded": "green", "Failed": "red", "Errored": "red", "Skipped": "dim", "Omitted": "dim"}
+
+
+def status_text(status: str) -> str:
+    return f"[{STATUS_STYLE.get(status, 'white')}]{status}[/]"
+
+
+def when(timestamp: float | None) -> str:
+    return datetime.fromtimestamp(timestamp).strftime("%Y-%m-%d %H:%M:%S") if timestamp else "-"
+
+
+def seconds(value: float | None) -> str:
+    return f"{value:.1f}s" if value is not None else "-"
+
+
+class StepProgress:
+    """A rich progress display fed by the engine's step events."""
+
+    def __init__(self, console: Console):
+        self.progress = Progress(
+            SpinnerColumn(),
+            TextColumn("{task.description}"),
+            TimeElapsedColumn(),
+            console=console,
+            transient=False,
+        )
+        self.tasks: dict[str, Any] = {}
+
+    def __enter__(self) -> StepProgress:
+        self.progress.__enter__()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.progress.__exit__(*exc)
+
+    def message(self, text: str) -> None:
+        key = "environment"
+        if key not in self.tasks:
+            self.tasks[key] = self.progress.add_task(f"environment: {text}", total=None)
+        self.progress.update(self.tasks[key], description=f"environment: {text}")
+
+    def finish_messages(self) -> None:
+        if "environment" in self.tasks:
+            self.progress.update(self.tasks["environment"], total=1, completed=1)
+
+    def event(self, step: str, phase: str, info: dict[str, Any]) -> None:
+        self.finish_messages()
+        if phase == "Running":
+            self.tasks[step] = self.progress.add_task(f"{step}: running", total=None)
+            return
+        style = PHASE_STYLE.get(phase, "white")
+        detail = f" - {info['message']}" if info.get("message") else ""
+        description = f"{step}: [{style}]{phase.lower()}[/]{detail}"
+        if step in self.tasks:
+            self.progress.update(self.tasks[step], description=description, total=1, completed=1)
+        else:
+            self.progress.add_task(description, total=1, completed=1)
+
+
+def runs_table(runs: list[Run]) -> Table:
+    table = Table(title="Runs", header_style="bold")
+    for column in ("job id", "model", "tag", "status", "created", "duration"):
+        table.add_column(column)
+    for run in runs:
+        table.add_row(run.id, run.model, run.tag, status_text(run.status), when(run.created),
+                      seconds(run.duration))
+    return table
+
+
+def steps_table(run: Run) -> Table:
+    table = Table(title="Steps", header_style="bold")
+    for column in ("step", "phase", "time", "attempts", "message"):
+        table.add_column(column)
+    for name, step in run.steps.items():
+        phase = step.get("phase", "")
+        table.add_row(name, f"[{PHASE_STYLE.get(phase, 'white')}]{phase}[/]", seconds(step.get("seconds")),
+                      str(step.get("attempts", "")), step.get("message", ""))
+    return table
+
+
+def show_run(console: Console, run: Run) -> None:
+    console.print(f"[bold]{run.model}[/] job [bold]{run.id}[/] at tag {run.tag}: {status_text(run.status)}")
+    if run.reason:
+        console.print(f"reason: {run.reason}", highlight=False)
+    if run.model_version:
+        console.print(f"model version: {run.model_version}", highlight=False)
+    console.print(f"created {when(run.created)}, ran {seconds(run.duration)}")
+    if run.steps:
+        console.print(steps_table(run))
+    if run.results_uri:
+        console.print(f"results: {run.results_uri}", highlight=False)
+
+
+def show_errors_warnings(console: Console, errors_warnings: dict[str, Any]) -> None:
+    table = Table(title="Errors and warnings", header_style="bold")
+    for column in ("section", "kind", "parameter", "message"):
+        table.add_column(column)
+    for section, found in errors_warnings.items():
+        for kind in ("errors", "warnings"):
+            for parameter, messages in (found.get(kind) or {}).items():
+                for message in messages:
+                    table.add_row(section, kind[:-1], parameter, str(message))
+    console.print(table)
+
+
+def show_outputs(console: Console, outputs: dict[str, Any]) -> None:
+    """CSV outputs as tables; everything else listed by title and type."""
+    for output in outputs.get("downloadable", []):
+        if output["media_type"] == "CSV":
+            rows = list(csv.reader(io.StringIO(output["data"])))
+            if not rows:
+                continue
+            table = Table(title=output["title"], header_style="bold")
+            for index, header in enumerate(rows[0]):
+                table.add_column(header or "", justify="left" if index == 0 else "right")
+            for row in rows[1:]:
+                table.add_row(*[_number(cell) if i else cell for i, cell in enumerate(row)])
+            console.print(table)
+    listing = Table(title="Outputs", header_style="bold")
+    for column in ("kind", "title", "type", "size"):
+        listing.add_column(column)
+    for kind in ("renderable", "downloadable"):
+        for output in outputs.get(kind, []):
+            size = len(output["data"]) if isinstance(output["data"], str) else len(str(output["data"]))
+            listing.add_row(kind, output["title"], output["media_type"], f"{size:,} B")
+    console.print(listing)
+
+
+def _number(cell: str) -> str:
+    try:
+        return f"{float(cell):,.2f}"
+    except ValueError:
+        return cell
+
+
+def run_json(run: Run, outputs: dict[str, Any] | None) -> dict[str, Any]:
+    data = run.to_dict()
+    data["timings"] = {name: step.get("seconds") for name, step in run.steps.items()}
+    data["outputs"] = outputs
+    data["generated"] = time.time()
+    return data

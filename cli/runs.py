@@ -1,0 +1,89 @@
+"""``csflow runs``: list, show, logs, results, wait and cancel runs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from csflow.cli.common import OutputFormat, OutputOption, client, console, emit, handle_errors
+from csflow.cli.display import runs_table, show_outputs, show_run
+from csflow.cli.simulate import finish
+
+app = typer.Typer(help="Inspect and control simulation runs.", no_args_is_help=True)
+
+
+@app.command("list")
+@handle_errors
+def list_runs(
+    limit: int = typer.Option(20, "--limit", "-n", help="How many, newest first."),
+    output: OutputFormat = OutputOption,
+) -> None:
+    """List recent runs."""
+    runs = client().list(limit)
+    if output != OutputFormat.table:
+        emit([r.to_dict() for r in runs], output)
+    else:
+        console.print(runs_table(runs))
+
+
+@app.command()
+@handle_errors
+def show(job_id: str, output: OutputFormat = OutputOption) -> None:
+    """Show one run: status, reason, steps and timings."""
+    run = client().status(job_id)
+    if output != OutputFormat.table:
+        emit(run.to_dict(), output)
+    else:
+        show_run(console, run)
+
+
+@app.command()
+@handle_errors
+def logs(
+    job_id: str,
+    step: Optional[str] = typer.Option(None, "--step", "-s", help="One step (inputs, run, outputs, upload, notify)."),
+) -> None:
+    """Print a run's step logs (the model's traceback is in the run step's)."""
+    typer.echo(client().logs(job_id, step), nl=False)
+
+
+@app.command()
+@handle_errors
+def results(
+    job_id: str,
+    out: Optional[Path] = typer.Option(None, "--out", help="Write the downloadable files here."),
+    output: OutputFormat = OutputOption,
+) -> None:
+    """Show a run's outputs, or write its downloadable files with --out."""
+    sdk = client()
+    if out is not None:
+        for path in sdk.download(job_id, out):
+            console.print(f"wrote {path}", highlight=False)
+        return
+    outputs = sdk.results(job_id)
+    if output != OutputFormat.table:
+        emit(outputs, output)
+    else:
+        show_outputs(console, outputs)
+
+
+@app.command()
+@handle_errors
+def wait(
+    job_id: str,
+    timeout: Optional[float] = typer.Option(None, "--timeout", help="Give up after this many seconds (exit 1)."),
+    output: OutputFormat = OutputOption,
+) -> None:
+    """Wait for a run to end; exit as `csflow simulate` would."""
+    sdk = client()
+    finish(sdk, sdk.wait(job_id, timeout=timeout), output)
+
+
+@app.command()
+@handle_errors
+def cancel(job_id: str) -> None:
+    """Stop a run."""
+    run = client().cancel(job_id)
+    console.print(f"{run.id}: {run.status}", highlight=False)

@@ -1,0 +1,90 @@
+"""``csflow simulate OWNER/TITLE --inputs FILE``: run one simulation."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+
+from csflow.cli.common import (
+    EXIT_BAD_INPUT,
+    EXIT_FAILED,
+    OutputFormat,
+    OutputOption,
+    client,
+    console,
+    emit,
+    err_console,
+    fail,
+    handle_errors,
+)
+from csflow.cli.display import StepProgress, show_errors_warnings, show_outputs, show_run, run_json
+
+
+def read_inputs(path: Optional[Path]) -> Any:
+    if path is None:
+        return {"meta_param_dict": {}, "adjustment": {}}
+    try:
+        text = path.read_text() if str(path) != "-" else typer.get_text_stream("stdin").read()
+    except OSError as exc:
+        raise fail(f"cannot read inputs file {path}: {exc.strerror or exc}", EXIT_BAD_INPUT) from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise fail(f"inputs file {path} is not valid JSON: {exc}", EXIT_BAD_INPUT) from None
+
+
+@handle_errors
+def simulate(
+    model: str = typer.Argument(..., help="OWNER/TITLE, e.g. PSLmodels/Tax-Cruncher."),
+    inputs: Optional[Path] = typer.Option(
+        None, "--inputs", "-i", help="JSON file {meta_param_dict, adjustment} ('-' for stdin)."
+    ),
+    tag: Optional[str] = typer.Option(None, "--tag", "-t", help="Model version or tag (default: latest)."),
+    detach: bool = typer.Option(False, "--detach", "-d", help="Print the job id and return at once."),
+    backend: Optional[str] = typer.Option(None, "--backend", help="local (default) or argo."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print the Workflow that would be submitted."),
+    output: OutputFormat = OutputOption,
+) -> None:
+    """Run a model on a set of inputs and show its results."""
+    data = read_inputs(inputs)
+    sdk = client(backend=backend)
+    if dry_run:
+        emit(sdk.render(model, data, tag=tag), OutputFormat.yaml if output == OutputFormat.table else output)
+        return
+    quiet = output != OutputFormat.table
+    if detach:
+        run = sdk.simulate(model, data, tag=tag, detach=True,
+                           progress=(lambda _: None) if quiet else err_console.print)
+        if quiet:
+            emit({"job_id": run.id, "status": run.status}, output)
+        else:
+            console.print(run.id, highlight=False)
+        return
+    if quiet:
+        run = sdk.simulate(model, data, tag=tag)
+    else:
+        with StepProgress(err_console) as progress:
+            run = sdk.simulate(model, data, tag=tag, progress=progress.message, events=progress.event)
+    finish(sdk, run, output)
+
+
+def finish(sdk, run, output: OutputFormat) -> None:
+    """Show a finished run; exit 0 on success, 2 for invalid inputs, 1 otherwise."""
+    outputs = sdk.results(run.id) if run.status == "SUCCESS" else None
+    if output != OutputFormat.table:
+        emit(run_json(run, outputs), output)
+    else:
+        if outputs is not None:
+            show_outputs(console, outputs)
+        if run.status == "INVALID":
+            show_errors_warnings(console, run.errors_warnings)
+        show_run(console, run)
+        if run.status not in ("SUCCESS", "INVALID"):
+            console.print(f"logs: csflow runs logs {run.id} --step run", highlight=False)
+    if run.status == "INVALID":
+        raise typer.Exit(EXIT_BAD_INPUT)
+    if run.status != "SUCCESS":
+        raise typer.Exit(EXIT_FAILED)
