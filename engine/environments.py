@@ -150,12 +150,14 @@ def build_environment(
             write_text_atomic(target / "requirements.lock", lock)
             progress(f"creating a Python {config.python} environment")
             _run([uv_bin(), "venv", "--quiet", "--python", python, str(target / "venv")], "uv venv")
-            progress(f"installing {len(lock.splitlines())} locked packages")
-            _run(
-                [uv_bin(), "pip", "sync", "--quiet", "--python", str(target / "venv" / "bin" / "python"),
-                 str(target / "requirements.lock")],
-                f"installing the requirements of {config.name}",
-            )
+            packages = [ln for ln in lock.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
+            progress(f"installing {len(packages)} locked packages")
+            if packages:
+                _run(
+                    [uv_bin(), "pip", "sync", "--quiet", "--python", str(target / "venv" / "bin" / "python"),
+                     str(target / "requirements.lock")],
+                    f"installing the requirements of {config.name}",
+                )
             record = {
                 "owner": config.owner,
                 "title": config.title,

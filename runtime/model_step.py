@@ -24,6 +24,7 @@ import importlib
 import json
 import os
 import sys
+import time
 import traceback
 from pathlib import Path
 from urllib.parse import unquote, urlparse
@@ -74,6 +75,8 @@ def load_job(job_id: str) -> dict:
     else:
         raise JobError(f"unsupported job store {url!r}")
     job = json.loads(raw)
+    if job.get("expires", float("inf")) < time.time():
+        raise JobError(f"job {job_id} has expired")
     return job.get("inputs", job)
 
 

@@ -24,6 +24,7 @@ import importlib
 import json
 import os
 import resource
+import select
 import signal
 import sys
 
@@ -78,12 +79,32 @@ def _reply(message: dict) -> None:
     sys.__stdout__.flush()
 
 
+def _wait_or_orphaned(pid: int) -> int:
+    """Wait for the child; if the engine goes away (stdin closes), kill the child's
+    process group and leave, so a killed engine never leaves a model running."""
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return os.waitstatus_to_exitcode(status)
+        readable, _, _ = select.select([sys.stdin], [], [], 0.2)
+        if readable and not os.read(sys.stdin.fileno(), 1):
+            try:
+                os.killpg(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            os.waitpid(pid, 0)
+            sys.exit(0)
+
+
 def serve(entry_spec: str, preload: list[str]) -> None:
     entry = _load_entry(entry_spec)
     for module in preload:
         importlib.import_module(module)
     _reply({"ready": True})
-    for line in sys.stdin:
+    while True:
+        line = sys.stdin.readline()
+        if not line:
+            return
         if not line.strip():
             continue
         request = json.loads(line)
@@ -91,9 +112,7 @@ def serve(entry_spec: str, preload: list[str]) -> None:
         if pid == 0:
             _run_child(entry, request)
         _reply({"pid": pid})
-        _, status = os.waitpid(pid, 0)
-        code = os.waitstatus_to_exitcode(status)
-        _reply({"pid": pid, "exit": code})
+        _reply({"pid": pid, "exit": _wait_or_orphaned(pid)})
 
 
 def main() -> None:
