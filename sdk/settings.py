@@ -53,8 +53,19 @@ class Settings(BaseSettings):
     # Steps fork from warm workers that imported the model once (else: a fresh
     # interpreter per step).
     warm_workers: bool = True
-    # The webapp to tell about finished runs (empty: nobody).
+    # The webapp to tell about finished runs (empty: nobody), and the service
+    # secret that holds its API token.
     webapp_url: str = ""
+    webapp_token_secret: str = "CS_API_TOKEN"
+    # Where job inputs wait for the model steps: empty means $CSFLOW_HOME/jobs
+    # (file://); redis://host:port/db on a cluster. The Redis user and password
+    # come from CSFLOW_REDIS_USER / CSFLOW_REDIS_PASSWORD, never from the URL.
+    job_store_url: str = ""
+    # The secret store: local ($CSFLOW_HOME/secrets, mode 0600) or gcp (Google
+    # Secret Manager in gcp_project; secret_manager_endpoint overrides Google's).
+    secrets_backend: Literal["local", "gcp"] = "local"
+    gcp_project: str = ""
+    secret_manager_endpoint: str = ""
     # Argo (backend "argo").
     argo_host: str = ""
     argo_namespace: str = "csflow"
@@ -71,6 +82,10 @@ class Settings(BaseSettings):
     @property
     def results_url(self) -> str:
         return self.storage_url or (self.home / "results").as_uri()
+
+    @property
+    def jobs_url(self) -> str:
+        return self.job_store_url or (self.home / "jobs").as_uri()
 
     def path(self, *parts: str) -> Path:
         return self.home.joinpath(*parts)

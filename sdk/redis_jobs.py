@@ -1,0 +1,102 @@
+"""The Redis job store: a simulation's inputs under ``job-<uuid>``, with an expiry.
+
+The submitter writes the key as the ``scheduler`` ACL user, value and expiry
+in one ``SET ... EX`` so no job ever lives without one; a model step reads
+its own key as the ``model`` user, which can do nothing but GET ``job-*``
+(``sdk/redis_acl.py``). An expired key is gone, so it reads as missing, with
+an error that says so.
+
+URL: ``redis://host:port/db`` (``rediss://`` for TLS). The user and password
+come from the arguments or from ``CSFLOW_REDIS_USER`` / ``CSFLOW_REDIS_PASSWORD``,
+never from the URL: URLs end up in settings, manifests and run records.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from typing import Any, TypeVar
+from urllib.parse import urlparse
+
+import redis
+
+from csflow.sdk.errors import BadInput, CsflowError, NotFound
+from csflow.sdk.jobstore import DEFAULT_TTL, job_key
+from csflow.sdk.redis_acl import REDIS_PASSWORD_ENV, REDIS_USER_ENV
+
+T = TypeVar("T")
+
+
+class JobStoreError(CsflowError):
+    """The job store refused or could not be reached."""
+
+
+class RedisJobStore:
+    def __init__(
+        self,
+        url: str,
+        username: str | None = None,
+        password: str | None = None,
+        timeout: float = 10.0,
+    ):
+        parsed = urlparse(url)
+        if parsed.scheme not in ("redis", "rediss"):
+            raise BadInput(f"not a Redis URL: {url!r}")
+        if parsed.password is not None:
+            raise BadInput(
+                f"put the Redis password in {REDIS_PASSWORD_ENV}, not in the job store URL"
+            )
+        self.url = url
+        self.username = username or parsed.username or os.environ.get(REDIS_USER_ENV) or None
+        password = password if password is not None else os.environ.get(REDIS_PASSWORD_ENV)
+        self._client = redis.Redis.from_url(
+            url,
+            username=self.username,
+            password=password or None,
+            socket_timeout=timeout,
+            socket_connect_timeout=timeout,
+        )
+
+    def __repr__(self) -> str:
+        return f"RedisJobStore({self.url!r}, user={self.username!r})"
+
+    def _call(self, action: str, command: Callable[[redis.Redis], T]) -> T:
+        """Run one command; Redis' errors become one line that names the user
+        (never the password)."""
+        who = f"user {self.username!r}" if self.username else "the default user"
+        try:
+            return command(self._client)
+        except redis.AuthenticationError:
+            raise JobStoreError(
+                f"job store {self.url} refused {who}: wrong password, or the user is disabled"
+            ) from None
+        except redis.exceptions.NoPermissionError as exc:
+            raise JobStoreError(f"job store {self.url}: {who} may not {action} ({exc})") from None
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            raise JobStoreError(f"cannot reach the job store at {self.url}: {exc}") from None
+        except redis.RedisError as exc:
+            raise JobStoreError(f"job store {self.url}: {action} failed: {exc}") from None
+
+    def put(self, job_id: str, job: dict[str, Any], ttl: int = DEFAULT_TTL) -> None:
+        if int(ttl) <= 0:
+            raise BadInput(f"a job's expiry must be positive, got {ttl}")
+        key = job_key(job_id)
+        data = json.dumps(job)
+        self._call(f"write {key}", lambda client: client.set(key, data, ex=int(ttl)))
+
+    def get(self, job_id: str) -> dict[str, Any]:
+        key = job_key(job_id)
+        raw = self._call(f"read {key}", lambda client: client.get(key))
+        if raw is None:
+            raise NotFound(f"job {job_id} is not in the job store: it has expired or was never written")
+        return json.loads(raw)
+
+    def expire(self, job_id: str, ttl: int) -> None:
+        """Give a stored job a new expiry (``ttl`` seconds from now)."""
+        key = job_key(job_id)
+        if not self._call(f"expire {key}", lambda client: client.expire(key, int(ttl))):
+            raise NotFound(f"job {job_id} is not in the job store: it has expired or was never written")
+
+    def close(self) -> None:
+        self._client.close()
