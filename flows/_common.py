@@ -15,12 +15,14 @@ Argo docs: https://argo-workflows.readthedocs.io/en/latest/workflow-templates/
 from __future__ import annotations
 
 import json
+import re
 
 from hera.workflows import Container, Parameter
 from hera.workflows.models import (
     Capabilities,
     ConfigMapEnvSource,
     EnvFromSource,
+    ExecutorConfig,
     PodGC,
     PodSecurityContext,
     RetryStrategy,
@@ -46,10 +48,26 @@ WORK_DIR = "/tmp/csflow"
 # each to its local interpreter and module.
 MODEL_STEP_COMMAND = ["csflow-model-step"]
 PLATFORM_STEP_COMMAND = ["csflow-step"]
+# Publishing: the contract tests (model image) and the publish steps (platform).
+CONTRACT_TESTS_COMMAND = ["csflow-contract-tests"]
+PUBLISH_STEP_COMMAND = ["csflow-publish-step"]
+# A third environment: the image builder (kaniko on Argo; the embedded engine
+# builds a uv environment from the same build context instead).
+BUILD = "build"
+KANIKO_COMMAND = ["/kaniko/executor"]
 
+# Service accounts (cluster/argo/rbac.yaml). Pods run as the workflow's account
+# (platform steps) or the model's (model steps); neither has Kubernetes API rights
+# and no step mounts a token. Argo's executor sidecar gets its own account, whose
+# only right is to report task results.
 WORKFLOW_SERVICE_ACCOUNT = "csflow-workflow"
+MODEL_SERVICE_ACCOUNT = "csflow-model"
+EXECUTOR_SERVICE_ACCOUNT = "csflow-executor"
 PLATFORM_SECRET = "csflow-platform"
 PLATFORM_CONFIG = "csflow-platform"
+# The job store's URL and the model's read-only Redis ACL user (get job-*), for
+# model steps; keys CSFLOW_JOB_STORE, CSFLOW_REDIS_USER, CSFLOW_REDIS_PASSWORD.
+MODEL_JOB_STORE_SECRET = "csflow-model-jobs"
 
 RUN_AS_USER = 1000
 
@@ -78,8 +96,38 @@ def container_security_context() -> SecurityContext:
     )
 
 
+def model_image(registry: str, owner: str, title: str, tag: str) -> str:
+    """The model's image, ``REGISTRY/owner_title:TAG`` (as C/S named them). Owner,
+    title and tag are validated names; the repository part must also fit Docker's
+    grammar (lowercase, no separator at either end)."""
+    from csflow.sdk import names
+    from csflow.sdk.errors import BadInput
+
+    repository = f"{owner}_{title}".lower()
+    if not _DOCKER_PATH_COMPONENT.match(repository):
+        raise BadInput(f"cannot derive an image name from {owner}/{title}")
+    return f"{registry.rstrip('/')}/{repository}:{names.check_tag(tag)}"
+
+
+_DOCKER_PATH_COMPONENT = re.compile(r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$")
+
+
 def pod_gc() -> PodGC:
     return PodGC(strategy="OnPodCompletion")
+
+
+def workflow_safety() -> dict:
+    """Fields every csflow Workflow and WorkflowTemplate sets (hera keyword
+    arguments): clean-up by Argo, the service accounts, and a pod security
+    context. The controller's ``workflowDefaults`` repeat them as a backstop."""
+    return {
+        "pod_gc": pod_gc(),
+        "ttl_strategy": ttl_strategy(),
+        "service_account_name": WORKFLOW_SERVICE_ACCOUNT,
+        "automount_service_account_token": False,
+        "executor": ExecutorConfig(service_account_name=EXECUTOR_SERVICE_ACCOUNT),
+        "security_context": pod_security_context(),
+    }
 
 
 def ttl_strategy() -> TTLStrategy:
@@ -125,32 +173,47 @@ def platform_env_from() -> list[EnvFromSource]:
 
 
 def model_env_from() -> list[EnvFromSource]:
-    """The model's own secrets, by reference; optional so a model without any runs."""
-    return [EnvFromSource(secret_ref=SecretEnvSource(name=param("model-secret"), optional=True))]
+    """The model's own secrets, by reference (optional, so a model without any
+    runs), and the read-only job store credentials."""
+    return [
+        EnvFromSource(secret_ref=SecretEnvSource(name=param("model-secret"), optional=True)),
+        EnvFromSource(secret_ref=SecretEnvSource(name=MODEL_JOB_STORE_SECRET)),
+    ]
 
 
-def model_step(name: str, args: list[str], **kwargs) -> Container:
+def model_step(
+    name: str,
+    args: list[str],
+    image: str | None = None,
+    command: list[str] | None = None,
+    env_from: list[EnvFromSource] | None = None,
+    **kwargs,
+) -> Container:
     return Container(
         name=name,
-        image=param("image"),
-        command=MODEL_STEP_COMMAND,
+        image=image or param("image"),
+        command=command or MODEL_STEP_COMMAND,
         args=args,
         labels={ENVIRONMENT_LABEL: MODEL},
+        service_account_name=MODEL_SERVICE_ACCOUNT,
         automount_service_account_token=False,
         security_context=container_security_context(),
         pod_spec_patch=resources_patch(),
-        env_from=model_env_from(),
+        env_from=model_env_from() if env_from is None else env_from,
         **kwargs,
     )
 
 
-def platform_step(name: str, args: list[str], image: str, **kwargs) -> Container:
+def platform_step(
+    name: str, args: list[str], image: str, command: list[str] | None = None, **kwargs
+) -> Container:
     return Container(
         name=name,
         image=image,
-        command=PLATFORM_STEP_COMMAND,
+        command=command or PLATFORM_STEP_COMMAND,
         args=args,
         labels={ENVIRONMENT_LABEL: PLATFORM},
+        automount_service_account_token=False,
         security_context=container_security_context(),
         env_from=platform_env_from(),
         **kwargs,

@@ -76,10 +76,7 @@ def build(platform_image: str = "gcr.io/csflow/csflow:0.1.0") -> WorkflowTemplat
         namespace=c.NAMESPACE,
         entrypoint=ENTRYPOINT,
         on_exit="notify",
-        service_account_name=c.WORKFLOW_SERVICE_ACCOUNT,
-        security_context=c.pod_security_context(),
-        pod_gc=c.pod_gc(),
-        ttl_strategy=c.ttl_strategy(),
+        **c.workflow_safety(),
         labels={f"{c.LABEL_PREFIX}/flow": "simulate"},
         annotations={
             "workflows.argoproj.io/title": "csflow simulate",
@@ -173,6 +170,9 @@ def simulation_workflow(
         name=f"sim-{job_id}",
         namespace=c.NAMESPACE,
         workflow_template_ref=WorkflowTemplateRef(name=NAME),
+        # Also set on the template; repeated so each run carries its own clean-up
+        # and identity even if the template is edited (the Workflow's fields win).
+        **c.workflow_safety(),
         # Room beyond the model's own timeout for the inputs and platform steps.
         active_deadline_seconds=timeout + WORKFLOW_DEADLINE_MARGIN,
         labels={
@@ -197,4 +197,24 @@ def simulation_workflow(
             "timeout": str(timeout),
             "model-secret": model_secret,
         },
+    )
+
+
+def simulation_workflow_for(version, job_id: str, registry: str) -> Workflow:
+    """The simulation Workflow for a published model version (``ModelVersion``):
+    its image, resources, timeout and secret name come from the version's config."""
+    from csflow.sdk import names
+    from csflow.sdk.model_config import ModelConfig
+
+    config = ModelConfig.model_validate(version.config)
+    kube = names.kube_name(version.owner, version.title)
+    return simulation_workflow(
+        owner=version.owner,
+        title=version.title,
+        tag=version.tag,
+        image=c.model_image(registry, version.owner, version.title, version.tag),
+        job_id=job_id,
+        resources=config.resources.kubernetes(),
+        timeout=config.timeout,
+        model_secret=f"{kube}-secrets",
     )
