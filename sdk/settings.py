@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -66,10 +66,16 @@ class Settings(BaseSettings):
     secrets_backend: Literal["local", "gcp"] = "local"
     gcp_project: str = ""
     secret_manager_endpoint: str = ""
-    # Argo (backend "argo").
+    # Argo (backend "argo"): the Argo Server's URL (https://host:2746), the
+    # namespace, and a bearer token (CSFLOW_ARGO_TOKEN; the csflow-submitter
+    # service account's token, see cluster/argo/rbac.yaml). The token is a
+    # SecretStr, so it never shows in a repr, a log or `-o json` output.
     argo_host: str = ""
     argo_namespace: str = "csflow"
     argo_verify_ssl: bool = True
+    argo_token: SecretStr = SecretStr("")
+    # Where the Argo UI is, if not at argo_host (links to runs).
+    argo_ui_url: str = ""
     registry: str = "gcr.io/csflow"
     image: str = "gcr.io/csflow/csflow:0.1.0"
 
