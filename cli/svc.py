@@ -1,0 +1,71 @@
+"""``csflow svc``: the cluster side of csflow (Argo Workflows on Kubernetes).
+
+``csflow svc config -o -`` prints every manifest an operator applies with
+``kubectl apply -f -``: the namespace, RBAC, the workflow controller and its
+ConfigMap, the Argo Server, Redis with its ACL users, NetworkPolicies, and the
+flows' WorkflowTemplates built fresh from ``flows/``. The static parts live in
+``cluster/argo/`` (a kustomize base). Argo's CRDs come from Argo's release.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from csflow.cli.common import err_console, fail, handle_errors, settings
+
+app = typer.Typer(help="The cluster: manifests for Argo Workflows, service secrets.", no_args_is_help=True)
+
+
+@app.command("config")
+@handle_errors
+def config(
+    output: str = typer.Option("-", "--output", "-o", help="File to write, or '-' for stdout."),
+    image: Optional[str] = typer.Option(None, "--image", help="The csflow platform image (CSFLOW_IMAGE)."),
+    artifact_bucket: Optional[str] = typer.Option(
+        None, "--artifact-bucket", help="GCS bucket for Argo's artifacts (default: csflow-artifacts)."
+    ),
+    check: bool = typer.Option(True, "--check/--no-check", help="Validate every document first."),
+) -> None:
+    """Print every manifest for `kubectl apply -f -`."""
+    from csflow.sdk import lint, manifests
+
+    config = settings(image=image)
+    platform_env = {}
+    if config.storage_url.startswith("gs://"):
+        platform_env["CSFLOW_STORAGE_URL"] = config.storage_url
+    if config.webapp_url:
+        platform_env["CSFLOW_WEBAPP_URL"] = config.webapp_url
+    docs, missing = manifests.service_manifests(config.image, artifact_bucket, platform_env)
+    for name in missing:
+        err_console.print(f"note: flow {name!r} has no module yet; its WorkflowTemplate is left out",
+                          highlight=False)
+    if check:
+        findings = [f for doc in docs for f in manifests.schema_findings(doc)]
+        findings += lint.lint_documents(docs)
+        if findings:
+            for finding in findings:
+                err_console.print(str(finding), highlight=False, soft_wrap=True, markup=False)
+            raise fail(f"{len(findings)} problem(s) in the generated manifests; nothing written", 1)
+    text = manifests.dump_documents(docs)
+    if output == "-":
+        sys.stdout.write(text)
+        return
+    from csflow.sdk.fileutil import write_bytes_atomic
+
+    write_bytes_atomic(Path(output), text.encode())
+    err_console.print(f"wrote {len(docs)} manifests to {output}", highlight=False)
+
+
+# The data-plane engineer's `csflow svc secrets ...` group (cli/secrets.py)
+# plugs in here when that module exists.
+try:
+    from csflow.cli import secrets as _secrets
+except ModuleNotFoundError as _exc:
+    if _exc.name != "csflow.cli.secrets":
+        raise
+else:
+    app.add_typer(_secrets.service_app, name="secrets")

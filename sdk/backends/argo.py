@@ -1,0 +1,443 @@
+"""The ``argo`` backend: simulations as Argo Workflows, through the Argo Server.
+
+Each simulation is one small Workflow (``flows/simulate.py``) that refers to
+the ``csflow-simulate`` WorkflowTemplate and carries only parameters; its name
+is ``sim-<job id>``. The job's inputs go to the job store (Redis on a
+cluster) before the Workflow is created, so the model's ``inputs`` step finds
+them. The backend talks to the Argo Server's REST API with hera's
+``WorkflowsService`` (host, token and namespace from ``CSFLOW_ARGO_*``):
+
+- ``submit``/``render``: create the Workflow, or only build it (``--dry-run``);
+- ``status``, ``wait(timeout=)``, ``list``: read Workflows back as csflow runs;
+- ``logs``/``stream_logs``: Argo's log endpoint streams newline-delimited JSON
+  (``{"result": {"content", "podName"}}`` per line), read here line by line;
+- ``cancel`` (stop: the exit handler still reports to the webapp) and
+  ``terminate`` (no exit handler); ``link``: the run in the Argo UI.
+
+Argo docs: https://argo-workflows.readthedocs.io/en/latest/rest-api/ and
+https://argo-workflows.readthedocs.io/en/latest/workflow-templates/#create-workflow-from-workflowtemplate-spec
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+import uuid
+import zipfile
+from collections.abc import Callable, Iterable, Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, urljoin
+
+import requests
+
+from csflow.engine.store import CANCELLED, FAIL, PENDING, RUNNING, SUCCESS, Run
+from csflow.flows import simulate
+from csflow.sdk import names
+from csflow.sdk.contract import JobInputs
+from csflow.sdk.errors import BadInput, CsflowError, NotFound
+from csflow.sdk.jobstore import open_job_store
+from csflow.sdk.model_config import find_model_config
+from csflow.sdk.registry import ModelVersion, Registry
+from csflow.sdk.settings import Settings
+from csflow.sdk.storage import open_storage, run_prefix
+
+Progress = Callable[[str], None]
+EventSink = Callable[[str, str, dict[str, Any]], None]
+
+WORKFLOW_PREFIX = "sim-"
+JOB_LABEL = "csflow.io/job-id"
+FINAL_PHASES = ("Succeeded", "Failed", "Error")
+POD_NAME_FORMAT_ANNOTATION = "workflows.argoproj.io/pod-name-format"
+
+
+class ArgoError(CsflowError):
+    """The Argo Server refused a request or could not be reached."""
+
+
+# -- reading Argo's answers -----------------------------------------------------
+
+def ndjson(chunks: Iterable[bytes]) -> Iterator[dict[str, Any]]:
+    """Objects from a newline-delimited JSON stream, whatever the chunk borders.
+
+    Hand-written because hera's ``workflow_logs`` parses the whole body as one
+    object (wrong for a stream) and ``requests.iter_lines`` splits on ``\\r``
+    too, which may occur inside log text. A line is complete at ``\\n``; a last
+    line without one still counts; blank lines are skipped."""
+    pending = b""
+    for chunk in chunks:
+        if not chunk:
+            continue
+        pending += chunk
+        *lines, pending = pending.split(b"\n")
+        for line in lines:
+            if line.strip():
+                yield _decode_line(line)
+    if pending.strip():
+        yield _decode_line(pending)
+
+
+def _decode_line(line: bytes) -> dict[str, Any]:
+    try:
+        value = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise ArgoError(f"Argo sent a log line that is not JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise ArgoError("Argo sent a log line that is not a JSON object")
+    return value
+
+
+def _fnv1a_32(data: bytes) -> int:
+    # Argo names pods with Go's hash/fnv (FNV-1a, 32 bit); the stdlib has none.
+    value = 0x811C9DC5
+    for byte in data:
+        value = ((value ^ byte) * 0x01000193) & 0xFFFFFFFF
+    return value
+
+
+def pod_name(workflow: dict[str, Any], node: dict[str, Any]) -> str:
+    """The pod Argo runs a node in (``workflow/util/pod_name.go``: v2 names are
+    ``<workflow>-<template>-<fnv32a(node name)>``; v1 names are the node id)."""
+    metadata = workflow.get("metadata") or {}
+    name = metadata.get("name", "")
+    if (metadata.get("annotations") or {}).get(POD_NAME_FORMAT_ANNOTATION) == "v1":
+        return node["id"]
+    if node.get("name") == name:
+        return name
+    prefix = f"{name}-{node['templateName']}" if node.get("templateName") else name
+    prefix = prefix[: 253 - 10 - 2]  # maxK8sResourceNameLength - hash length - 1, as Argo cuts it
+    return f"{prefix}-{_fnv1a_32(node.get('name', '').encode())}"
+
+
+def _epoch(timestamp: str | None) -> float | None:
+    if not timestamp:
+        return None
+    return datetime.fromisoformat(timestamp.replace("Z", "+00:00")).timestamp()
+
+
+def step_name(node: dict[str, Any]) -> str:
+    """A node's step, as csflow names it: the DAG task, or the exit handler's template."""
+    display = node.get("displayName") or node.get("name", "")
+    if display.endswith(".onExit"):
+        return node.get("templateName") or "notify"
+    return display
+
+
+def step_nodes(workflow: dict[str, Any]) -> list[dict[str, Any]]:
+    """The workflow's pod nodes (and skipped or omitted tasks), in start order."""
+    nodes = (workflow.get("status") or {}).get("nodes") or {}
+    steps = [n for n in nodes.values() if n.get("type") in ("Pod", "Skipped", "Omitted")]
+    return sorted(steps, key=lambda n: (n.get("startedAt") or "9999", n.get("displayName", "")))
+
+
+def run_from_workflow(workflow: dict[str, Any], results_uri: Callable[[Run], str] | None = None) -> Run:
+    """An Argo Workflow, as a csflow run (the same ``Run`` the local backend returns)."""
+    from csflow.runtime.platform_step import classify, failure_reason
+
+    metadata = workflow.get("metadata") or {}
+    labels = metadata.get("labels") or {}
+    status = workflow.get("status") or {}
+    phase = status.get("phase") or "Pending"
+    globals_ = {p["name"]: p.get("value", "") for p in (status.get("outputs") or {}).get("parameters") or []}
+    try:
+        errors_warnings = json.loads(globals_.get("errors-warnings") or "{}")
+    except json.JSONDecodeError:
+        errors_warnings = {}
+    steps: dict[str, dict[str, Any]] = {}
+    failures = []
+    for node in step_nodes(workflow):
+        started, finished = _epoch(node.get("startedAt")), _epoch(node.get("finishedAt"))
+        info: dict[str, Any] = {"phase": node.get("phase", "Pending"), "message": node.get("message", "")}
+        if started is not None:
+            info["started"] = started
+        if finished is not None and started is not None:
+            info.update(finished=finished, seconds=round(finished - started, 3))
+        steps[step_name(node)] = info
+        if node.get("phase") in ("Failed", "Error") and step_name(node) != "notify":
+            failures.append({"displayName": step_name(node), "message": node.get("message", ""),
+                             "phase": node.get("phase")})
+    message = status.get("message", "")
+    reason = ""
+    if phase in ("Pending", ""):
+        state = PENDING
+    elif phase == "Running":
+        state = RUNNING
+    elif phase == "Succeeded":
+        state = classify(phase, errors_warnings)
+    elif "Stopped with strategy" in message or "terminated" in message.lower():
+        state, reason = CANCELLED, message
+    else:
+        state = FAIL
+        reason = failure_reason(failures) or message or phase
+    run = Run(
+        id=labels.get(JOB_LABEL) or metadata.get("name", "").removeprefix(WORKFLOW_PREFIX),
+        owner=labels.get("csflow.io/owner", ""),
+        title=labels.get("csflow.io/title", ""),
+        tag=labels.get("csflow.io/tag", ""),
+        status=state,
+        reason=reason,
+        created=_epoch(metadata.get("creationTimestamp")) or 0.0,
+        started=_epoch(status.get("startedAt")),
+        finished=_epoch(status.get("finishedAt")),
+        model_version=globals_.get("model-version", ""),
+        steps=steps,
+        errors_warnings=errors_warnings,
+        extra={"workflow": metadata.get("name", ""), "phase": phase},
+    )
+    if run.status == SUCCESS and results_uri is not None:
+        run.results_uri = results_uri(run)
+    return run
+
+
+# -- the backend ----------------------------------------------------------------
+
+class ArgoBackend:
+    def __init__(self, settings: Settings, session: requests.Session | None = None):
+        self.settings = settings
+        self.registry = Registry(settings.home)
+        self._session = session
+        self._service = None
+
+    # -- connection -------------------------------------------------------------
+
+    @property
+    def service(self):
+        """hera's ``WorkflowsService`` for the configured Argo Server (made on first use,
+        so ``render`` works without a server)."""
+        if self._service is None:
+            if not self.settings.argo_host:
+                raise BadInput("the argo backend needs the Argo Server's URL: set CSFLOW_ARGO_HOST "
+                               "(e.g. https://localhost:2746)")
+            if not self.settings.argo_host.startswith(("http://", "https://")):
+                raise BadInput(f"CSFLOW_ARGO_HOST must start with http:// or https://, "
+                               f"not {self.settings.argo_host!r}")
+            from hera.workflows.service import WorkflowsService
+
+            token = self.settings.argo_token.get_secret_value() or None
+            self._service = WorkflowsService(
+                host=self.settings.argo_host.rstrip("/") + "/",
+                token=token,
+                namespace=self.settings.argo_namespace,
+                verify_ssl=self.settings.argo_verify_ssl,
+                session=self._session,
+            )
+        return self._service
+
+    def _call(self, what: str, call: Callable[[], Any]) -> Any:
+        """One request to the Argo Server, its failures as one line."""
+        from hera.exceptions import HeraException, NotFound as HeraNotFound
+
+        try:
+            return call()
+        except HeraNotFound as exc:
+            raise NotFound(f"{what}: not found on the Argo Server ({_first_line(exc)})") from None
+        except HeraException as exc:
+            raise ArgoError(f"{what}: the Argo Server said {type(exc).__name__}: {_first_line(exc)}") from None
+        except requests.RequestException as exc:
+            raise ArgoError(f"{what}: cannot reach the Argo Server at {self.settings.argo_host} "
+                            f"({type(exc).__name__})") from None
+
+    @staticmethod
+    def workflow_name(job_id: str) -> str:
+        return WORKFLOW_PREFIX + names.check_job_id(job_id)
+
+    # -- models -----------------------------------------------------------------
+
+    def resolve(self, owner: str, title: str, tag: str | None) -> ModelVersion:
+        """The version to run: a version or tag recorded by ``csflow publish``, else the
+        model's config at the image tag given (default ``latest``)."""
+        name = names.check_tag(tag or "latest")
+        document = self.registry.document(owner, title)
+        if name in document["tags"] or name in document["versions"]:
+            return self.registry.resolve(owner, title, name)
+        config = find_model_config(owner, title, self.settings.config_dirs)
+        return ModelVersion(owner, title, name, {"config": config.canonical()}, Path())
+
+    # -- simulations -------------------------------------------------------------
+
+    def workflow(self, version: ModelVersion, job_id: str) -> dict[str, Any]:
+        """The simulation Workflow, exactly as it is submitted."""
+        return simulate.simulation_workflow_for(version, job_id, self.settings.registry).to_dict()
+
+    def render(self, model: str, inputs: JobInputs, tag: str | None = None) -> dict[str, Any]:
+        owner, title = names.parse_model_name(model)
+        return self.workflow(self.resolve(owner, title, tag), str(uuid.uuid4()))
+
+    def submit(self, model: str, inputs: JobInputs, tag: str | None = None,
+               progress: Progress = lambda _: None) -> Run:
+        owner, title = names.parse_model_name(model)
+        version = self.resolve(owner, title, tag)
+        url = self.settings.job_store_url
+        if not url.startswith(("redis://", "rediss://")):
+            raise BadInput("the argo backend needs a job store the cluster can read: set "
+                           "CSFLOW_JOB_STORE_URL=redis://HOST:PORT/0 (and CSFLOW_REDIS_USER/PASSWORD)")
+        job_id = str(uuid.uuid4())
+        workflow = self.workflow(version, job_id)
+        self.service  # fail on a missing host before writing anything
+        progress(f"writing the inputs of job {job_id} to the job store")
+        open_job_store(url).put(job_id, {"owner": owner, "title": title, "inputs": inputs.model_dump()})
+        progress(f"submitting {workflow['metadata']['name']} to {self.settings.argo_host}")
+        from hera.workflows.models import Workflow as WorkflowModel
+        from hera.workflows.models import WorkflowCreateRequest
+
+        request = WorkflowCreateRequest(workflow=WorkflowModel.model_validate(workflow))
+        created = self._call(f"submit job {job_id}", lambda: self.service.create_workflow(request))
+        run = run_from_workflow(_as_dict(created))
+        run.extra.update(link=self.link(job_id), requested_tag=tag or "latest")
+        return run
+
+    def detach(self, job_id: str) -> None:
+        """Nothing to do: the run already goes on in the cluster."""
+
+    def execute(self, job_id: str, events: EventSink | None = None, poll: float = 2.0) -> Run:
+        """Wait for a submitted run, telling ``events`` of each step's changes."""
+        return self.wait(job_id, poll=poll, events=events)
+
+    # -- reading runs -------------------------------------------------------------
+
+    def get_workflow(self, job_id: str) -> dict[str, Any]:
+        name = self.workflow_name(job_id)
+        return _as_dict(self._call(f"run {job_id}", lambda: self.service.get_workflow(name)))
+
+    def _results_uri(self, run: Run) -> str:
+        if not self.settings.storage_url:
+            return ""
+        return open_storage(self.settings.storage_url).uri(run_prefix(run.owner, run.title, run.id))
+
+    def status(self, job_id: str) -> Run:
+        return run_from_workflow(self.get_workflow(job_id), self._results_uri)
+
+    def list(self, limit: int = 50) -> list[Run]:
+        listed = self._call("list runs", lambda: self.service.list_workflows(
+            label_selector=JOB_LABEL, limit=str(limit)))
+        items = _as_dict(listed).get("items") or []
+        runs = [run_from_workflow(item) for item in items]
+        return sorted(runs, key=lambda r: r.created, reverse=True)[:limit]
+
+    def wait(self, job_id: str, timeout: float | None = None, poll: float = 2.0,
+             events: EventSink | None = None) -> Run:
+        """Poll until the run ends; ``TimeoutError`` after ``timeout`` seconds."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        seen: dict[str, str] = {}
+        while True:
+            workflow = self.get_workflow(job_id)
+            run = run_from_workflow(workflow, self._results_uri)
+            if events is not None:
+                for step, info in run.steps.items():
+                    if seen.get(step) != info["phase"]:
+                        seen[step] = info["phase"]
+                        events(step, info["phase"], info)
+            if run.done:
+                return run
+            if deadline is not None and time.monotonic() >= deadline:
+                raise TimeoutError(f"run {job_id} still {run.status} after {timeout:g}s")
+            time.sleep(poll if deadline is None else max(0.0, min(poll, deadline - time.monotonic())))
+
+    def link(self, job_id: str) -> str:
+        """The run in the Argo UI."""
+        base = (self.settings.argo_ui_url or self.settings.argo_host).rstrip("/")
+        return f"{base}/workflows/{quote(self.settings.argo_namespace)}/{self.workflow_name(job_id)}?tab=workflow"
+
+    # -- logs ---------------------------------------------------------------------
+
+    def stream_logs(self, job_id: str, step: str | None = None, follow: bool = False) -> Iterator[tuple[str, str]]:
+        """``(step, line)`` pairs from Argo's log endpoint, as they arrive."""
+        workflow = self.get_workflow(job_id)
+        pods = {pod_name(workflow, node): step_name(node) for node in step_nodes(workflow)
+                if node.get("type") == "Pod"}
+        params: dict[str, Any] = {"logOptions.container": "main"}
+        if follow:
+            params["logOptions.follow"] = "true"
+        if step is not None:
+            matching = [pod for pod, name in pods.items() if name == step]
+            if not matching:
+                raise NotFound(f"no step {step!r} in run {job_id} (steps: {', '.join(sorted(set(pods.values())))})")
+            params["podName"] = matching[0]
+        service = self.service
+        url = urljoin(service.host, f"api/v1/workflows/{quote(service.namespace)}/{self.workflow_name(job_id)}/log")
+        headers = {"Authorization": service.token} if service.token else {}
+        response = self._call(f"logs of run {job_id}", lambda: service.session.get(
+            url, params=params, headers=headers, stream=True, verify=service.verify_ssl,
+            cert=service.client_certs, timeout=(10, None if follow else 60)))
+        with response:
+            if not response.ok:
+                raise ArgoError(f"logs of run {job_id}: the Argo Server answered {response.status_code}: "
+                                f"{_first_line(response.text)}")
+            for entry in ndjson(response.iter_content(chunk_size=8192)):
+                if "error" in entry:
+                    error = entry["error"] or {}
+                    raise ArgoError(f"logs of run {job_id}: {error.get('message') or error}")
+                result = entry.get("result") or {}
+                pod = result.get("podName", "")
+                yield pods.get(pod, pod), result.get("content", "")
+
+    def logs(self, job_id: str, step: str | None = None) -> str:
+        """The logs of a run (all steps, each under a ``==> step <==`` header), or of one step."""
+        lines: dict[str, list[str]] = {}
+        for name, line in self.stream_logs(job_id, step):
+            lines.setdefault(name, []).append(line)
+        if step is not None:
+            return "\n".join(lines.get(step, [])) + ("\n" if lines.get(step) else "")
+        return "\n".join(f"==> {name} <==\n" + "\n".join(text) for name, text in lines.items())
+
+    # -- results --------------------------------------------------------------------
+
+    def _finished(self, job_id: str) -> Run:
+        run = self.status(job_id)
+        if run.status != SUCCESS:
+            raise BadInput(f"run {run.id} has no results: it is {run.status}")
+        if not self.settings.storage_url:
+            raise BadInput("set CSFLOW_STORAGE_URL (gs://BUCKET) to read results of runs on Argo")
+        return run
+
+    def results(self, job_id: str) -> dict[str, Any]:
+        run = self._finished(job_id)
+        storage = open_storage(self.settings.storage_url)
+        return json.loads(storage.get(f"{run_prefix(run.owner, run.title, run.id)}/outputs.json"))
+
+    def download(self, job_id: str, out: Path) -> list[Path]:
+        run = self._finished(job_id)
+        storage = open_storage(self.settings.storage_url)
+        data = storage.get(f"{run_prefix(run.owner, run.title, run.id)}/downloadable.zip")
+        out.mkdir(parents=True, exist_ok=True)
+        written = []
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            for member in archive.namelist():
+                target = out / Path(member).name
+                target.write_bytes(archive.read(member))
+                written.append(target)
+        return written
+
+    # -- stopping -------------------------------------------------------------------
+
+    def cancel(self, job_id: str) -> Run:
+        """Stop the run: running steps end, and the exit handler still tells the webapp."""
+        from hera.workflows.models import WorkflowStopRequest
+
+        name = self.workflow_name(job_id)
+        request = WorkflowStopRequest(name=name, namespace=self.settings.argo_namespace,
+                                      message="cancelled with csflow")
+        return run_from_workflow(_as_dict(self._call(f"stop run {job_id}",
+                                                     lambda: self.service.stop_workflow(name, request))))
+
+    def terminate(self, job_id: str) -> Run:
+        """Terminate the run at once, without the exit handler."""
+        from hera.workflows.models import WorkflowTerminateRequest
+
+        name = self.workflow_name(job_id)
+        request = WorkflowTerminateRequest(name=name, namespace=self.settings.argo_namespace)
+        return run_from_workflow(_as_dict(self._call(f"terminate run {job_id}",
+                                                     lambda: self.service.terminate_workflow(name, request))))
+
+
+def _as_dict(model: Any) -> dict[str, Any]:
+    if isinstance(model, dict):
+        return model
+    return model.model_dump(by_alias=True, exclude_none=True, mode="json")
+
+
+def _first_line(error: Any) -> str:
+    text = str(error).strip()
+    return (text.splitlines() or [""])[0][:300]
