@@ -16,7 +16,6 @@ import os
 import re
 import shutil
 import signal
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -24,11 +23,10 @@ from pathlib import Path
 from typing import Any
 
 from csflow.engine import dag
-from csflow.engine.launchers import Launcher, LaunchError, StepProcess, SubprocessLauncher, WarmLauncher
+from csflow.engine.launchers import Launcher, LaunchError, StepProcess
 from csflow.engine.store import CANCELLED, FAIL, RUNNING, RunStore
 from csflow.flows._common import (
     ENVIRONMENT_LABEL,
-    MODEL,
     MODEL_STEP_COMMAND,
     PLATFORM_STEP_COMMAND,
     WORK_DIR,
@@ -110,38 +108,24 @@ def _trim_log(path: Path) -> None:
 
 
 class SimulationRunner:
+    """Runs one Workflow with the given launchers: ``"model"`` and ``"platform"``,
+    for the two values of the ``csflow.io/environment`` label."""
+
     def __init__(
         self,
         store: RunStore,
         run_dir: Path,
-        version: ModelVersion,
-        model_env: dict[str, str],
-        platform_env: dict[str, str],
+        launchers: dict[str, Launcher],
         events: EventSink | None = None,
-        warm: bool = True,
     ):
         self.store = store
         self.run_dir = run_dir
-        self.version = version
+        self.launchers = launchers
         self.events = events or (lambda *_: None)
         self.logs = run_dir / "logs"
         self.logs.mkdir(parents=True, exist_ok=True)
         self.current: StepProcess | None = None
         self.cancelled = False
-        model_python = str(version.python)
-        functions = version.config["functions"]
-        if warm:
-            self.launchers: dict[str, Launcher] = {
-                MODEL: WarmLauncher(model_python, "model_step:main", [functions], model_env,
-                                    self.logs / "worker-model.log"),
-                "platform": WarmLauncher(sys.executable, "csflow.runtime.platform_step:main",
-                                         [], platform_env, self.logs / "worker-platform.log"),
-            }
-        else:
-            self.launchers = {
-                MODEL: SubprocessLauncher([model_python, str(Path(__file__).parent.parent / "runtime" / "model_step.py")], model_env),
-                "platform": SubprocessLauncher([sys.executable, "-m", "csflow.runtime.platform_step"], platform_env),
-            }
 
     # -- the walk ---------------------------------------------------------
 
@@ -175,10 +159,6 @@ class SimulationRunner:
         final = CANCELLED if self.cancelled else classify(status, errors_warnings)
         reason = "cancelled" if self.cancelled else (failure_reason(failures) if final == FAIL else "")
         return final, reason
-
-    def close(self) -> None:
-        for launcher in self.launchers.values():
-            launcher.close()
 
     def _on_term(self, signum, frame) -> None:
         self.cancelled = True

@@ -42,13 +42,15 @@ class Client:
 
             self.backend = ArgoBackend(self.settings)
 
-    def submit(self, model: str, inputs: Any, tag: str | None = None, progress=lambda _: None) -> Run:
+    def submit(self, model: str, inputs: Any, tag: str | None = None, progress=lambda _: None,
+               warm_up: bool = False) -> Run:
         """Record the job and return at once (the run has not started)."""
-        return self.backend.submit(model, parse_inputs(inputs), tag=tag, progress=progress)
+        extra = {"warm_up": warm_up} if self.settings.backend == "local" else {}
+        return self.backend.submit(model, parse_inputs(inputs), tag=tag, progress=progress, **extra)
 
     def simulate(self, model: str, inputs: Any, tag: str | None = None, detach: bool = False,
                  progress=lambda _: None, events=None) -> Run:
-        run = self.submit(model, inputs, tag=tag, progress=progress)
+        run = self.submit(model, inputs, tag=tag, progress=progress, warm_up=not detach)
         if detach:
             self.backend.detach(run.id)
             return self.backend.status(run.id)

@@ -24,10 +24,13 @@ from typing import Any
 from csflow import flows
 from csflow.engine import dag
 from csflow.engine.environments import build_environment
+from csflow.engine.launchers import RUNTIME_DIR, Launcher, SubprocessLauncher, WarmLauncher
+from csflow.engine.pool import WorkerPool
 from csflow.engine.runner import SimulationRunner, model_environment
 from csflow.engine.slots import slot
 from csflow.engine.store import FAIL, PENDING, Run, RunStore
 from csflow.flows import simulate
+from csflow.flows._common import MODEL, PLATFORM
 from csflow.sdk import names
 from csflow.sdk.contract import JobInputs
 from csflow.sdk.errors import BadInput, CsflowError, NotFound
@@ -35,7 +38,8 @@ from csflow.sdk.fileutil import write_json_atomic
 from csflow.sdk.jobstore import open_job_store
 from csflow.sdk.model_config import ModelConfig, find_model_config
 from csflow.sdk.registry import ModelVersion, Registry
-from csflow.sdk.secrets import LocalSecretStore
+from csflow.sdk.redis_acl import model_job_store_env
+from csflow.sdk.secrets import open_secret_store
 from csflow.sdk.settings import Settings
 from csflow.sdk.storage import open_storage, run_prefix
 
@@ -50,7 +54,8 @@ class LocalBackend:
         self.home.mkdir(parents=True, exist_ok=True)
         self.store = RunStore(self.home / "runs.db")
         self.registry = Registry(self.home)
-        self.job_store_url = (self.home / "jobs").as_uri()
+        self.job_store_url = settings.jobs_url
+        self.pool = WorkerPool(self.home / "workers")
 
     # -- models -------------------------------------------------------------
 
@@ -76,9 +81,12 @@ class LocalBackend:
         inputs: JobInputs,
         tag: str | None = None,
         progress: Progress = lambda _: None,
+        warm_up: bool = False,
     ) -> Run:
         owner, title = names.parse_model_name(model)
         version = self.resolve(owner, title, tag, progress)
+        if warm_up:
+            self.warm_up(version)
         job_id = str(uuid.uuid4())
         workflow = self.workflow(version, job_id)
         run_dir = self.run_dir(job_id)
@@ -94,18 +102,7 @@ class LocalBackend:
 
     def workflow(self, version: ModelVersion, job_id: str) -> dict[str, Any]:
         """The simulation Workflow, exactly as Argo would receive it."""
-        config = ModelConfig.model_validate(version.config)
-        kube = names.kube_name(version.owner, version.title)
-        return simulate.simulation_workflow(
-            owner=version.owner,
-            title=version.title,
-            tag=version.tag,
-            image=f"{self.settings.registry}/{kube}:{version.tag}",
-            job_id=job_id,
-            resources=config.resources.kubernetes(),
-            timeout=config.timeout,
-            model_secret=f"{kube}-secrets",
-        ).to_dict()
+        return simulate.simulation_workflow_for(version, job_id, self.settings.registry).to_dict()
 
     def render(self, model: str, inputs: JobInputs, tag: str | None = None) -> dict[str, Any]:
         owner, title = names.parse_model_name(model)
@@ -124,36 +121,62 @@ class LocalBackend:
             self._execute(run, events)
         return self.store.get(job_id)
 
+    def _environments(self, owner: str, title: str, version: ModelVersion) -> tuple[dict, dict]:
+        """The model steps' and the platform steps' process environments."""
+        secret_store = open_secret_store(self.settings)
+        secrets = secret_store.values(owner, title, version.config.get("secrets", []))
+        # A redis:// job store: the model reads its job as the read-only ACL user.
+        secrets.update(model_job_store_env(secret_store, self.job_store_url))
+        platform_env = {
+            **os.environ,
+            "CSFLOW_STORAGE_URL": self.settings.results_url,
+            "CSFLOW_HOME": str(self.home),
+        }
+        if self.settings.webapp_url:
+            platform_env["CSFLOW_WEBAPP_URL"] = self.settings.webapp_url
+            token = secret_store.values(None, None, [self.settings.webapp_token_secret])
+            if token:
+                platform_env["CSFLOW_WEBAPP_TOKEN"] = token[self.settings.webapp_token_secret]
+        return model_environment(version, self.job_store_url, secrets), platform_env
+
+    def _worker_specs(self, version: ModelVersion, model_env: dict, platform_env: dict) -> dict:
+        return {
+            MODEL: (str(version.python), "model_step:main", [version.config["functions"]], model_env),
+            PLATFORM: (sys.executable, "csflow.runtime.platform_step:main", [], platform_env),
+        }
+
+    def _launchers(self, version: ModelVersion, model_env: dict, platform_env: dict) -> dict[str, Launcher]:
+        if not self.settings.warm_workers:
+            return {
+                MODEL: SubprocessLauncher([str(version.python), str(RUNTIME_DIR / "model_step.py")], model_env),
+                PLATFORM: SubprocessLauncher([sys.executable, "-m", "csflow.runtime.platform_step"], platform_env),
+            }
+        specs = self._worker_specs(version, model_env, platform_env)
+        return {kind: self.pool.acquire(*spec) for kind, spec in specs.items()}
+
+    def warm_up(self, version: ModelVersion) -> None:
+        """Start the version's workers now, so the model imports while the engine
+        records the job and compiles the flow."""
+        if self.settings.warm_workers:
+            for spec in self._worker_specs(version, *self._environments(version.owner, version.title, version)).values():
+                self.pool.prestart(*spec)
+
     def _execute(self, run: Run, events: EventSink | None) -> None:
         run_dir = self.run_dir(run.id)
         try:
             version = self.registry.resolve(run.owner, run.title, run.tag)
             template = flows.compiled("simulate", cache_dir=self.home / "cache")
             workflow = dag.merge_workflow(json.loads((run_dir / "workflow.json").read_text()), template)
-            secrets = LocalSecretStore(self.home).values(run.owner, run.title, version.config.get("secrets", []))
-            platform_env = {
-                **os.environ,
-                "CSFLOW_STORAGE_URL": self.settings.results_url,
-                "CSFLOW_HOME": str(self.home),
-            }
-            if self.settings.webapp_url:
-                platform_env["CSFLOW_WEBAPP_URL"] = self.settings.webapp_url
-            runner = SimulationRunner(
-                self.store,
-                run_dir,
-                version,
-                model_environment(version, self.job_store_url, secrets),
-                platform_env,
-                events=events,
-                warm=self.settings.warm_workers,
-            )
+            launchers = self._launchers(version, *self._environments(run.owner, run.title, version))
         except CsflowError as exc:
             self.store.finish(run.id, FAIL, str(exc))
             return
         try:
-            status, reason = runner.execute(run.id, workflow)
+            status, reason = SimulationRunner(self.store, run_dir, launchers, events=events).execute(run.id, workflow)
         finally:
-            runner.close()
+            for launcher in launchers.values():
+                if isinstance(launcher, WarmLauncher):
+                    self.pool.release(launcher)
         model_version = ""
         version_file = run_dir / "work" / "inputs" / "model-version"
         if version_file.is_file():
