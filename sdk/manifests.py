@@ -50,6 +50,31 @@ _CRD_FILES = {
 ARGO_KINDS = frozenset(_CRD_FILES)
 
 
+_STRING_MAP = {"type": "object", "additionalProperties": {"type": "string"}}
+# Kubernetes' ObjectMeta (meta/v1), the fields a client may send.
+OBJECT_META = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "name": {"type": "string", "maxLength": 253},
+        "generateName": {"type": "string"},
+        "namespace": {"type": "string", "maxLength": 63},
+        "labels": _STRING_MAP,
+        "annotations": _STRING_MAP,
+        "finalizers": {"type": "array", "items": {"type": "string"}},
+        "ownerReferences": {"type": "array", "items": {"type": "object"}},
+        "uid": {"type": "string"},
+        "resourceVersion": {"type": "string"},
+        "generation": {"type": "integer"},
+        "creationTimestamp": {"type": ["string", "null"]},
+        "deletionTimestamp": {"type": ["string", "null"]},
+        "deletionGracePeriodSeconds": {"type": "integer"},
+        "managedFields": {"type": "array", "items": {"type": "object"}},
+        "selfLink": {"type": "string"},
+    },
+}
+
+
 @dataclass(frozen=True)
 class Finding:
     """One problem in one document: where it is and what is wrong, on one line."""
@@ -112,6 +137,8 @@ def crd_validator(kind: str) -> jsonschema.protocols.Validator:
         ) from None
     version = next(v for v in crd["spec"]["versions"] if v.get("served", True))
     schema = close_objects(version["schema"]["openAPIV3Schema"])
+    # CRDs leave metadata opaque (the API server checks ObjectMeta itself); close it too.
+    schema["properties"]["metadata"] = OBJECT_META
     # Kubernetes validates CRs with OpenAPI v3 rules, which Draft 7 matches for
     # everything these CRDs use (types, enums, anyOf for int-or-string).
     return jsonschema.Draft7Validator(schema)
