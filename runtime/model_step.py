@@ -64,12 +64,20 @@ def load_job(job_id: str) -> dict:
     elif parsed.scheme in ("redis", "rediss"):
         import redis  # installed in model images for this purpose only
 
-        client = redis.Redis.from_url(
-            url,
-            username=os.environ.get("CSFLOW_REDIS_USER") or None,
-            password=os.environ.get("CSFLOW_REDIS_PASSWORD") or None,
-        )
-        raw = client.get(key)
+        user = os.environ.get("CSFLOW_REDIS_USER") or None
+        try:
+            client = redis.Redis.from_url(
+                url,
+                username=user,
+                password=os.environ.get("CSFLOW_REDIS_PASSWORD") or None,
+                socket_timeout=30,
+                socket_connect_timeout=30,
+            )
+            raw = client.get(key)  # the model user may only GET job-*; an expired key is gone
+        except redis.AuthenticationError:
+            raise JobError(f"the job store refused user {user!r}: wrong password, or the user is disabled")
+        except redis.RedisError as exc:
+            raise JobError(f"cannot read job {job_id} from the job store as user {user!r}: {exc}")
         if raw is None:
             raise JobError(f"job {job_id} not found in the job store (expired or never written)")
     else:

@@ -28,6 +28,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from csflow.sdk.contract import ErrorsWarnings, ModelResult, RemoteResult, output_filenames
+from csflow.sdk.errors import CsflowError
 from csflow.sdk.fileutil import write_bytes_atomic, write_json_atomic
 from csflow.sdk.storage import open_storage, run_prefix
 
@@ -109,7 +110,8 @@ def step_upload(args: argparse.Namespace) -> None:
     prefix = run_prefix(args.owner, args.title, args.job_id)
     results = work_dir() / "results"
     for name in RESULT_FILES:
-        uri = storage.put(f"{prefix}/{name}", (results / name).read_bytes())
+        content_type = "application/zip" if name.endswith(".zip") else "application/json"
+        uri = storage.put(f"{prefix}/{name}", (results / name).read_bytes(), content_type)
         print(f"wrote {uri}")
     remote = json.loads((results / "remote.json").read_text())
     write_json_atomic(work_dir() / "results-uri.json", {"uri": storage.uri(prefix)})
@@ -142,6 +144,8 @@ def step_notify(args: argparse.Namespace) -> None:
     errors_warnings = load(args.errors_warnings, {})
     status = classify(args.status, errors_warnings)
     reason = failure_reason(load(args.failures, []))
+    if status == FAIL and not reason:  # e.g. a deleted pod or a deadline with no step failure
+        reason = f"the workflow ended {args.status or 'without a status'}"
     print(f"job {args.job_id}: {status}{' - ' + reason if reason else ''}")
     if status != SUCCESS:  # upload already told the webapp of a success
         _tell_webapp(args, status, errors_warnings=errors_warnings, traceback=reason)
@@ -152,7 +156,9 @@ def _tell_webapp(args: argparse.Namespace, status: str, **payload: Any) -> None:
         return
     from csflow.sdk.webapp import WebappClient
 
-    WebappClient.from_env().report(args.job_id, status, **payload)
+    client = WebappClient.from_env()
+    reply = client.report(args.job_id, status, **payload)
+    print(f"webapp {client.url} accepted {status} for job {args.job_id} (HTTP {reply.status_code})")
 
 
 STEPS = {"outputs": step_outputs, "upload": step_upload, "notify": step_notify}
@@ -170,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         STEPS[args.step](args)
-    except StepError as exc:
+    except (StepError, CsflowError) as exc:  # storage or webapp failures: one line, no traceback
         print(f"csflow: {exc}", file=sys.stderr)
         return 1
     return 0
