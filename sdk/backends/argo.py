@@ -275,18 +275,33 @@ class ArgoBackend:
                            "CSFLOW_JOB_STORE_URL=redis://HOST:PORT/0 (and CSFLOW_REDIS_USER/PASSWORD)")
         job_id = str(uuid.uuid4())
         workflow = self.workflow(version, job_id)
+        request = self.create_request(workflow)
         self.service  # fail on a missing host before writing anything
         progress(f"writing the inputs of job {job_id} to the job store")
         open_job_store(url).put(job_id, {"owner": owner, "title": title, "inputs": inputs.model_dump()})
         progress(f"submitting {workflow['metadata']['name']} to {self.settings.argo_host}")
-        from hera.workflows.models import Workflow as WorkflowModel
-        from hera.workflows.models import WorkflowCreateRequest
-
-        request = WorkflowCreateRequest(workflow=WorkflowModel.model_validate(workflow))
         created = self._call(f"submit job {job_id}", lambda: self.service.create_workflow(request))
         run = run_from_workflow(_as_dict(created))
         run.extra.update(link=self.link(job_id), requested_tag=tag or "latest")
         return run
+
+    @staticmethod
+    def create_request(workflow: dict[str, Any]):
+        """hera's WorkflowCreateRequest for exactly this Workflow. The Workflow must pass
+        the strict CRD schema, and survive hera's models unchanged: pydantic drops
+        unknown fields silently, so a typo would otherwise vanish on the way."""
+        from hera.workflows.models import Workflow as WorkflowModel
+        from hera.workflows.models import WorkflowCreateRequest
+
+        from csflow.sdk.manifests import schema_findings
+
+        findings = schema_findings(workflow)
+        if findings:
+            raise CsflowError(f"refusing to submit an invalid Workflow: {findings[0]}")
+        model = WorkflowModel.model_validate(workflow)
+        if _as_dict(model) != workflow:
+            raise CsflowError("refusing to submit: hera's Workflow model changed the document")
+        return WorkflowCreateRequest(workflow=model)
 
     def detach(self, job_id: str) -> None:
         """Nothing to do: the run already goes on in the cluster."""
