@@ -9,10 +9,18 @@ skipped. Environments live in ``$CSFLOW_HOME/envs/OWNER/TITLE/TAG/``:
 - ``venv/``: the uv environment, installed from ``requirements.lock``;
 - ``version.json``: written last; an environment without it is incomplete and
   is rebuilt.
+
+A build is planned (``plan_build``: source, lock, content tag), laid out as a
+build context (``write_build_context``: what kaniko builds the model's image
+from on Argo, with a Dockerfile generated from the config) and installed
+(``install_environment``: the embedded engine's uv environment, from the same
+source and lock). ``build_environment`` does all three for a simulation of a
+model that was never published.
 """
 
 from __future__ import annotations
 
+import functools
 import glob
 import hashlib
 import json
@@ -23,6 +31,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 from csflow.sdk.errors import BadInput, CsflowError
@@ -44,7 +53,22 @@ def uv_bin() -> str:
     return find_uv_bin()
 
 
+# What a build's processes inherit. Resolving and installing requirements may
+# build a source distribution, i.e. run code the model's author chose: it gets
+# the network, uv's settings and caches, and no csflow credentials.
+_BUILD_ENV_NAMES = frozenset({
+    "PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "TZ", "PYENV_ROOT", "XDG_CACHE_HOME",
+    "SSL_CERT_FILE", "SSL_CERT_DIR", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY",
+    "http_proxy", "https_proxy", "no_proxy", "CSFLOW_HOME",
+})
+
+
+def build_process_env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if k in _BUILD_ENV_NAMES or k.startswith("UV_")}
+
+
 def _run(cmd: list[str], what: str, **kwargs) -> subprocess.CompletedProcess:
+    kwargs.setdefault("env", build_process_env())
     result = subprocess.run(cmd, capture_output=True, text=True, **kwargs)
     if result.returncode != 0:
         detail = (result.stderr or result.stdout).strip().splitlines()
@@ -53,9 +77,17 @@ def _run(cmd: list[str], what: str, **kwargs) -> subprocess.CompletedProcess:
     return result
 
 
+@functools.lru_cache(maxsize=None)
 def find_python(version: str) -> str:
-    """An interpreter for ``3.X``: uv's discovery first, then pyenv's folders, whose
-    shims uv cannot query for versions other than the global one."""
+    """An interpreter for ``3.X``: installed interpreters in the usual folders first
+    (a file check; pyenv's shims cannot be queried for versions other than the
+    global one), then uv's own discovery (slower: it runs every Python on PATH)."""
+    pyenv_root = os.environ.get("PYENV_ROOT", str(Path.home() / ".pyenv"))
+    candidates = sorted(glob.glob(f"{pyenv_root}/versions/{version}.*/bin/python{version}"))
+    candidates += [f"/usr/bin/python{version}", f"/usr/local/bin/python{version}"]
+    for candidate in reversed(candidates):
+        if os.access(candidate, os.X_OK):
+            return candidate
     found = subprocess.run(
         [uv_bin(), "python", "find", "--no-python-downloads", version],
         capture_output=True,
@@ -63,12 +95,6 @@ def find_python(version: str) -> str:
     )
     if found.returncode == 0 and found.stdout.strip():
         return found.stdout.strip()
-    pyenv_root = os.environ.get("PYENV_ROOT", str(Path.home() / ".pyenv"))
-    candidates = sorted(glob.glob(f"{pyenv_root}/versions/{version}.*/bin/python{version}"))
-    candidates += [f"/usr/bin/python{version}", f"/usr/local/bin/python{version}"]
-    for candidate in reversed(candidates):
-        if os.access(candidate, os.X_OK):
-            return candidate
     raise BuildError(f"no Python {version} interpreter found on this machine")
 
 
@@ -128,47 +154,134 @@ def is_built(path: Path) -> bool:
     return (path / "version.json").is_file()
 
 
+def _git(source: Path, *args: str) -> str | None:
+    result = subprocess.run(["git", "-C", str(source), *args], capture_output=True, text=True)
+    return result.stdout.strip() if result.returncode == 0 else None
+
+
+def source_origin(config: ModelConfig, source: Path) -> dict:
+    """Where a version's source came from, for its build record: the git URL, ref
+    and commit, or the local path (with its commit when it is a git work tree)."""
+    commit = _git(source, "rev-parse", "HEAD")
+    if config.source.git is not None:
+        git = config.source.git
+        return {"git": git.url, "ref": git.ref, "subdir": git.subdir, "commit": commit}
+    origin: dict = {"path": str(source)}
+    if commit:
+        origin["commit"] = commit
+        origin["dirty"] = bool(_git(source, "status", "--porcelain", "--", "."))
+    return origin
+
+
+@dataclass
+class BuildPlan:
+    """What one build is made of: the checked-out source, the lock and the content
+    tag they give. Only valid inside ``plan_build``'s block (a git checkout is
+    a temporary folder)."""
+
+    config: ModelConfig
+    source: Path
+    lock: str
+    tag: str
+    python: str
+    info: dict
+
+
+@contextmanager
+def plan_build(
+    config: ModelConfig, cache_dir: Path, progress: Progress = lambda _: None, refresh: bool = False
+) -> Iterator[BuildPlan]:
+    python = find_python(config.python)
+    with checkout_source(config, progress) as source:
+        progress(f"locking requirements for {config.name}")
+        lock = lock_requirements(config, python, cache_dir, refresh=refresh)
+        source_hash = tree_hash(source)
+        tag = content_tag(config, source_hash, lock)
+        info = {
+            "owner": config.owner,
+            "title": config.title,
+            "tag": tag,
+            "python": config.python,
+            "functions": config.functions,
+            "config": config.canonical(),
+            "source": str(config.config_path or ""),
+            "origin": source_origin(config, source),
+            "source_hash": source_hash,
+            "lock_sha256": hashlib.sha256(lock.encode()).hexdigest(),
+            "requirements": len(_packages(lock)),
+        }
+        yield BuildPlan(config, source, lock, tag, python, info)
+
+
+# The model-side programs a model image carries (standard library only).
+MODEL_SIDE_PROGRAMS = ("model_step.py", "contract_tests.py")
+
+
+def write_build_context(plan: BuildPlan, context: Path) -> None:
+    """Lay out the build context: what kaniko builds the image from on Argo, and
+    what the embedded engine builds the uv environment from (``sdk/dockerfile.py``)."""
+    from csflow.sdk import dockerfile
+
+    runtime = Path(__file__).resolve().parent.parent / "runtime"
+    context.mkdir(parents=True, exist_ok=True)
+    shutil.copytree(plan.source, context / "src", ignore=_IGNORED, dirs_exist_ok=True)
+    write_text_atomic(context / "requirements.lock", plan.lock)
+    write_text_atomic(context / "Dockerfile", dockerfile.render(plan.config))
+    (context / "csflow").mkdir(exist_ok=True)
+    for name in MODEL_SIDE_PROGRAMS:
+        shutil.copy2(runtime / name, context / "csflow" / name)
+    write_json_atomic(context / "build.json", plan.info)
+
+
+def _packages(lock: str) -> list[str]:
+    return [ln for ln in lock.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
+
+
+def install_environment(
+    info: dict, source: Path, lock: str, home: Path, progress: Progress = lambda _: None
+) -> dict:
+    """Build the uv environment for a planned version (or reuse it); return its
+    version record. Two builders of the same version wait for each other."""
+    owner, title, tag = info["owner"], info["title"], info["tag"]
+    target = version_dir(home, owner, title, tag)
+    with file_lock(home / "locks" / f"env-{owner}-{title}-{tag}"):
+        if is_built(target):
+            progress(f"environment {tag} already built")
+            return json.loads((target / "version.json").read_text())
+        shutil.rmtree(target, ignore_errors=True)  # an incomplete earlier build
+        target.mkdir(parents=True)
+        started = time.time()
+        shutil.copytree(source, target / "src", ignore=_IGNORED)
+        write_text_atomic(target / "requirements.lock", lock)
+        progress(f"creating a Python {info['python']} environment")
+        python = find_python(info["python"])
+        _run([uv_bin(), "venv", "--quiet", "--python", python, str(target / "venv")], "uv venv")
+        packages = _packages(lock)
+        progress(f"installing {len(packages)} locked packages")
+        if packages:
+            _run(
+                [uv_bin(), "pip", "sync", "--quiet", "--python", str(target / "venv" / "bin" / "python"),
+                 str(target / "requirements.lock")],
+                f"installing the requirements of {owner}/{title}",
+            )
+        record = {
+            **info,
+            "built": time.time(),
+            "build_seconds": round(time.time() - started, 2),
+        }
+        write_json_atomic(target / "version.json", record)
+        progress(f"environment {tag} built in {record['build_seconds']:.1f}s")
+        return record
+
+
 def build_environment(
     config: ModelConfig, home: Path, progress: Progress = lambda _: None, refresh: bool = False
 ) -> dict:
     """Build (or reuse) the environment for the config's current content; return its
     version record."""
-    python = find_python(config.python)
-    with checkout_source(config, progress) as source:
-        progress(f"locking requirements for {config.name}")
-        lock = lock_requirements(config, python, home / "cache", refresh=refresh)
-        tag = content_tag(config, tree_hash(source), lock)
-        target = version_dir(home, config.owner, config.title, tag)
-        with file_lock(home / "locks" / f"env-{config.owner}-{config.title}-{tag}"):
-            if is_built(target):
-                progress(f"environment {tag} already built")
-                return json.loads((target / "version.json").read_text())
-            shutil.rmtree(target, ignore_errors=True)  # an incomplete earlier build
-            target.mkdir(parents=True)
-            started = time.time()
-            shutil.copytree(source, target / "src", ignore=_IGNORED)
-            write_text_atomic(target / "requirements.lock", lock)
-            progress(f"creating a Python {config.python} environment")
-            _run([uv_bin(), "venv", "--quiet", "--python", python, str(target / "venv")], "uv venv")
-            packages = [ln for ln in lock.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
-            progress(f"installing {len(packages)} locked packages")
-            if packages:
-                _run(
-                    [uv_bin(), "pip", "sync", "--quiet", "--python", str(target / "venv" / "bin" / "python"),
-                     str(target / "requirements.lock")],
-                    f"installing the requirements of {config.name}",
-                )
-            record = {
-                "owner": config.owner,
-                "title": config.title,
-                "tag": tag,
-                "python": config.python,
-                "functions": config.functions,
-                "config": config.canonical(),
-                "source": str(config.config_path or ""),
-                "built": time.time(),
-                "build_seconds": round(time.time() - started, 2),
-            }
-            write_json_atomic(target / "version.json", record)
-            progress(f"environment {tag} built in {record['build_seconds']:.1f}s")
-            return record
+    with plan_build(config, home / "cache", progress, refresh=refresh) as plan:
+        target = version_dir(home, config.owner, config.title, plan.tag)
+        if is_built(target):
+            progress(f"environment {plan.tag} already built")
+            return json.loads((target / "version.json").read_text())
+        return install_environment(plan.info, plan.source, plan.lock, home, progress)

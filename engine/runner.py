@@ -1,12 +1,19 @@
-"""The embedded engine: runs one compiled simulation Workflow on this machine.
+"""The embedded engine: runs one compiled Workflow (simulate, publish) on this machine.
 
 It walks the entrypoint DAG of the merged Workflow (``engine/dag.py``), runs
 each container template as a local process through a launcher
 (``engine/launchers.py``), chosen by the template's ``csflow.io/environment``
 label: model steps in the model's uv environment, platform steps in csflow's.
 ``/tmp/csflow`` (the pods' work folder) maps to a folder per task; artifacts
-are files handed from task to task by name. The exit handler runs on every
-end, as on Argo. Every state change goes to the run store at once.
+are files handed from task to task by name, and task arguments become the
+template's ``inputs.parameters``. The exit handler runs on every end, as on
+Argo. Every state change goes to the run store at once.
+
+A suspend template (Argo: https://argo-workflows.readthedocs.io/en/latest/walk-through/suspending/)
+stops the walk: the run is SUSPENDED, with no engine process. Resuming runs
+the Workflow again with the finished steps' records (``resume``): they are
+not run again, their outputs are read back from their folders, and the
+suspend step, now approved, succeeds.
 """
 
 from __future__ import annotations
@@ -24,7 +31,7 @@ from typing import Any
 
 from csflow.engine import dag
 from csflow.engine.launchers import Launcher, LaunchError, StepProcess
-from csflow.engine.store import CANCELLED, FAIL, RUNNING, RunStore
+from csflow.engine.store import CANCELLED, FAIL, RUNNING, SUSPENDED, RunStore
 from csflow.flows._common import (
     ENVIRONMENT_LABEL,
     MODEL_STEP_COMMAND,
@@ -46,6 +53,15 @@ EventSink = Callable[[str, str, dict[str, Any]], None]
 
 class Cancelled(Exception):
     pass
+
+
+class Suspended(Exception):
+    """A suspend step was reached and not yet approved."""
+
+
+# Phases after which a step is not run again when a run resumes.
+_DONE = (dag.SUCCEEDED, dag.FAILED, dag.ERRORED, dag.SKIPPED, dag.OMITTED)
+SUSPENDED_PHASE = "Suspended"
 
 
 @dataclass
@@ -129,14 +145,20 @@ class SimulationRunner:
 
     # -- the walk ---------------------------------------------------------
 
-    def execute(self, run_id: str, workflow: dict[str, Any]) -> tuple[str, str]:
-        """Run the Workflow; return (final status, reason)."""
+    def execute(self, run_id: str, workflow: dict[str, Any],
+                resume: dict[str, dict[str, Any]] | None = None) -> tuple[str, str]:
+        """Run the Workflow; return (final status, reason). ``resume``: the step
+        records of an earlier, suspended execution (its approval given)."""
         spec = workflow["spec"]
         self.templates = {t["name"]: t for t in spec["templates"]}
         self.scope = {f"workflow.parameters.{p['name']}": p["value"] for p in spec["arguments"]["parameters"]}
         self.scope["workflow.name"] = workflow["metadata"].get("name", run_id)
         self.deadline = time.monotonic() + float(spec.get("activeDeadlineSeconds") or 24 * 3600)
-        self.store.update(run_id, status=RUNNING, started=time.time(), engine_pid=os.getpid())
+        self.resume = resume or {}
+        changes: dict[str, Any] = {"status": RUNNING, "engine_pid": os.getpid()}
+        if not self.resume:
+            changes["started"] = time.time()
+        self.store.update(run_id, **changes)
         previous = signal.signal(signal.SIGTERM, self._on_term)
         results: dict[str, TaskResult] = {}
         try:
@@ -147,12 +169,15 @@ class SimulationRunner:
             failures = [{"displayName": n, "message": r.message, "phase": r.phase} for n, r in failed.items()]
         except Cancelled:
             status, failures = "Failed", [{"displayName": "run", "message": "cancelled", "phase": "Failed"}]
+        except Suspended as suspended:
+            return SUSPENDED, f"waiting for approval at step {suspended}"
         finally:
             signal.signal(signal.SIGTERM, previous)
         self.scope["workflow.status"] = status
         self.scope["workflow.failures"] = json.dumps(failures)
         self.scope.setdefault("workflow.outputs.parameters.errors-warnings", "{}")
-        if spec.get("onExit") and not self.cancelled:
+        # The exit handler reports every end, a cancelled run's too (Argo's "stop").
+        if spec.get("onExit"):
             exit_task = dag.Task(name="notify", template=spec["onExit"])
             self._run_task(run_id, exit_task, results)
         errors_warnings = json.loads(self.scope["workflow.outputs.parameters.errors-warnings"])
@@ -179,19 +204,56 @@ class SimulationRunner:
                 scope[f"tasks.{name}.outputs.parameters.{key}"] = value
             for key in result.artifacts:
                 scope[f"tasks.{name}.outputs.artifacts.{key}"] = f"{name}/{key}"
+        template = self.templates[task.template]
+        earlier = self.resume.get(task.name, {}).get("phase")
+        if earlier in _DONE:
+            return self._resumed(task, template, earlier, self.resume[task.name].get("message", ""))
         if task.when and not dag.evaluate_when(dag.substitute(task.when, scope)):
             self._record(run_id, task.name, dag.SKIPPED)
             return TaskResult(dag.SKIPPED)
-        template = self.templates[task.template]
+        if "suspend" in template:
+            return self._suspend(run_id, task.name, earlier == SUSPENDED_PHASE)
+        for parameter in task.arguments.get("parameters", []):
+            scope[f"inputs.parameters.{parameter['name']}"] = dag.substitute(str(parameter.get("value", "")), scope)
         artifacts = {}
         for argument in task.arguments.get("artifacts", []):
             producer, _, name = dag.substitute(argument["from"], scope).partition("/")
-            artifacts[argument["name"]] = results[producer].artifacts[name]
+            if name in results[producer].artifacts:  # else an optional artifact not produced
+                artifacts[argument["name"]] = results[producer].artifacts[name]
         result = self._run_container(run_id, task.name, template, scope, artifacts)
+        self._set_globals(template, result)
+        return result
+
+    def _resumed(self, task: dag.Task, template: dict, phase: str, message: str) -> TaskResult:
+        """A step finished before the run was suspended: its outputs, read back."""
+        result = TaskResult(phase, message)
+        if phase == dag.SUCCEEDED and "container" in template:
+            result = self._collect(template, self.run_dir / "work" / task.name, result)
+            self._set_globals(template, result)
+        return result
+
+    def _suspend(self, run_id: str, name: str, approved: bool) -> TaskResult:
+        """Argo suspends here until ``argo resume``; the embedded engine stops the
+        walk and records the run as SUSPENDED. A resumed run comes back with the
+        step recorded as Suspended: it was approved, so it succeeds."""
+        if approved:
+            self._record(run_id, name, dag.SUCCEEDED, finished=time.time(), message="approved")
+            return TaskResult(dag.SUCCEEDED)
+        self._record(run_id, name, SUSPENDED_PHASE, started=time.time(), message="waiting for approval")
+        raise Suspended(name)
+
+    def _set_globals(self, template: dict, result: TaskResult) -> None:
         for parameter in template.get("outputs", {}).get("parameters", []):
             if parameter.get("globalName") and parameter["name"] in result.parameters:
                 self.scope[f"workflow.outputs.parameters.{parameter['globalName']}"] = result.parameters[parameter["name"]]
-        return result
+
+    def launcher(self, kind: str, command: list[str], image: str) -> Launcher:
+        """The launcher for a step, by its environment label. Runners of other
+        flows choose per command and image (a publish makes its model's
+        environment mid-run)."""
+        if command not in (MODEL_STEP_COMMAND, PLATFORM_STEP_COMMAND):
+            raise dag.SpecError(f"unknown step command {command}")
+        return self.launchers[kind]
 
     def _record(self, run_id: str, step: str, phase: str, **info: Any) -> None:
         self.store.set_step(run_id, step, phase=phase, **info)
@@ -203,16 +265,20 @@ class SimulationRunner:
         if container is None:
             raise dag.SpecError(f"template {template['name']!r}: only container templates run locally")
         command = container.get("command", [])
-        if command not in (MODEL_STEP_COMMAND, PLATFORM_STEP_COMMAND):
-            raise dag.SpecError(f"template {template['name']!r}: unknown step command {command}")
         kind = template.get("metadata", {}).get("labels", {}).get(ENVIRONMENT_LABEL, "platform")
-        launcher = self.launchers[kind]
+        try:
+            launcher = self.launcher(kind, command, dag.substitute(container.get("image", ""), scope))
+        except dag.SpecError as exc:
+            raise dag.SpecError(f"template {template['name']!r}: {exc}") from None
         args = [dag.substitute(a, scope) for a in container.get("args", [])]
         work = self.run_dir / "work" / name
         shutil.rmtree(work, ignore_errors=True)
         work.mkdir(parents=True)
         for artifact in template.get("inputs", {}).get("artifacts", []):
-            self._place(artifacts[artifact["name"]], self._local(work, artifact["path"]))
+            if artifact["name"] in artifacts:
+                self._place(artifacts[artifact["name"]], self._local(work, artifact["path"]))
+            elif not artifact.get("optional"):
+                raise dag.SpecError(f"template {template['name']!r}: input artifact {artifact['name']!r} has no source")
         retry = template.get("retryStrategy") or {}
         attempts = 1 + int(str(retry.get("limit", 0)))
         backoff = retry.get("backoff") or {}
@@ -295,6 +361,8 @@ class SimulationRunner:
         for artifact in outputs.get("artifacts", []):
             path = self._local(work, artifact["path"])
             if not path.exists():
+                if artifact.get("optional"):
+                    continue
                 return TaskResult(dag.FAILED, f"output artifact {artifact['name']!r} was not produced")
             result.artifacts[artifact["name"]] = path
         return result

@@ -20,6 +20,8 @@ from typing import Any, Iterator
 from csflow.sdk.errors import NotFound
 
 PENDING, RUNNING = "PENDING", "RUNNING"
+# A publish waiting for approval: no engine process runs it until it is resumed.
+SUSPENDED = "SUSPENDED"
 SUCCESS, INVALID, FAIL, CANCELLED, INTERRUPTED = (
     "SUCCESS",
     "INVALID",
@@ -27,7 +29,7 @@ SUCCESS, INVALID, FAIL, CANCELLED, INTERRUPTED = (
     "CANCELLED",
     "INTERRUPTED",
 )
-ACTIVE = (PENDING, RUNNING)
+ACTIVE = (PENDING, RUNNING, SUSPENDED)
 FINAL = (SUCCESS, INVALID, FAIL, CANCELLED, INTERRUPTED)
 
 _SCHEMA = """
@@ -161,6 +163,19 @@ class RunStore:
         assignments = ", ".join(f"{k} = :{k}" for k in changes)
         with self._connect() as db:
             db.execute(f"UPDATE runs SET {assignments} WHERE id = :_id", {**changes, "_id": run_id})
+
+    def update_if(self, run_id: str, expected_status: str, **changes: Any) -> bool:
+        """Apply ``changes`` only if the run is in ``expected_status`` (one caller wins)."""
+        for key in _JSON_FIELDS:
+            if key in changes:
+                changes[key] = json.dumps(changes[key])
+        assignments = ", ".join(f"{k} = :{k}" for k in changes)
+        with self._connect() as db:
+            cursor = db.execute(
+                f"UPDATE runs SET {assignments} WHERE id = :_id AND status = :_expected",
+                {**changes, "_id": run_id, "_expected": expected_status},
+            )
+            return cursor.rowcount == 1
 
     def finish(self, run_id: str, status: str, reason: str = "", **changes: Any) -> bool:
         """Move a run to a final status once; a run already final keeps its status."""

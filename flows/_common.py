@@ -205,7 +205,12 @@ def model_step(
 
 
 def platform_step(
-    name: str, args: list[str], image: str, command: list[str] | None = None, **kwargs
+    name: str,
+    args: list[str],
+    image: str,
+    command: list[str] | None = None,
+    env_from: list[EnvFromSource] | None = None,
+    **kwargs,
 ) -> Container:
     return Container(
         name=name,
@@ -215,7 +220,7 @@ def platform_step(
         labels={ENVIRONMENT_LABEL: PLATFORM},
         automount_service_account_token=False,
         security_context=container_security_context(),
-        env_from=platform_env_from(),
+        env_from=platform_env_from() if env_from is None else env_from,
         **kwargs,
     )
 

@@ -80,3 +80,54 @@ class Client:
 
     def list(self, limit: int = 50) -> list[Run]:
         return self.backend.list(limit)
+
+    # -- publishing and the model registry ------------------------------------------
+
+    def publish(self, config: str | Path, require_approval: bool = False, detach: bool = False,
+                events=None) -> Run:
+        """Publish a model from its config (``config/OWNER/TITLE.yaml``): build, test,
+        push to ``staging``, then (after approval, if asked) deploy to ``latest``."""
+        run = self.backend.submit_publish(config, require_approval=require_approval)
+        if detach:
+            self.backend.detach(run.id)
+            return self.backend.status(run.id)
+        return self.backend.execute(run.id, events=events)
+
+    def approve(self, run_id: str, detach: bool = False, events=None) -> Run:
+        """Approve a publish waiting at its approval step, and let it deploy."""
+        run = self.backend.approve(run_id)
+        if detach:
+            self.backend.detach(run.id)
+            return self.backend.status(run.id)
+        return self.backend.execute(run.id, events=events)
+
+    def publish_report(self, run_id: str) -> dict[str, Any] | None:
+        """A publish's contract-test results (None if the tests never ran)."""
+        return self.backend.publish_report(run_id)
+
+    def models(self) -> list[dict[str, Any]]:
+        return self.backend.models()
+
+    def model(self, model: str) -> dict[str, Any]:
+        """A model's versions (build records, test summaries), tags and tag history."""
+        return self.backend.model(*_model_name(model))
+
+    def inputs(self, model: str, meta_param_dict: dict[str, Any] | None = None,
+               tag: str | None = None) -> dict[str, Any]:
+        """``get_version`` and ``get_inputs`` of a model version (default: latest),
+        from the inputs cache for the default meta parameters."""
+        return self.backend.model_inputs(*_model_name(model), meta_param_dict, tag=tag)
+
+    def promote(self, model: str, tag: str, to: str = "latest") -> dict[str, Any]:
+        """Point ``to`` (latest or staging) at ``tag`` (a version or a tag name)."""
+        return self.backend.promote(*_model_name(model), tag, to=to)
+
+    def rollback(self, model: str, tag: str = "latest") -> dict[str, Any]:
+        """Move ``tag`` back to the version it pointed at before."""
+        return self.backend.rollback(*_model_name(model), tag)
+
+
+def _model_name(model: str) -> tuple[str, str]:
+    from csflow.sdk.names import parse_model_name
+
+    return parse_model_name(model)

@@ -6,6 +6,19 @@ registry keeps one JSON document per model under
 ``$CSFLOW_HOME/registry/OWNER/TITLE.json``. Every change happens under an
 exclusive file lock and is written atomically, so tags move atomically and two
 publishes at once cannot corrupt it.
+
+Publishing records a version (``record_version``: when, from what, how its
+contract tests went), moves ``staging`` to it, then ``latest``. Every tag move
+is kept in the document's ``history``; ``rollback`` moves a tag back to the
+target it had before its current one, following that history (a rollback
+undoes a move, so rolling back twice goes two versions back, not back and
+forth).
+
+    {"owner": "PSLmodels", "title": "Tax-Cruncher",
+     "versions": {"42ce5647434e": {...build record...}},
+     "tags": {"latest": "42ce5647434e", "staging": "42ce5647434e"},
+     "history": [{"tag": "latest", "from": null, "to": "42ce5647434e",
+                  "action": "deploy", "run": "...", "at": 1700000000.0}]}
 """
 
 from __future__ import annotations
@@ -18,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from csflow.sdk import names
-from csflow.sdk.errors import NotFound
+from csflow.sdk.errors import BadInput, NotFound
 from csflow.sdk.fileutil import file_lock, write_json_atomic
 
 MOVING_TAGS = ("latest", "staging")
@@ -87,19 +100,50 @@ class Registry:
 
         self.change(record["owner"], record["title"], edit)
 
-    def move_tag(self, owner: str, title: str, tag_name: str, tag: str) -> str | None:
-        """Point ``tag_name`` at version ``tag``; return what it pointed at before."""
+    def record_version(self, record: dict[str, Any]) -> dict[str, Any]:
+        """Add or update a version's record (a publish's push); return it."""
+        tag = names.check_tag(record["tag"])
+
+        def edit(doc: dict[str, Any]) -> dict[str, Any]:
+            old = doc["versions"].get(tag, {})
+            doc["versions"][tag] = {**old, **record, "registered": old.get("registered", time.time())}
+            return doc["versions"][tag]
+
+        return self.change(record["owner"], record["title"], edit)
+
+    def move_tag(
+        self,
+        owner: str,
+        title: str,
+        tag_name: str,
+        tag: str,
+        action: str = "move",
+        run: str | None = None,
+    ) -> str | None:
+        """Point ``tag_name`` at version ``tag`` (a version, or another tag name,
+        resolved under the same lock); return what it pointed at before. Moving a
+        tag to where it already points changes nothing."""
         names.check_tag(tag_name)
+        names.check_tag(tag)
 
         def edit(doc: dict[str, Any]) -> str | None:
-            if tag not in doc["versions"]:
-                raise NotFound(f"{owner}/{title} has no version {tag!r}")
-            previous = doc["tags"].get(tag_name)
-            doc["tags"][tag_name] = tag
-            doc["history"].append(
-                {"tag": tag_name, "from": previous, "to": tag, "at": time.time()}
-            )
-            return previous
+            return _move(doc, owner, title, tag_name, doc["tags"].get(tag, tag), action, run)
+
+        return self.change(owner, title, edit)
+
+    def rollback(self, owner: str, title: str, tag_name: str = "latest", run: str | None = None) -> tuple[str, str]:
+        """Move ``tag_name`` back to its previous target; return (from, to)."""
+        names.check_tag(tag_name)
+
+        def edit(doc: dict[str, Any]) -> tuple[str, str]:
+            current = doc["tags"].get(tag_name)
+            if current is None:
+                raise NotFound(f"{owner}/{title} has no tag {tag_name!r} to roll back")
+            target = previous_target(doc, tag_name)
+            if target is None:
+                raise BadInput(f"{owner}/{title}: {tag_name} has no earlier version to roll back to")
+            _move(doc, owner, title, tag_name, target, "rollback", run)
+            return current, target
 
         return self.change(owner, title, edit)
 
@@ -121,3 +165,35 @@ class Registry:
             hint = f" (known: {', '.join(known)})" if known else ""
             raise NotFound(f"unknown tag {tag!r} for model {owner}/{title}{hint}")
         return ModelVersion(owner, title, concrete, record, version_dir(self.home, owner, title, concrete))
+
+
+def _move(doc: dict[str, Any], owner: str, title: str, tag_name: str, target: str,
+          action: str, run: str | None) -> str | None:
+    if target not in doc["versions"]:
+        raise NotFound(f"{owner}/{title} has no version or tag {target!r}")
+    previous = doc["tags"].get(tag_name)
+    if previous == target:
+        return previous
+    doc["tags"][tag_name] = target
+    entry = {"tag": tag_name, "from": previous, "to": target, "action": action, "at": time.time()}
+    if run:
+        entry["run"] = run
+    doc["history"].append(entry)
+    return previous
+
+
+def previous_target(doc: dict[str, Any], tag_name: str) -> str | None:
+    """Where ``tag_name`` pointed before its current target, per the history: replay
+    its moves as a stack, where a move pushes and a rollback pops."""
+    stack: list[str] = []
+    for entry in doc.get("history", []):
+        if entry.get("tag") != tag_name:
+            continue
+        if entry.get("action") == "rollback":
+            if stack:
+                stack.pop()
+            if not stack or stack[-1] != entry["to"]:
+                stack.append(entry["to"])  # history from before this rule; trust the entry
+        else:
+            stack.append(entry["to"])
+    return stack[-2] if len(stack) >= 2 else None

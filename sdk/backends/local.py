@@ -32,6 +32,7 @@ from csflow.engine.store import FAIL, PENDING, Run, RunStore
 from csflow.flows import simulate
 from csflow.flows._common import MODEL, PLATFORM
 from csflow.sdk import names
+from csflow.sdk.backends.local_publish import LocalPublishing
 from csflow.sdk.contract import JobInputs
 from csflow.sdk.errors import BadInput, CsflowError, NotFound
 from csflow.sdk.fileutil import write_json_atomic
@@ -47,7 +48,7 @@ Progress = Callable[[str], None]
 EventSink = Callable[[str, str, dict[str, Any]], None]
 
 
-class LocalBackend:
+class LocalBackend(LocalPublishing):
     def __init__(self, settings: Settings):
         self.settings = settings
         self.home = settings.home
@@ -118,7 +119,10 @@ class LocalBackend:
         with slot(self.home / "slots", self.settings.max_parallel):
             if self.store.get(job_id).done:  # cancelled while it waited
                 return self.store.get(job_id)
-            self._execute(run, events)
+            if run.kind == "publish":
+                self._execute_publish(run, events)
+            else:
+                self._execute(run, events)
         return self.store.get(job_id)
 
     def _environments(self, owner: str, title: str, version: ModelVersion) -> tuple[dict, dict]:
@@ -127,6 +131,9 @@ class LocalBackend:
         secrets = secret_store.values(owner, title, version.config.get("secrets", []))
         # A redis:// job store: the model reads its job as the read-only ACL user.
         secrets.update(model_job_store_env(secret_store, self.job_store_url))
+        return model_environment(version, self.job_store_url, secrets), self._platform_environment(secret_store)
+
+    def _platform_environment(self, secret_store) -> dict[str, str]:
         platform_env = {
             **os.environ,
             "CSFLOW_STORAGE_URL": self.settings.results_url,
@@ -137,7 +144,7 @@ class LocalBackend:
             token = secret_store.values(None, None, [self.settings.webapp_token_secret])
             if token:
                 platform_env["CSFLOW_WEBAPP_TOKEN"] = token[self.settings.webapp_token_secret]
-        return model_environment(version, self.job_store_url, secrets), platform_env
+        return platform_env
 
     def _worker_specs(self, version: ModelVersion, model_env: dict, platform_env: dict) -> dict:
         return {

@@ -1,0 +1,211 @@
+"""``csflow models``: published models, their versions and tags, their inputs.
+
+- ``list``; ``show OWNER/TITLE``: versions, tags, and when and from what each
+  version was built;
+- ``inputs OWNER/TITLE [--meta year=2024] [--tag T]``: ``get_version`` and
+  ``get_inputs``, from the inputs cache for the default meta parameters,
+  computed in the model's environment otherwise;
+- ``promote OWNER/TITLE TAG --to latest``; ``rollback OWNER/TITLE``;
+- ``-n OWNER/TITLE secrets ...``: the model's secrets (``cli/secrets.py``).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Optional
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from csflow.cli.common import OutputFormat, OutputOption, client, console, emit, handle_errors
+from csflow.cli.display import when
+from csflow.sdk import names
+from csflow.sdk.errors import BadInput
+
+# Where the group's -n puts the model for subgroups (cli/secrets.py reads it).
+MODEL_KEY = "csflow.model"
+
+app = typer.Typer(help="Published models: versions, tags (latest, staging), inputs, secrets.",
+                  no_args_is_help=True)
+
+
+@app.callback()
+def models_options(
+    ctx: typer.Context,
+    name: Optional[str] = typer.Option(None, "--name", "-n", metavar="OWNER/TITLE",
+                                       help="The model, for `secrets`."),
+) -> None:
+    if name is not None:
+        ctx.meta[MODEL_KEY] = name
+
+
+try:  # the secrets sub-group lives with the data plane (cli/secrets.py)
+    from csflow.cli.secrets import model_app as _secrets_app
+
+    app.add_typer(_secrets_app, name="secrets")
+except ModuleNotFoundError as _exc:
+    if _exc.name != "csflow.cli.secrets":
+        raise
+
+
+def _tag_text(tag: Optional[str]) -> str:
+    return tag or "-"
+
+
+@app.command("list")
+@handle_errors
+def list_models(output: OutputFormat = OutputOption) -> None:
+    """Published models and where latest and staging point."""
+    rows = client().models()
+    if output != OutputFormat.table:
+        emit(rows, output)
+        return
+    table = Table(title="Models", header_style="bold")
+    for column in ("model", "latest", "staging", "versions", "updated"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(row["model"], _tag_text(row["latest"]), _tag_text(row["staging"]),
+                      str(row["versions"]), when(row["updated"]))
+    console.print(table)
+
+
+def _origin_text(origin: dict[str, Any]) -> str:
+    if origin.get("git"):
+        commit = (origin.get("commit") or "")[:12]
+        return f"{origin['git']} @ {origin.get('ref')}" + (f" ({commit})" if commit else "")
+    if origin.get("path"):
+        commit = origin.get("commit")
+        suffix = f" ({commit[:12]}{', modified' if origin.get('dirty') else ''})" if commit else ""
+        return origin["path"] + suffix
+    return origin.get("config", "") or "-"
+
+
+def _tests_text(tests: Optional[dict[str, Any]]) -> str:
+    if not tests:
+        return "not tested"
+    return f"{tests['passed']}/{tests['total']} passed"
+
+
+@app.command()
+@handle_errors
+def show(model: str = typer.Argument(..., metavar="OWNER/TITLE"), output: OutputFormat = OutputOption) -> None:
+    """A model's versions: tags, when and from what each was built, its tests."""
+    info = client().model(model)
+    if output != OutputFormat.table:
+        emit(info, output)
+        return
+    tags = ", ".join(f"{k} → {v}" for k, v in sorted(info["tags"].items())) or "none"
+    console.print(f"[bold]{escape(info['model'])}[/]: {escape(tags)}", highlight=False)
+    table = Table(title="Versions (newest first)", header_style="bold")
+    for column in ("version", "tags", "model version", "built", "build", "from", "python", "packages", "tests"):
+        table.add_column(column)
+    for version in info["versions"]:
+        build = f"{version['build_seconds']:.1f}s" if version.get("build_seconds") is not None else "-"
+        table.add_row(
+            version["tag"], ", ".join(version["tags"]), escape(version.get("model_version") or "-"),
+            when(version.get("built")), build, escape(_origin_text(version.get("origin") or {})),
+            version.get("python") or "-", str(version.get("requirements") if version.get("requirements") is not None else "-"),
+            _tests_text(version.get("tests")),
+        )
+    console.print(table)
+    if info["history"]:
+        history = Table(title="Tag history (latest 20)", header_style="bold")
+        for column in ("when", "tag", "from", "to", "by"):
+            history.add_column(column)
+        for entry in reversed(info["history"]):
+            by = entry.get("action", "move") + (f" {entry['run']}" if entry.get("run") else "")
+            history.add_row(when(entry["at"]), entry["tag"], _tag_text(entry.get("from")), entry["to"], by)
+        console.print(history)
+
+
+def parse_meta(pairs: list[str]) -> dict[str, Any]:
+    """``year=2024`` -> ``{"year": 2024}``: values are JSON when they parse as
+    JSON (numbers, booleans), text otherwise."""
+    meta: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key.strip():
+            raise BadInput(f"--meta {pair!r}: expected NAME=VALUE, e.g. year=2024")
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError:
+            value = raw
+        meta[key.strip()] = value
+    return meta
+
+
+@app.command()
+@handle_errors
+def inputs(
+    model: str = typer.Argument(..., metavar="OWNER/TITLE"),
+    meta: list[str] = typer.Option([], "--meta", "-m", metavar="NAME=VALUE",
+                                   help="A meta parameter (repeat for more), e.g. year=2024."),
+    tag: Optional[str] = typer.Option(None, "--tag", "-t", help="Version or tag (default: latest)."),
+    output: OutputFormat = OutputOption,
+) -> None:
+    """A model's inputs (get_version, get_inputs): cached for the defaults, computed otherwise."""
+    result = client().inputs(model, parse_meta(meta), tag=tag)
+    if output != OutputFormat.table:
+        emit(result, output)
+        return
+    source = "inputs cache" if result["source"] == "cache" else f"computed in {result.get('seconds', 0):.2f}s"
+    console.print(f"[bold]{escape(model)}[/] at {result['tag']}: {escape(result['version'])} ({source})",
+                  highlight=False)
+    specs = result["inputs"]
+    table = Table(title="Meta parameters", header_style="bold")
+    for column in ("name", "title", "value"):
+        table.add_column(column)
+    asked = result.get("meta_param_dict") or {}
+    for name, spec in specs.get("meta_parameters", {}).items():
+        if name == "schema" or not isinstance(spec, dict):
+            continue
+        value = asked.get(name, spec.get("value"))
+        if isinstance(value, list) and value and isinstance(value[0], dict):
+            value = value[0].get("value")
+        table.add_row(name, escape(str(spec.get("title", ""))), escape(json.dumps(value)))
+    console.print(table)
+    sections = Table(title="Model parameters", header_style="bold")
+    for column in ("section", "parameters"):
+        sections.add_column(column)
+    for section, params in specs.get("model_parameters", {}).items():
+        sections.add_row(escape(section), str(len([p for p in params if p != "schema"])))
+    console.print(sections)
+    console.print("the full inputs: add -o json", style="dim")
+
+
+@app.command()
+@handle_errors
+def promote(
+    model: str = typer.Argument(..., metavar="OWNER/TITLE"),
+    tag: str = typer.Argument(..., help="A version (content tag) or a tag name (staging)."),
+    to: str = typer.Option("latest", "--to", help="The tag to move: latest or staging."),
+    output: OutputFormat = OutputOption,
+) -> None:
+    """Point a tag (latest by default) at a version."""
+    names.check_tag(tag)
+    _moved(client().promote(model, tag, to=to), output)
+
+
+@app.command()
+@handle_errors
+def rollback(
+    model: str = typer.Argument(..., metavar="OWNER/TITLE"),
+    tag: str = typer.Option("latest", "--tag", help="The tag to move back: latest or staging."),
+    output: OutputFormat = OutputOption,
+) -> None:
+    """Move latest (or --tag) back to the version it pointed at before."""
+    _moved(client().rollback(model, tag), output)
+
+
+def _moved(result: dict[str, Any], output: OutputFormat) -> None:
+    if output != OutputFormat.table:
+        emit(result, output)
+        return
+    if result["from"] == result["to"]:
+        console.print(f"{result['model']}: {result['tag']} already points at {result['to']}", highlight=False)
+    else:
+        console.print(f"{result['model']}: {result['tag']} {_tag_text(result['from'])} → {result['to']}",
+                      highlight=False)
+    if result.get("webapp") not in (None, "not configured"):
+        console.print(f"webapp: {result['webapp']}", highlight=False)
