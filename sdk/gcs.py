@@ -85,6 +85,9 @@ class GCSStorage:
             raise NotFound(f"no stored object {what}") from None
         except google_errors.GoogleAPICallError as exc:
             raise StorageError(f"Cloud Storage refused {what}: {exc.message}") from None
+        except google_errors.RetryError as exc:  # retried until the deadline
+            cause = type(exc.cause).__name__ if exc.cause else "no answer"
+            raise StorageError(f"cannot reach Cloud Storage for {what}: {cause} (gave up retrying)") from None
         except (auth_errors.GoogleAuthError, ConnectionError, OSError) as exc:
             raise StorageError(f"cannot reach Cloud Storage for {what}: {exc}") from None
 

@@ -248,7 +248,7 @@ class SecretManagerStore:
                     secret={"replication": {"automatic": {}}, "labels": labels},
                     **self._options,
                 )
-            except google_errors.AlreadyExists:
+            except google_errors.Conflict:  # ALREADY_EXISTS: 409 over REST, AlreadyExists over gRPC
                 pass  # a new version of an existing secret
 
         self._call(what, create)

@@ -42,6 +42,7 @@ def run_model(meta_param_dict, adjustment):
     seen = {
         "secret_sha256": hashlib.sha256(key.encode()).hexdigest() if key else None,
         "visible": sorted(name for name in WATCHED if name in os.environ),
+        "redis_user": os.environ.get("CSFLOW_REDIS_USER"),  # a user name, not a secret
     }
     report = json.dumps(seen, sort_keys=True)
     return {
