@@ -1,0 +1,46 @@
+"""The csflow platform image's Dockerfile (no Docker engine here, so its build
+runs elsewhere): it runs as the user the flows expect, puts the step programs
+the flows call on PATH, and installs exactly what uv.lock pins."""
+
+from __future__ import annotations
+
+import re
+import tomllib
+
+from csflow.flows import _common as common
+
+from .conftest import REPO
+
+DOCKERFILE = (REPO / "Dockerfile").read_text()
+
+
+def final_stage() -> str:
+    return DOCKERFILE[DOCKERFILE.rindex("\nFROM "):]
+
+
+def test_the_image_runs_as_the_non_root_user_the_flows_expect():
+    users = re.findall(r"^USER (\S+)", final_stage(), re.M)
+    assert users == [f"{common.RUN_AS_USER}:{common.RUN_AS_USER}"]
+    assert f"--uid {common.RUN_AS_USER}" in final_stage()
+
+
+def test_the_platform_step_program_is_on_path():
+    scripts = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]
+    assert common.PLATFORM_STEP_COMMAND[0] in scripts  # installed into /opt/csflow/bin
+    assert re.search(r"^ENV PATH=/opt/csflow/bin:\$PATH", final_stage(), re.M)
+    assert "COPY --from=build /opt/csflow /opt/csflow" in final_stage()
+
+
+def test_dependencies_come_from_the_lock_without_dev_tools():
+    syncs = re.findall(r"^RUN uv sync (.+)$", DOCKERFILE, re.M)
+    assert syncs and all("--frozen" in s and "--no-dev" in s for s in syncs)
+
+
+def test_every_package_folder_is_copied_and_images_are_pinned():
+    packages = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["package-dir"]
+    top_folders = {path.split("/")[0] for path in packages.values()}
+    copied = set(re.findall(r"^COPY (\w+) ", DOCKERFILE, re.M))
+    assert top_folders <= copied
+    base = re.search(r"ARG PYTHON_IMAGE=(\S+)", DOCKERFILE).group(1)
+    assert re.fullmatch(r"python:\d+\.\d+\.\d+-slim-\w+", base)
+    assert ":latest" not in DOCKERFILE
