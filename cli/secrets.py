@@ -23,12 +23,19 @@ from pathlib import Path
 from typing import Any, Optional
 
 import typer
-from rich.table import Table
-
-from csflow.cli.common import OutputFormat, OutputOption, console, emit, err_console, handle_errors, settings
+from csflow.cli.common import (
+    OutputFormat,
+    OutputOption,
+    console,
+    emit,
+    err_console,
+    handle_errors,
+    settings,
+)
 from csflow.sdk import names, redis_acl
 from csflow.sdk.errors import BadInput
 from csflow.sdk.fileutil import write_text_atomic
+from rich.table import Table
 
 MODEL_KEY = "csflow.model"
 
@@ -44,7 +51,9 @@ service_app = typer.Typer(
 )
 
 ValueArgument = typer.Argument(
-    None, metavar="[VALUE]", show_default=False,
+    None,
+    metavar="[VALUE]",
+    show_default=False,
     help="The value. Leave it out to read it from stdin (hidden prompt on a terminal).",
 )
 GenerateOption = typer.Option(False, "--generate", help="Store a random value (256 bits).")
@@ -64,7 +73,9 @@ def _model(ctx: typer.Context) -> tuple[str, str]:
     value: Any = ctx.meta.get(MODEL_KEY)
     scope: Any = ctx
     while value is None and scope is not None:
-        value = next((scope.params[k] for k in ("name", "names", "model") if scope.params.get(k)), None)
+        value = next(
+            (scope.params[k] for k in ("name", "names", "model") if scope.params.get(k)), None
+        )
         scope = scope.parent
     if value is None and isinstance(ctx.obj, dict):
         value = ctx.obj.get("model") or ctx.obj.get("names")
@@ -103,7 +114,9 @@ def _emit_rows(rows: list[dict[str, Any]], output: OutputFormat, title: str) -> 
     for column in rows[0]:
         table.add_column(column.upper())
     for row in rows:
-        table.add_row(*[("yes" if v else "no") if isinstance(v, bool) else str(v) for v in row.values()])
+        table.add_row(
+            *[("yes" if v else "no") if isinstance(v, bool) else str(v) for v in row.values()]
+        )
     console.print(table)
 
 
@@ -123,8 +136,13 @@ def _declared(owner: str, title: str) -> list[str] | None:
 @model_app.callback()
 def model_scope(
     ctx: typer.Context,
-    name: Optional[str] = typer.Option(None, "-n", "--name", metavar="OWNER/TITLE",
-                                       help="The model (or give -n to `csflow models`)."),
+    name: Optional[str] = typer.Option(
+        None,
+        "-n",
+        "--name",
+        metavar="OWNER/TITLE",
+        help="The model (or give -n to `csflow models`).",
+    ),
 ) -> None:
     if name:
         ctx.meta[MODEL_KEY] = name
@@ -138,7 +156,7 @@ def model_set(
     value: Optional[str] = ValueArgument,
     generate: bool = GenerateOption,
 ) -> None:
-    """Set a model secret; the model sees it as an environment variable if its config declares it."""
+    """Set a model secret; its steps see it as a variable if its config declares it."""
     owner, title = _model(ctx)
     _store().set(secret_name, _read_value(value, generate), owner, title)
     err_console.print(f"set secret {secret_name} for {owner}/{title}", highlight=False)
@@ -146,7 +164,8 @@ def model_set(
     if declared is not None and secret_name not in declared:
         err_console.print(
             f"note: {owner}/{title} does not declare {secret_name} in its config's `secrets:`, "
-            "so its steps will not receive it", highlight=False,
+            "so its steps will not receive it",
+            highlight=False,
         )
 
 
@@ -165,13 +184,18 @@ def model_list(ctx: typer.Context, output: OutputFormat = OutputOption) -> None:
     owner, title = _model(ctx)
     stored = set(_store().list(owner, title))
     declared = _declared(owner, title) or []
-    rows = [{"name": n, "set": n in stored, "declared": n in declared} for n in sorted(stored | set(declared))]
+    rows = [
+        {"name": n, "set": n in stored, "declared": n in declared}
+        for n in sorted(stored | set(declared))
+    ]
     _emit_rows(rows, output, f"of {owner}/{title}")
 
 
 @model_app.command("delete")
 @handle_errors
-def model_delete(ctx: typer.Context, secret_name: str = typer.Argument(..., metavar="NAME")) -> None:
+def model_delete(
+    ctx: typer.Context, secret_name: str = typer.Argument(..., metavar="NAME")
+) -> None:
     """Delete a model secret."""
     owner, title = _model(ctx)
     _store().delete(secret_name, owner, title)
@@ -182,7 +206,11 @@ def model_delete(ctx: typer.Context, secret_name: str = typer.Argument(..., meta
 
 
 def _service_uses() -> dict[str, str]:
-    uses = {u.password_secret: f"Redis user {u.name}" for u in redis_acl.acl_users() if u.password_secret}
+    uses = {
+        u.password_secret: f"Redis user {u.name}"
+        for u in redis_acl.acl_users()
+        if u.password_secret
+    }
     uses[settings().webapp_token_secret] = "webapp token"
     return uses
 
@@ -212,7 +240,10 @@ def service_list(output: OutputFormat = OutputOption) -> None:
     """The service's secrets, by name, and the ones csflow uses."""
     stored = set(_store().list())
     uses = _service_uses()
-    rows = [{"name": n, "set": n in stored, "used_for": uses.get(n, "")} for n in sorted(stored | set(uses))]
+    rows = [
+        {"name": n, "set": n in stored, "used_for": uses.get(n, "")}
+        for n in sorted(stored | set(uses))
+    ]
     _emit_rows(rows, output, "of the service")
 
 
@@ -227,15 +258,32 @@ def service_delete(secret_name: str = typer.Argument(..., metavar="NAME")) -> No
 @service_app.command("sync")
 @handle_errors
 def service_sync(
-    models: list[str] = typer.Option([], "-n", "--name", metavar="OWNER/TITLE",
-                                     help="Only these models' Secrets (repeat). Default: every model, and the service's."),
-    out: Optional[str] = typer.Option(None, "--out", "-o", metavar="FILE|-",
-                                      help="Write the Secrets as YAML to FILE (mode 0600), or - for stdout."),
-    apply: bool = typer.Option(False, "--apply", help="Create or replace the Secrets in the cluster."),
-    kubeconfig: Optional[str] = typer.Option(None, "--kubeconfig", help="For --apply (default: ~/.kube/config)."),
-    context: Optional[str] = typer.Option(None, "--context", help="kubeconfig context for --apply."),
-    output: OutputFormat = typer.Option(OutputFormat.table, "--format",
-                                        help="The summary's format: table, json or yaml."),
+    models: list[str] = typer.Option(
+        [],
+        "-n",
+        "--name",
+        metavar="OWNER/TITLE",
+        help="Only these models' Secrets (repeat). Default: every model, and the service's.",
+    ),
+    out: Optional[str] = typer.Option(
+        None,
+        "--out",
+        "-o",
+        metavar="FILE|-",
+        help="Write the Secrets as YAML to FILE (mode 0600), or - for stdout.",
+    ),
+    apply: bool = typer.Option(
+        False, "--apply", help="Create or replace the Secrets in the cluster."
+    ),
+    kubeconfig: Optional[str] = typer.Option(
+        None, "--kubeconfig", help="For --apply (default: ~/.kube/config)."
+    ),
+    context: Optional[str] = typer.Option(
+        None, "--context", help="kubeconfig context for --apply."
+    ),
+    output: OutputFormat = typer.Option(
+        OutputFormat.table, "--format", help="The summary's format: table, json or yaml."
+    ),
 ) -> None:
     """Deliver secrets to the cluster as Kubernetes Secrets (read by pods through envFrom).
     Without -o or --apply, shows what would be delivered (names only)."""
@@ -255,11 +303,16 @@ def service_sync(
         for name, action in secret_sync.apply(result.secrets, api):
             err_console.print(f"{action} Secret {name}", highlight=False)
     if out != "-":
-        rows = [{**row, "keys": ", ".join(row["keys"]) or "-"} if output == OutputFormat.table else row
-                for row in secret_sync.summary(result.secrets)]
+        rows = [
+            {**row, "keys": ", ".join(row["keys"]) or "-"} if output == OutputFormat.table else row
+            for row in secret_sync.summary(result.secrets)
+        ]
         if output == OutputFormat.table:
-            table = Table(title="Kubernetes Secrets" + ("" if out or apply else " (dry run: -o FILE or --apply)"),
-                          title_justify="left")
+            table = Table(
+                title="Kubernetes Secrets"
+                + ("" if out or apply else " (dry run: -o FILE or --apply)"),
+                title_justify="left",
+            )
             for column in rows[0]:
                 table.add_column(column.upper())
             for row in rows:

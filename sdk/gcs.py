@@ -25,13 +25,12 @@ from collections.abc import Callable
 from typing import TypeVar
 from urllib.parse import urlparse
 
+from csflow.sdk.errors import BadInput, CsflowError, NotFound
+from csflow.sdk.storage import _check_key
 from google.api_core import exceptions as google_errors
 from google.auth import exceptions as auth_errors
 from google.cloud import storage
 from google.cloud.storage.retry import DEFAULT_RETRY
-
-from csflow.sdk.errors import BadInput, CsflowError, NotFound
-from csflow.sdk.storage import _check_key
 
 T = TypeVar("T")
 
@@ -63,11 +62,15 @@ class GCSStorage:
     def client(self) -> storage.Client:
         if self._client is None:
             try:
-                self._client = storage.Client()
+                # Object reads and writes need no project; None keeps the client
+                # from failing where none can be inferred.
+                self._client = storage.Client(
+                    project=os.environ.get("GOOGLE_CLOUD_PROJECT") or None
+                )
             except auth_errors.DefaultCredentialsError:
                 raise StorageError(
-                    f"no Google Cloud credentials for {self.url}: set GOOGLE_APPLICATION_CREDENTIALS "
-                    "or use Workload Identity"
+                    f"no Google Cloud credentials for {self.url}: "
+                    "set GOOGLE_APPLICATION_CREDENTIALS or use Workload Identity"
                 ) from None
         return self._client
 
@@ -87,7 +90,9 @@ class GCSStorage:
             raise StorageError(f"Cloud Storage refused {what}: {exc.message}") from None
         except google_errors.RetryError as exc:  # retried until the deadline
             cause = type(exc.cause).__name__ if exc.cause else "no answer"
-            raise StorageError(f"cannot reach Cloud Storage for {what}: {cause} (gave up retrying)") from None
+            raise StorageError(
+                f"cannot reach Cloud Storage for {what}: {cause} (gave up retrying)"
+            ) from None
         except (auth_errors.GoogleAuthError, ConnectionError, OSError) as exc:
             raise StorageError(f"cannot reach Cloud Storage for {what}: {exc}") from None
 
@@ -110,7 +115,8 @@ class GCSStorage:
         folder = self._object_name(prefix.rstrip("/")) + "/"
         strip = len(self.prefix) + 1 if self.prefix else 0
         blobs = self._call(
-            f"{self.url}/{prefix}", lambda: list(self.client.list_blobs(self.bucket_name, prefix=folder))
+            f"{self.url}/{prefix}",
+            lambda: list(self.client.list_blobs(self.bucket_name, prefix=folder)),
         )
         return sorted(blob.name[strip:] for blob in blobs)
 
@@ -138,8 +144,10 @@ class GCSStorage:
                 credentials.refresh(Request())
             except auth_errors.GoogleAuthError as exc:
                 raise StorageError(f"cannot sign a URL for {self.uri(key)}: {exc}") from None
-            options.update(service_account_email=credentials.service_account_email,
-                           access_token=credentials.token)
+            options.update(
+                service_account_email=credentials.service_account_email,
+                access_token=credentials.token,
+            )
         try:
             return blob.generate_signed_url(**options)
         except (AttributeError, auth_errors.TransportError, auth_errors.RefreshError) as exc:

@@ -81,7 +81,9 @@ class AclUser:
         if not self.enabled:
             return " ".join(["user", self.name, "off", "resetpass", *self.rules])
         if not password:
-            raise BadInput(f"Redis user {self.name!r} needs a password (secret {self.password_secret})")
+            raise BadInput(
+                f"Redis user {self.name!r} needs a password (secret {self.password_secret})"
+            )
         digest = hashlib.sha256(password.encode()).hexdigest()
         return " ".join(["user", self.name, "on", "resetpass", f"#{digest}", *self.rules])
 
@@ -195,7 +197,10 @@ def acl_secret(passwords: Mapping[str, str], namespace: str) -> dict[str, Any]:
         "metadata": {
             "name": ACL_SECRET,
             "namespace": namespace,
-            "labels": {"app.kubernetes.io/managed-by": "csflow", "app.kubernetes.io/component": "redis"},
+            "labels": {
+                "app.kubernetes.io/managed-by": "csflow",
+                "app.kubernetes.io/component": "redis",
+            },
         },
         "type": "Opaque",
         "stringData": {ACL_FILE_KEY: render_acl_file(passwords)},
@@ -205,7 +210,16 @@ def acl_secret(passwords: Mapping[str, str], namespace: str) -> dict[str, Any]:
 def redis_server_args(acl_dir: str = ACL_DIR, port: int = REDIS_PORT) -> list[str]:
     """``redis-server`` arguments: listen on ``port``, load the users from the
     mounted ACL file. Jobs expire and are re-submittable, so nothing is saved."""
-    return ["--port", str(port), "--aclfile", f"{acl_dir}/{ACL_FILE_KEY}", "--save", "", "--appendonly", "no"]
+    return [
+        "--port",
+        str(port),
+        "--aclfile",
+        f"{acl_dir}/{ACL_FILE_KEY}",
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+    ]
 
 
 def model_job_store_env(store: _SecretReader, job_store_url: str) -> dict[str, str]:

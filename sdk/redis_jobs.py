@@ -20,7 +20,6 @@ from typing import Any, TypeVar
 from urllib.parse import urlparse
 
 import redis
-
 from csflow.sdk.errors import BadInput, CsflowError, NotFound
 from csflow.sdk.jobstore import DEFAULT_TTL, job_key
 from csflow.sdk.redis_acl import REDIS_PASSWORD_ENV, REDIS_USER_ENV
@@ -89,14 +88,18 @@ class RedisJobStore:
         key = job_key(job_id)
         raw = self._call(f"read {key}", lambda client: client.get(key))
         if raw is None:
-            raise NotFound(f"job {job_id} is not in the job store: it has expired or was never written")
+            raise NotFound(
+                f"job {job_id} is not in the job store: it has expired or was never written"
+            )
         return json.loads(raw)
 
     def expire(self, job_id: str, ttl: int) -> None:
         """Give a stored job a new expiry (``ttl`` seconds from now)."""
         key = job_key(job_id)
         if not self._call(f"expire {key}", lambda client: client.expire(key, int(ttl))):
-            raise NotFound(f"job {job_id} is not in the job store: it has expired or was never written")
+            raise NotFound(
+                f"job {job_id} is not in the job store: it has expired or was never written"
+            )
 
     def close(self) -> None:
         self._client.close()

@@ -26,7 +26,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import yaml
-
 from csflow.sdk import names, redis_acl
 from csflow.sdk.errors import CsflowError, NotFound
 from csflow.sdk.model_config import ModelConfig, load_model_config
@@ -52,8 +51,13 @@ class SyncPlan:
     warnings: list[str] = field(default_factory=list)
 
 
-def secret_object(name: str, namespace: str, values: dict[str, str], component: str,
-                  annotations: dict[str, str] | None = None) -> dict[str, Any]:
+def secret_object(
+    name: str,
+    namespace: str,
+    values: dict[str, str],
+    component: str,
+    annotations: dict[str, str] | None = None,
+) -> dict[str, Any]:
     metadata: dict[str, Any] = {
         "name": name,
         "namespace": namespace,
@@ -61,12 +65,20 @@ def secret_object(name: str, namespace: str, values: dict[str, str], component: 
     }
     if annotations:
         metadata["annotations"] = annotations
-    return {"apiVersion": "v1", "kind": "Secret", "metadata": metadata, "type": "Opaque",
-            "stringData": dict(sorted(values.items()))}
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": metadata,
+        "type": "Opaque",
+        "stringData": dict(sorted(values.items())),
+    }
 
 
-def model_configs(config_dirs: list[Path], only: list[tuple[str, str]] | None = None,
-                  warnings: list[str] | None = None) -> list[ModelConfig]:
+def model_configs(
+    config_dirs: list[Path],
+    only: list[tuple[str, str]] | None = None,
+    warnings: list[str] | None = None,
+) -> list[ModelConfig]:
     """Every model config under ``config_dirs`` (``OWNER/TITLE.yaml``; the first
     folder that has a model wins, as for ``find_model_config``)."""
     found: dict[tuple[str, str], ModelConfig] = {}
@@ -86,7 +98,9 @@ def model_configs(config_dirs: list[Path], only: list[tuple[str, str]] | None = 
     return [found[key] for key in sorted(found)]
 
 
-def plan(settings: Settings, store: SecretStore, only: list[tuple[str, str]] | None = None) -> SyncPlan:
+def plan(
+    settings: Settings, store: SecretStore, only: list[tuple[str, str]] | None = None
+) -> SyncPlan:
     """The Secrets to deliver; ``only`` limits the model Secrets to some models
     (the service Secrets are rendered when ``only`` is None)."""
     namespace = settings.argo_namespace
@@ -96,34 +110,50 @@ def plan(settings: Settings, store: SecretStore, only: list[tuple[str, str]] | N
         for name in config.secrets:
             if name not in values:
                 result.warnings.append(f"{config.name}: declared secret {name} is not set")
-        result.secrets.append(secret_object(
-            model_secret_name(config.owner, config.title), namespace, values, "model",
-            {"csflow.io/model": config.name},
-        ))
+        result.secrets.append(
+            secret_object(
+                model_secret_name(config.owner, config.title),
+                namespace,
+                values,
+                "model",
+                {"csflow.io/model": config.name},
+            )
+        )
     if only is not None:
         return result
 
     service = {
         user.name: store.values(None, None, [user.password_secret]).get(user.password_secret, "")
-        for user in redis_acl.acl_users() if user.password_secret
+        for user in redis_acl.acl_users()
+        if user.password_secret
     }
     unset = [redis_acl.acl_user(u).password_secret for u, pw in service.items() if not pw]
     if unset:
         result.warnings.append(
-            f"Redis passwords not set: {', '.join(unset)} (csflow svc secrets set NAME --generate); "
-            f"skipped {redis_acl.ACL_SECRET}"
+            f"Redis passwords not set: {', '.join(unset)} "
+            f"(csflow svc secrets set NAME --generate); skipped {redis_acl.ACL_SECRET}"
         )
     else:
         result.secrets.append(redis_acl.acl_secret(service, namespace))
 
     if service.get(redis_acl.MODEL):
-        job_store = settings.job_store_url if settings.job_store_url.startswith("redis") \
+        job_store = (
+            settings.job_store_url
+            if settings.job_store_url.startswith("redis")
             else redis_acl.CLUSTER_JOB_STORE_URL
-        result.secrets.append(secret_object(MODEL_JOBS_SECRET, namespace, {
-            redis_acl.JOB_STORE_ENV: job_store,
-            redis_acl.REDIS_USER_ENV: redis_acl.MODEL,
-            redis_acl.REDIS_PASSWORD_ENV: service[redis_acl.MODEL],
-        }, "model"))
+        )
+        result.secrets.append(
+            secret_object(
+                MODEL_JOBS_SECRET,
+                namespace,
+                {
+                    redis_acl.JOB_STORE_ENV: job_store,
+                    redis_acl.REDIS_USER_ENV: redis_acl.MODEL,
+                    redis_acl.REDIS_PASSWORD_ENV: service[redis_acl.MODEL],
+                },
+                "model",
+            )
+        )
     else:
         result.warnings.append(f"skipped {MODEL_JOBS_SECRET}: REDIS_MODEL_PW is not set")
 
@@ -171,7 +201,9 @@ def kubernetes_api(kubeconfig: str | None = None, context: str | None = None) ->
         try:
             config.load_incluster_config()
         except config.ConfigException:
-            raise CsflowError("no Kubernetes configuration: give --kubeconfig, or run inside a cluster") from None
+            raise CsflowError(
+                "no Kubernetes configuration: give --kubeconfig, or run inside a cluster"
+            ) from None
     return client.CoreV1Api()
 
 
@@ -194,8 +226,12 @@ def apply(secrets: list[dict[str, Any]], api: Any) -> list[tuple[str, str]]:
                 done.append((name, "replaced"))
         except ApiException as exc:
             # Only the status: a reply body could quote the object.
-            raise CsflowError(f"cannot write Secret {namespace}/{name}: HTTP {exc.status} {exc.reason}") from None
+            raise CsflowError(
+                f"cannot write Secret {namespace}/{name}: HTTP {exc.status} {exc.reason}"
+            ) from None
         except (OSError, HTTPError) as exc:
-            raise CsflowError(f"cannot reach the Kubernetes API for Secret {namespace}/{name}: "
-                              f"{type(exc).__name__}") from None
+            raise CsflowError(
+                f"cannot reach the Kubernetes API for Secret {namespace}/{name}: "
+                f"{type(exc).__name__}"
+            ) from None
     return done

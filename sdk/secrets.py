@@ -49,7 +49,9 @@ class SecretError(CsflowError):
 def check_secret_name(name: str, model: bool) -> str:
     names.check_env_name(name)
     if model and name.startswith(RESERVED_PREFIXES):
-        raise BadInput(f"invalid secret name {name!r}: names starting with CSFLOW_ are csflow's own")
+        raise BadInput(
+            f"invalid secret name {name!r}: names starting with CSFLOW_ are csflow's own"
+        )
     return name
 
 
@@ -74,7 +76,9 @@ class SecretStore(Protocol):
     """Both backends. ``owner``/``title`` name a model's scope; without them,
     the service scope."""
 
-    def set(self, name: str, value: str, owner: str | None = None, title: str | None = None) -> None: ...
+    def set(
+        self, name: str, value: str, owner: str | None = None, title: str | None = None
+    ) -> None: ...
 
     def get(self, name: str, owner: str | None = None, title: str | None = None) -> str: ...
 
@@ -107,7 +111,9 @@ class LocalSecretStore:
         except FileNotFoundError:
             return {}
         except (OSError, json.JSONDecodeError) as exc:
-            raise SecretError(f"cannot read the secret store {path}: {type(exc).__name__}") from None
+            raise SecretError(
+                f"cannot read the secret store {path}: {type(exc).__name__}"
+            ) from None
         return data if isinstance(data, dict) else {}
 
     def _write(self, path: Path, values: dict[str, str]) -> None:
@@ -120,7 +126,9 @@ class LocalSecretStore:
             folder = folder.parent
         write_json_atomic(path, values, mode=0o600)
 
-    def set(self, name: str, value: str, owner: str | None = None, title: str | None = None) -> None:
+    def set(
+        self, name: str, value: str, owner: str | None = None, title: str | None = None
+    ) -> None:
         check_secret_name(name, model=owner is not None)
         check_value(value)
         path = self._path(owner, title)
@@ -157,6 +165,9 @@ def _scope_text(owner: str | None, title: str | None) -> str:
     return f" for {owner}/{title}" if owner is not None else " in the service scope"
 
 
+_LIBRARY_DEFAULT = object()
+
+
 class SecretManagerStore:
     """Google Secret Manager: one secret per name; ``set`` adds a version and
     ``get`` reads the latest, checking its CRC32C."""
@@ -168,16 +179,18 @@ class SecretManagerStore:
         project: str,
         client: Any = None,
         endpoint: str = "",
-        retry: Any = "default",
+        retry: Any = _LIBRARY_DEFAULT,
         timeout: float = 30.0,
     ):
         if not project:
-            raise BadInput("the gcp secrets backend needs a project: set gcp_project (CSFLOW_GCP_PROJECT)")
+            raise BadInput(
+                "the gcp secrets backend needs a project: set gcp_project (CSFLOW_GCP_PROJECT)"
+            )
         self.project = project
         self.endpoint = endpoint
         self._client = client
         self._options: dict[str, Any] = {"timeout": timeout}
-        if retry != "default":  # tests pass None: the default retry waits ~60 s
+        if retry is not _LIBRARY_DEFAULT:  # tests pass None: the default retry waits ~60 s
             self._options["retry"] = retry
 
     def __repr__(self) -> str:
@@ -200,7 +213,9 @@ class SecretManagerStore:
             try:
                 self._client = secretmanager.SecretManagerServiceClient(**kwargs)
             except Exception as exc:  # google.auth's DefaultCredentialsError and friends
-                raise SecretError(f"cannot open Secret Manager: {type(exc).__name__}: {exc}") from None
+                raise SecretError(
+                    f"cannot open Secret Manager: {type(exc).__name__}: {exc}"
+                ) from None
         return self._client
 
     # -- names ---------------------------------------------------------------
@@ -227,11 +242,15 @@ class SecretManagerStore:
         except google_errors.RetryError as exc:
             raise SecretError(f"Secret Manager did not answer for {what}: {exc.message}") from None
         except OSError as exc:
-            raise SecretError(f"cannot reach Secret Manager for {what}: {type(exc).__name__}") from None
+            raise SecretError(
+                f"cannot reach Secret Manager for {what}: {type(exc).__name__}"
+            ) from None
 
     # -- the store -----------------------------------------------------------
 
-    def set(self, name: str, value: str, owner: str | None = None, title: str | None = None) -> None:
+    def set(
+        self, name: str, value: str, owner: str | None = None, title: str | None = None
+    ) -> None:
         import google_crc32c
         from google.api_core import exceptions as google_errors
 
@@ -240,6 +259,7 @@ class SecretManagerStore:
         path = self._secret_path(name, owner, title)
         labels = {"managed-by": "csflow", "csflow-scope": "service" if owner is None else "model"}
         what = f"{name!r}{_scope_text(owner, title)}"
+
         def create() -> None:
             try:
                 self.client.create_secret(
@@ -253,9 +273,14 @@ class SecretManagerStore:
 
         self._call(what, create)
         data = value.encode()
-        self._call(what, lambda: self.client.add_secret_version(
-            parent=path, payload={"data": data, "data_crc32c": google_crc32c.value(data)}, **self._options
-        ))
+        self._call(
+            what,
+            lambda: self.client.add_secret_version(
+                parent=path,
+                payload={"data": data, "data_crc32c": google_crc32c.value(data)},
+                **self._options,
+            ),
+        )
 
     def get(self, name: str, owner: str | None = None, title: str | None = None) -> str:
         import google_crc32c
@@ -263,9 +288,12 @@ class SecretManagerStore:
         names.check_env_name(name)
         path = self._secret_path(name, owner, title)
         what = f"{name!r}{_scope_text(owner, title)}"
-        reply = self._call(what, lambda: self.client.access_secret_version(
-            name=f"{path}/versions/latest", **self._options
-        ))
+        reply = self._call(
+            what,
+            lambda: self.client.access_secret_version(
+                name=f"{path}/versions/latest", **self._options
+            ),
+        )
         data = reply.payload.data
         if reply.payload.data_crc32c and google_crc32c.value(data) != reply.payload.data_crc32c:
             raise SecretError(f"secret {what} arrived corrupted (CRC32C mismatch)")
@@ -275,15 +303,19 @@ class SecretManagerStore:
         prefix = f"projects/{self.project}/secrets/{self._prefix(owner, title)}"
         secrets = self._call(
             f"list in project {self.project}",
-            lambda: list(self.client.list_secrets(parent=f"projects/{self.project}", **self._options)),
+            lambda: list(
+                self.client.list_secrets(parent=f"projects/{self.project}", **self._options)
+            ),
         )
-        return sorted(s.name[len(prefix):] for s in secrets if s.name.startswith(prefix))
+        return sorted(s.name[len(prefix) :] for s in secrets if s.name.startswith(prefix))
 
     def delete(self, name: str, owner: str | None = None, title: str | None = None) -> None:
         names.check_env_name(name)
         path = self._secret_path(name, owner, title)
-        self._call(f"{name!r}{_scope_text(owner, title)}",
-                   lambda: self.client.delete_secret(name=path, **self._options))
+        self._call(
+            f"{name!r}{_scope_text(owner, title)}",
+            lambda: self.client.delete_secret(name=path, **self._options),
+        )
 
     def values(self, owner: str | None, title: str | None, wanted: Iterable[str]) -> dict[str, str]:
         found = {}

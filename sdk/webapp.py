@@ -24,11 +24,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import requests
-from requests.adapters import HTTPAdapter
-from urllib3.util.retry import Retry
-
 from csflow.sdk import names
 from csflow.sdk.errors import CsflowError
+from requests.adapters import HTTPAdapter
+from urllib3.util.retry import Retry
 
 OUTPUTS_PATH = "/outputs/api/"
 RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})

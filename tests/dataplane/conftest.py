@@ -22,8 +22,8 @@ from pathlib import Path
 
 import pytest
 import redis
-
 from csflow.sdk import redis_acl
+
 from .doubles import KubernetesDouble, RecordingWebapp, SecretManagerDouble
 
 HERE = Path(__file__).resolve().parent
@@ -68,8 +68,16 @@ def redis_server(tmp_path_factory) -> RedisServer:
     port = free_port()
     log = open(folder / "redis.log", "wb")
     process = subprocess.Popen(
-        [binary, *redis_acl.redis_server_args(str(folder), port), "--bind", "127.0.0.1", "--dir", str(folder)],
-        stdout=log, stderr=subprocess.STDOUT,
+        [
+            binary,
+            *redis_acl.redis_server_args(str(folder), port),
+            "--bind",
+            "127.0.0.1",
+            "--dir",
+            str(folder),
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
     server = RedisServer(port, passwords, folder / redis_acl.ACL_FILE_KEY)
     admin = server.client("admin")
@@ -139,7 +147,14 @@ def kube():
 def home(tmp_path, monkeypatch) -> Path:
     path = tmp_path / "home"
     monkeypatch.setenv("CSFLOW_HOME", str(path))
-    for name in ("CSFLOW_REDIS_USER", "CSFLOW_REDIS_PASSWORD", "CSFLOW_WEBAPP_TOKEN", "CSFLOW_STORAGE_URL",
-                 "CSFLOW_WEBAPP_URL", "CSFLOW_JOB_STORE_URL", "CSFLOW_SECRETS_BACKEND"):
+    for name in (
+        "CSFLOW_REDIS_USER",
+        "CSFLOW_REDIS_PASSWORD",
+        "CSFLOW_WEBAPP_TOKEN",
+        "CSFLOW_STORAGE_URL",
+        "CSFLOW_WEBAPP_URL",
+        "CSFLOW_JOB_STORE_URL",
+        "CSFLOW_SECRETS_BACKEND",
+    ):
         monkeypatch.delenv(name, raising=False)
     return path

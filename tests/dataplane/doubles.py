@@ -41,7 +41,9 @@ class _Server:
             def _handle(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
-                status, reply, headers = owner.handle(self.command, self.path, dict(self.headers), body)
+                status, reply, headers = owner.handle(
+                    self.command, self.path, dict(self.headers), body
+                )
                 data = json.dumps(reply).encode()
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
@@ -114,12 +116,16 @@ class SecretManagerDouble(_Server):
             if match := re.fullmatch(r"/v1/projects/([^/]+)/secrets", route):
                 project = match.group(1)
                 if method == "POST":
-                    return self._create(project, query.get("secretId", ""), json.loads(body or b"{}"))
+                    return self._create(
+                        project, query.get("secretId", ""), json.loads(body or b"{}")
+                    )
                 if method == "GET":
                     return self._list(project, query)
             if match := re.fullmatch(r"/v1/(projects/[^/]+/secrets/[^/:]+):addVersion", route):
                 return self._add_version(match.group(1), json.loads(body or b"{}"))
-            if match := re.fullmatch(r"/v1/(projects/[^/]+/secrets/[^/:]+)/versions/([^/:]+):access", route):
+            if match := re.fullmatch(
+                r"/v1/(projects/[^/]+/secrets/[^/:]+)/versions/([^/:]+):access", route
+            ):
                 return self._access(match.group(1), match.group(2))
             if match := re.fullmatch(r"/v1/(projects/[^/]+/secrets/[^/:]+)", route):
                 secret = self.secrets.get(match.group(1))
@@ -138,7 +144,9 @@ class SecretManagerDouble(_Server):
     def _create(self, project: str, secret_id: str, body: dict[str, Any]):
         if not _SECRET_ID.match(secret_id):
             return _google_error(400, "INVALID_ARGUMENT", f"invalid secret id {secret_id!r}")
-        if "automatic" not in body.get("replication", {}) and "userManaged" not in body.get("replication", {}):
+        if "automatic" not in body.get("replication", {}) and "userManaged" not in body.get(
+            "replication", {}
+        ):
             return _google_error(400, "INVALID_ARGUMENT", "replication is required")
         labels = body.get("labels", {})
         if any(not _LABEL_KEY.match(k) or not _LABEL_VALUE.match(v) for k, v in labels.items()):
@@ -170,18 +178,24 @@ class SecretManagerDouble(_Server):
         if self.corrupt_next_access:
             self.corrupt_next_access = False
             data = data[:-1] + bytes([data[-1] ^ 1])
-        return 200, {
-            "name": f"{name}/versions/{index}",
-            "payload": {"data": base64.b64encode(data).decode(), "dataCrc32c": str(crc)},
-        }, None
+        return (
+            200,
+            {
+                "name": f"{name}/versions/{index}",
+                "payload": {"data": base64.b64encode(data).decode(), "dataCrc32c": str(crc)},
+            },
+            None,
+        )
 
     def _list(self, project: str, query: dict[str, str]):
         prefix = f"projects/{project}/secrets/"
         names = sorted(n for n in self.secrets if n.startswith(prefix))
         start = int(query.get("pageToken") or 0)
-        page = names[start:start + self.PAGE_SIZE]
-        reply: dict[str, Any] = {"secrets": [self._secret_json(self.secrets[n]) for n in page],
-                                 "totalSize": len(names)}
+        page = names[start : start + self.PAGE_SIZE]
+        reply: dict[str, Any] = {
+            "secrets": [self._secret_json(self.secrets[n]) for n in page],
+            "totalSize": len(names),
+        }
         if start + self.PAGE_SIZE < len(names):
             reply["nextPageToken"] = str(start + self.PAGE_SIZE)
         return 200, reply, None
@@ -211,7 +225,11 @@ class RecordingWebapp(_Server):
         with self.lock:
             self.calls.append(Call(method, path, headers, json.loads(body) if body else None))
             status = self.script.pop(0) if self.script else 200
-        reply = {"status": "ok"} if status < 300 else {"detail": "try later" if status >= 500 else "refused"}
+        reply = (
+            {"status": "ok"}
+            if status < 300
+            else {"detail": "try later" if status >= 500 else "refused"}
+        )
         return status, reply, None
 
 
@@ -235,16 +253,34 @@ class KubernetesDouble(_Server):
                     obj = json.loads(body)
                     key = (match.group(1), obj["metadata"]["name"])
                     if key in self.objects:
-                        return 409, {"kind": "Status", "apiVersion": "v1", "status": "Failure",
-                                     "reason": "AlreadyExists", "code": 409}, None
+                        return (
+                            409,
+                            {
+                                "kind": "Status",
+                                "apiVersion": "v1",
+                                "status": "Failure",
+                                "reason": "AlreadyExists",
+                                "code": 409,
+                            },
+                            None,
+                        )
                     self.objects[key] = obj
                     return 201, obj, None
             if match := re.fullmatch(r"/api/v1/namespaces/([^/]+)/secrets/([^/]+)", route):
                 key = (match.group(1), match.group(2))
                 if method == "PUT":
                     if key not in self.objects:
-                        return 404, {"kind": "Status", "apiVersion": "v1", "status": "Failure",
-                                     "reason": "NotFound", "code": 404}, None
+                        return (
+                            404,
+                            {
+                                "kind": "Status",
+                                "apiVersion": "v1",
+                                "status": "Failure",
+                                "reason": "NotFound",
+                                "code": 404,
+                            },
+                            None,
+                        )
                     self.objects[key] = json.loads(body)
                     return 200, self.objects[key], None
         return 404, {"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": 404}, None

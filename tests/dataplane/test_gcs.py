@@ -12,12 +12,11 @@ from urllib.parse import parse_qs, urlparse
 
 import pytest
 import requests
-from google.cloud import storage
-
 from csflow.runtime import platform_step
 from csflow.sdk.errors import BadInput, NotFound
 from csflow.sdk.gcs import GCSStorage, StorageError
 from csflow.sdk.storage import open_storage, run_prefix
+from google.cloud import storage
 
 from .conftest import MODEL_CONFIGS, OK_INPUTS
 
@@ -38,7 +37,9 @@ def blobs(url: str) -> dict[str, storage.Blob]:
     """What the bucket holds under ``url``, read with a plain client."""
     parsed = urlparse(url)
     client = storage.Client()
-    return {b.name: b for b in client.list_blobs(parsed.netloc, prefix=parsed.path.strip("/") + "/")}
+    return {
+        b.name: b for b in client.list_blobs(parsed.netloc, prefix=parsed.path.strip("/") + "/")
+    }
 
 
 def test_put_get_list_under_the_url_prefix(gcs):
@@ -48,11 +49,16 @@ def test_put_get_list_under_the_url_prefix(gcs):
     prefix = run_prefix("PSLmodels", "Tax-Cruncher", job_id)
     uri = store.put(f"{prefix}/outputs.json", b'{"a": 1}', "application/json")
     store.put(f"{prefix}/renderable.zip", b"PK", "application/zip")
-    store.put("PSLmodels/Tax-Cruncher-2/x/outputs.json", b"{}")  # a sibling that shares a name prefix
+    store.put(
+        "PSLmodels/Tax-Cruncher-2/x/outputs.json", b"{}"
+    )  # a sibling that shares a name prefix
     assert uri == f"{gcs}/PSLmodels/Tax-Cruncher/{job_id}/outputs.json"
     assert store.get(f"{prefix}/outputs.json") == b'{"a": 1}'
     assert store.list(prefix) == [f"{prefix}/outputs.json", f"{prefix}/renderable.zip"]
-    assert store.list("PSLmodels/Tax-Cruncher") == [f"{prefix}/outputs.json", f"{prefix}/renderable.zip"]
+    assert store.list("PSLmodels/Tax-Cruncher") == [
+        f"{prefix}/outputs.json",
+        f"{prefix}/renderable.zip",
+    ]
     stored = blobs(gcs)
     object_name = urlparse(uri).path.lstrip("/")
     assert stored[object_name].content_type == "application/json"
@@ -92,12 +98,18 @@ def service_account_client() -> storage.Client:
     from google.oauth2 import service_account
 
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                            serialization.NoEncryption()).decode()
-    credentials = service_account.Credentials.from_service_account_info({
-        "type": "service_account", "client_email": "results@csflow-test.iam.gserviceaccount.com",
-        "private_key": pem, "token_uri": "https://oauth2.googleapis.com/token", "project_id": "csflow-test",
-    })
+    pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
+    credentials = service_account.Credentials.from_service_account_info(
+        {
+            "type": "service_account",
+            "client_email": "results@csflow-test.iam.gserviceaccount.com",
+            "private_key": pem,
+            "token_uri": "https://oauth2.googleapis.com/token",
+            "project_id": "csflow-test",
+        }
+    )
     return storage.Client(credentials=credentials, project="csflow-test")
 
 
@@ -124,16 +136,25 @@ def test_upload_writes_one_prefix_per_run_and_tells_the_webapp(gcs, webapp, tmp_
     monkeypatch.setenv("CSFLOW_STORAGE_URL", gcs)
     monkeypatch.setenv("CSFLOW_WEBAPP_URL", webapp.url)
     monkeypatch.setenv("CSFLOW_WEBAPP_TOKEN", "webapp-token-xyz")
-    assert platform_step.main(["upload", "--job-id", job_id, "--owner", "dataplane", "--title", "SecretReader"]) == 0
+    assert (
+        platform_step.main(
+            ["upload", "--job-id", job_id, "--owner", "dataplane", "--title", "SecretReader"]
+        )
+        == 0
+    )
 
     prefix = f"{urlparse(gcs).path.strip('/')}/dataplane/SecretReader/{job_id}/"
     stored = blobs(gcs)
     assert sorted(stored) == sorted(prefix + name for name in platform_step.RESULT_FILES)
     assert stored[prefix + "renderable.zip"].content_type == "application/zip"
-    with zipfile.ZipFile(io.BytesIO(stored[prefix + "renderable.zip"].download_as_bytes())) as archive:
+    with zipfile.ZipFile(
+        io.BytesIO(stored[prefix + "renderable.zip"].download_as_bytes())
+    ) as archive:
         assert archive.namelist() == ["Report.txt", "Report-2.txt", "a_b.md"]
         assert archive.read("Report-2.txt") == b"two"
-    with zipfile.ZipFile(io.BytesIO(stored[prefix + "downloadable.zip"].download_as_bytes())) as archive:
+    with zipfile.ZipFile(
+        io.BytesIO(stored[prefix + "downloadable.zip"].download_as_bytes())
+    ) as archive:
         assert archive.namelist() == ["Table.csv", "Table-2.csv"]
 
     [call] = webapp.calls
@@ -141,8 +162,14 @@ def test_upload_writes_one_prefix_per_run_and_tells_the_webapp(gcs, webapp, tmp_
     assert call.headers["Authorization"] == "Token webapp-token-xyz"
     assert call.body["job_id"] == job_id and call.body["status"] == "SUCCESS"
     remote = call.body["outputs"]["outputs"]
-    assert [o["filename"] for o in remote["downloadable"]["outputs"]] == ["Table.csv", "Table-2.csv"]
-    assert json.loads((work / "results-uri.json").read_text())["uri"] == f"{gcs}/dataplane/SecretReader/{job_id}"
+    assert [o["filename"] for o in remote["downloadable"]["outputs"]] == [
+        "Table.csv",
+        "Table-2.csv",
+    ]
+    assert (
+        json.loads((work / "results-uri.json").read_text())["uri"]
+        == f"{gcs}/dataplane/SecretReader/{job_id}"
+    )
 
 
 def test_an_unreachable_bucket_fails_the_upload_in_one_line(tmp_path, monkeypatch, capsys):
@@ -159,10 +186,15 @@ def test_an_unreachable_bucket_fails_the_upload_in_one_line(tmp_path, monkeypatc
 
     # Uploads retry for two minutes by default; keep that logic, shorten the wait.
     monkeypatch.setattr("csflow.sdk.gcs.DEFAULT_RETRY", DEFAULT_RETRY.with_timeout(0.5))
-    code = platform_step.main(["upload", "--job-id", str(uuid.uuid4()), "--owner", "o", "--title", "t"])
+    code = platform_step.main(
+        ["upload", "--job-id", str(uuid.uuid4()), "--owner", "o", "--title", "t"]
+    )
     err = capsys.readouterr().err
     assert code == 1
-    assert err.startswith("csflow: cannot reach Cloud Storage for gs://csflow-results/x/o/t/") and err.count("\n") == 1
+    assert (
+        err.startswith("csflow: cannot reach Cloud Storage for gs://csflow-results/x/o/t/")
+        and err.count("\n") == 1
+    )
 
 
 @pytest.mark.slow

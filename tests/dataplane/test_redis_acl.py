@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import pytest
 import redis
-
 from csflow.sdk import redis_acl
 from csflow.sdk.errors import BadInput, NotFound
 from csflow.sdk.secrets import LocalSecretStore
@@ -53,8 +52,11 @@ def test_passwords_come_from_the_service_secret_store(tmp_path):
     store.set("REDIS_MODEL_PW", "m" * 20)
     assert redis_acl.passwords_from(store) == passwords()
     env = redis_acl.model_job_store_env(store, "redis://csflow-redis:6379/0")
-    assert env == {"CSFLOW_JOB_STORE": "redis://csflow-redis:6379/0", "CSFLOW_REDIS_USER": "model",
-                   "CSFLOW_REDIS_PASSWORD": "m" * 20}
+    assert env == {
+        "CSFLOW_JOB_STORE": "redis://csflow-redis:6379/0",
+        "CSFLOW_REDIS_USER": "model",
+        "CSFLOW_REDIS_PASSWORD": "m" * 20,
+    }
     assert redis_acl.model_job_store_env(store, (tmp_path / "jobs").as_uri()) == {}
 
 
@@ -77,7 +79,9 @@ def test_the_server_runs_exactly_the_rendered_users(redis_server, redis_admin):
 
     loaded = {line.split()[1]: line for line in redis_admin.acl_list()}
     assert sorted(loaded) == sorted(u.name for u in redis_acl.acl_users())
-    digest = {u: hashlib.sha256(pw.encode()).hexdigest() for u, pw in redis_server.passwords.items()}
+    digest = {
+        u: hashlib.sha256(pw.encode()).hexdigest() for u, pw in redis_server.passwords.items()
+    }
     assert loaded["default"] == "user default off resetchannels -@all"
     assert loaded["admin"] == f"user admin on #{digest['admin']} ~* &* +@all"
     head, commands = loaded["scheduler"].split(" -@all ")
@@ -100,8 +104,12 @@ def test_the_model_user_cannot_set(redis_server, redis_admin):
 
 def test_the_model_user_cannot_delete(redis_server, redis_admin):
     redis_admin.set(JOB, b"x")
-    for command in (lambda m: m.delete(JOB), lambda m: m.unlink(JOB), lambda m: m.expire(JOB, 1),
-                    lambda m: m.getdel(JOB)):
+    for command in (
+        lambda m: m.delete(JOB),
+        lambda m: m.unlink(JOB),
+        lambda m: m.expire(JOB, 1),
+        lambda m: m.getdel(JOB),
+    ):
         with pytest.raises(redis.exceptions.NoPermissionError):
             command(redis_server.client("model"))
     assert redis_admin.get(JOB) == b"x" and redis_admin.ttl(JOB) == -1
@@ -120,8 +128,14 @@ def test_the_model_user_cannot_list_the_jobs(redis_server, redis_admin):
     redis_admin.set(JOB, b"x")
     redis_admin.set(OTHER_JOB, b"y")
     model = redis_server.client("model")
-    for command in (lambda m: m.keys("job-*"), lambda m: m.scan(0, match="job-*"), lambda m: m.mget(JOB, OTHER_JOB),
-                    lambda m: m.flushall(), lambda m: m.config_get("*"), lambda m: m.acl_list()):
+    for command in (
+        lambda m: m.keys("job-*"),
+        lambda m: m.scan(0, match="job-*"),
+        lambda m: m.mget(JOB, OTHER_JOB),
+        lambda m: m.flushall(),
+        lambda m: m.config_get("*"),
+        lambda m: m.acl_list(),
+    ):
         with pytest.raises(redis.exceptions.NoPermissionError):
             command(model)
 
@@ -139,8 +153,14 @@ def test_the_scheduler_gets_sets_and_expires_jobs_and_projects(redis_server, red
 def test_the_scheduler_can_do_nothing_else(redis_server, redis_admin):
     redis_admin.set(JOB, b"x")
     scheduler = redis_server.client("scheduler")
-    for command in (lambda s: s.delete(JOB), lambda s: s.keys("*"), lambda s: s.flushall(),
-                    lambda s: s.get("other-key"), lambda s: s.set("other-key", b"x"), lambda s: s.acl_list()):
+    for command in (
+        lambda s: s.delete(JOB),
+        lambda s: s.keys("*"),
+        lambda s: s.flushall(),
+        lambda s: s.get("other-key"),
+        lambda s: s.set("other-key", b"x"),
+        lambda s: s.acl_list(),
+    ):
         with pytest.raises(redis.exceptions.NoPermissionError):
             command(scheduler)
     assert redis_admin.get(JOB) == b"x" and redis_admin.exists("other-key") == 0

@@ -11,15 +11,17 @@ import uuid
 from pathlib import Path
 
 import pytest
-
 from csflow.sdk.errors import BadInput, NotFound
 from csflow.sdk.jobstore import open_job_store
 from csflow.sdk.redis_jobs import JobStoreError, RedisJobStore
 
 from .conftest import MODEL_SOURCE, REPO
 
-JOB = {"owner": "dataplane", "title": "SecretReader",
-       "inputs": {"meta_param_dict": {"year": [{"value": 2024}]}, "adjustment": {"Knobs": {}}}}
+JOB = {
+    "owner": "dataplane",
+    "title": "SecretReader",
+    "inputs": {"meta_param_dict": {"year": [{"value": 2024}]}, "adjustment": {"Knobs": {}}},
+}
 
 
 def scheduler_store(server, **kwargs) -> RedisJobStore:
@@ -83,7 +85,9 @@ def test_a_wrong_password_is_one_clear_line_without_the_password(redis_server, r
 
 def test_passwords_never_ride_in_the_url(redis_server):
     with pytest.raises(BadInput, match="CSFLOW_REDIS_PASSWORD, not in the job store URL"):
-        RedisJobStore(f"redis://scheduler:{redis_server.passwords['scheduler']}@127.0.0.1:{redis_server.port}/0")
+        RedisJobStore(
+            f"redis://scheduler:{redis_server.passwords['scheduler']}@127.0.0.1:{redis_server.port}/0"
+        )
 
 
 def test_open_job_store_reads_the_user_from_the_environment(redis_server, redis_admin, monkeypatch):
@@ -107,7 +111,9 @@ def test_an_unreachable_store(redis_server):
 # -- the model step reads its job as the model user ------------------------------
 
 
-def run_model_step(tmp_path: Path, job_store: str, job_id: str, user: str | None, password: str | None):
+def run_model_step(
+    tmp_path: Path, job_store: str, job_id: str, user: str | None, password: str | None
+):
     env = {
         "PATH": os.environ["PATH"],
         "PYTHONPATH": str(MODEL_SOURCE),
@@ -120,14 +126,19 @@ def run_model_step(tmp_path: Path, job_store: str, job_id: str, user: str | None
     # csflow's own interpreter: it has redis, as a model image does.
     return subprocess.run(
         [sys.executable, str(REPO / "runtime" / "model_step.py"), "inputs", "--job-id", job_id],
-        env=env, capture_output=True, text=True, timeout=60,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
 
 
 def test_the_model_step_reads_its_job_as_the_model_user(redis_server, redis_admin, tmp_path):
     job_id = str(uuid.uuid4())
     scheduler_store(redis_server).put(job_id, JOB)
-    done = run_model_step(tmp_path, redis_server.url, job_id, "model", redis_server.passwords["model"])
+    done = run_model_step(
+        tmp_path, redis_server.url, job_id, "model", redis_server.passwords["model"]
+    )
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "work" / "valid").read_text() == "true"
     assert (tmp_path / "work" / "model-version").read_text() == "dataplane 1.0"
@@ -140,7 +151,9 @@ def test_the_model_step_reports_an_expired_job(redis_server, redis_admin, tmp_pa
         if not redis_admin.exists(f"job-{job_id}"):
             break
         time.sleep(0.05)
-    done = run_model_step(tmp_path, redis_server.url, job_id, "model", redis_server.passwords["model"])
+    done = run_model_step(
+        tmp_path, redis_server.url, job_id, "model", redis_server.passwords["model"]
+    )
     assert done.returncode == 3  # EXIT_BAD_JOB: not a model error
     assert f"job {job_id} not found in the job store (expired or never written)" in done.stderr
     assert "Traceback" not in done.stderr
@@ -151,9 +164,14 @@ def test_the_model_step_with_a_wrong_password(redis_server, redis_admin, tmp_pat
     scheduler_store(redis_server).put(job_id, JOB)
     done = run_model_step(tmp_path, redis_server.url, job_id, "model", "not-the-model-password")
     assert done.returncode == 3
-    assert done.stderr.strip() == "csflow: the job store refused user 'model': wrong password, or the user is disabled"
+    assert (
+        done.stderr.strip()
+        == "csflow: the job store refused user 'model': wrong password, or the user is disabled"
+    )
     # and with the scheduler's user name but the model's password: refused as well
-    done = run_model_step(tmp_path, redis_server.url, job_id, "scheduler", redis_server.passwords["model"])
+    done = run_model_step(
+        tmp_path, redis_server.url, job_id, "scheduler", redis_server.passwords["model"]
+    )
     assert done.returncode == 3 and "refused user 'scheduler'" in done.stderr
 
 

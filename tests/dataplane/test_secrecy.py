@@ -17,10 +17,9 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
-
 from csflow.cli.app import app as csflow_app
 from csflow.sdk.client import Client
+from typer.testing import CliRunner
 
 from .conftest import MODEL_CONFIGS, OK_INPUTS
 
@@ -74,14 +73,21 @@ def test_secrets_reach_only_their_model_and_appear_nowhere_else(home, webapp, mo
         return done.output
 
     # set through the real `csflow` app, as mounted by `models` and `svc`
-    outputs.append(cli("models", "-n", "dataplane/SecretReader", "secrets", "set", "DP_API_KEY", VALUE))
-    outputs.append(cli("models", "-n", "dataplane/Crash", "secrets", "set", "DP_API_KEY", input=VALUE + "\n"))
+    outputs.append(
+        cli("models", "-n", "dataplane/SecretReader", "secrets", "set", "DP_API_KEY", VALUE)
+    )
+    outputs.append(
+        cli("models", "-n", "dataplane/Crash", "secrets", "set", "DP_API_KEY", input=VALUE + "\n")
+    )
     outputs.append(cli("svc", "secrets", "set", "CS_API_TOKEN", TOKEN))
     outputs.append(cli("models", "-n", "dataplane/SecretReader", "secrets", "list"))
     outputs.append(cli("models", "-n", "dataplane/SecretReader", "secrets", "list", "-o", "json"))
     outputs.append(cli("svc", "secrets", "list", "-o", "yaml"))
     outputs.append(cli("svc", "secrets", "sync"))
-    assert cli("models", "-n", "dataplane/SecretReader", "secrets", "get", "DP_API_KEY") == VALUE + "\n"
+    assert (
+        cli("models", "-n", "dataplane/SecretReader", "secrets", "get", "DP_API_KEY")
+        == VALUE + "\n"
+    )
     assert cli("svc", "secrets", "get", "CS_API_TOKEN") == TOKEN + "\n"
 
     client = Client(home=home, config_dirs=[MODEL_CONFIGS], webapp_url=webapp.url)
@@ -97,7 +103,11 @@ def test_secrets_reach_only_their_model_and_appear_nowhere_else(home, webapp, mo
     # a model that declares nothing gets nothing
     neighbour = client.simulate("dataplane/Neighbour", OK_INPUTS)
     assert neighbour.status == "SUCCESS", neighbour.reason
-    assert report_of(client, neighbour.id) == {"secret_sha256": None, "visible": [], "redis_user": None}
+    assert report_of(client, neighbour.id) == {
+        "secret_sha256": None,
+        "visible": [],
+        "redis_user": None,
+    }
 
     # a crash is reported to the webapp with its reason
     crash = client.simulate("dataplane/Crash", OK_INPUTS)
@@ -124,7 +134,9 @@ def test_secrets_reach_only_their_model_and_appear_nowhere_else(home, webapp, mo
         for value in (VALUE, TOKEN):
             assert not any(form.decode() in output for form in forms(value)), output[:500]
     assert leaks(home, [VALUE, TOKEN]) == []
-    assert (home / "runs").is_dir() and any((home / "runs").rglob("*.log"))  # the search saw the logs
+    assert (home / "runs").is_dir() and any(
+        (home / "runs").rglob("*.log")
+    )  # the search saw the logs
 
 
 @pytest.mark.slow
@@ -169,7 +181,12 @@ def test_the_search_finds_a_value_in_plain_files_zips_and_base64(tmp_path):
     (home / "secrets").mkdir()
     (home / "secrets" / "service.json").write_text(json.dumps({"A": VALUE}))  # the store: allowed
     assert leaks(home, [VALUE]) == []
-    (home / "runs" / "x" / "logs" / "run.log").write_text(f"token={base64.b64encode(VALUE.encode()).decode()}")
+    (home / "runs" / "x" / "logs" / "run.log").write_text(
+        f"token={base64.b64encode(VALUE.encode()).decode()}"
+    )
     with zipfile.ZipFile(home / "runs" / "x" / "out.zip", "w", zipfile.ZIP_DEFLATED) as archive:
         archive.writestr("a.txt", f"{VALUE}" * 50)
-    assert sorted(leak.split()[0] for leak in leaks(home, [VALUE])) == ["runs/x/logs/run.log", "runs/x/out.zip"]
+    assert sorted(leak.split()[0] for leak in leaks(home, [VALUE])) == [
+        "runs/x/logs/run.log",
+        "runs/x/out.zip",
+    ]

@@ -6,7 +6,6 @@ from __future__ import annotations
 import stat
 
 import pytest
-
 from csflow.sdk.errors import BadInput, NotFound
 from csflow.sdk.secrets import LocalSecretStore, SecretError, SecretManagerStore, open_secret_store
 from csflow.sdk.settings import Settings
@@ -37,7 +36,9 @@ def test_set_get_list_delete(store):
 def test_scopes_stay_apart(store):
     store.set("TOKEN", "service", None, None)
     store.set("TOKEN", "model-a", "a__b", "c")
-    store.set("TOKEN", "model-b", "a", "b__c")  # would share "a__b__c" with the one above if joined naively
+    store.set(
+        "TOKEN", "model-b", "a", "b__c"
+    )  # would share "a__b__c" with the one above if joined naively
     store.set("TOKEN", "model-c", "A", "B__C")  # same Kubernetes name as a/b__c
     store.set("TOKEN", "dotted", "Some.Org", "My_Model.v2")
     assert store.get("TOKEN") == "service"
@@ -135,7 +136,9 @@ def test_a_corrupted_payload_is_caught(secret_manager):
 def test_an_unreachable_secret_manager_is_one_line():
     from .conftest import free_port
 
-    store = SecretManagerStore("p", endpoint=f"http://127.0.0.1:{free_port()}", retry=None, timeout=2)
+    store = SecretManagerStore(
+        "p", endpoint=f"http://127.0.0.1:{free_port()}", retry=None, timeout=2
+    )
     with pytest.raises(SecretError, match="cannot reach Secret Manager") as caught:
         store.get("A")
     assert "\n" not in str(caught.value)
@@ -145,8 +148,17 @@ def test_the_backend_comes_from_settings(tmp_path, secret_manager):
     assert isinstance(open_secret_store(Settings(home=tmp_path)), LocalSecretStore)
     with pytest.raises(BadInput, match="needs a project"):
         open_secret_store(Settings(home=tmp_path, secrets_backend="gcp"))
-    store = open_secret_store(Settings(home=tmp_path, secrets_backend="gcp", gcp_project="p",
-                                       secret_manager_endpoint=secret_manager.url))
+    store = open_secret_store(
+        Settings(
+            home=tmp_path,
+            secrets_backend="gcp",
+            gcp_project="p",
+            secret_manager_endpoint=secret_manager.url,
+        )
+    )
     assert isinstance(store, SecretManagerStore)
     store.set("A", "through-settings")
-    assert SecretManagerStore("p", endpoint=secret_manager.url, retry=None).get("A") == "through-settings"
+    assert (
+        SecretManagerStore("p", endpoint=secret_manager.url, retry=None).get("A")
+        == "through-settings"
+    )

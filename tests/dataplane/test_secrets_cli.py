@@ -10,10 +10,9 @@ from typing import Optional
 import pytest
 import typer
 import yaml
-from typer.testing import CliRunner
-
 from csflow.cli.secrets import model_app, service_app
 from csflow.sdk import redis_acl, secret_sync
+from typer.testing import CliRunner
 
 from .conftest import MODEL_CONFIGS
 
@@ -72,12 +71,25 @@ def test_set_get_list_delete_a_model_secret(cli, home):
         {"name": "DP_API_KEY", "set": False, "declared": True}
     ]
     # the store file is the only place the value ever was
-    assert stat.S_IMODE((home / "secrets" / "models" / "dataplane" / "SecretReader.json").stat().st_mode) == 0o600
+    assert (
+        stat.S_IMODE(
+            (home / "secrets" / "models" / "dataplane" / "SecretReader.json").stat().st_mode
+        )
+        == 0o600
+    )
 
 
 def test_the_model_can_also_follow_secrets(cli):
-    assert cli("models", "secrets", "-n", "dataplane/SecretReader", "set", "DP_API_KEY", VALUE).exit_code == 0
-    assert cli("models", "secrets", "-n", "dataplane/SecretReader", "get", "DP_API_KEY").output == VALUE + "\n"
+    assert (
+        cli(
+            "models", "secrets", "-n", "dataplane/SecretReader", "set", "DP_API_KEY", VALUE
+        ).exit_code
+        == 0
+    )
+    assert (
+        cli("models", "secrets", "-n", "dataplane/SecretReader", "get", "DP_API_KEY").output
+        == VALUE + "\n"
+    )
 
 
 def test_an_undeclared_secret_gets_a_note(cli):
@@ -95,16 +107,19 @@ def test_the_value_can_come_from_stdin_or_be_generated(cli):
     assert len(generated) == 64 and generated not in done.output
 
 
-@pytest.mark.parametrize("args, message", [
-    (["models", "secrets", "get", "X"], "give -n OWNER/TITLE"),
-    (["models", "-n", "a/b,c/d", "secrets", "get", "X"], "secrets act on one model"),
-    (["models", "-n", "../x/y", "secrets", "get", "X"], "invalid model name"),
-    (model("get", "NOPE"), "no secret 'NOPE' for dataplane/SecretReader"),
-    (model("set", "bad-name", "v"), "invalid environment variable or secret name"),
-    (model("set", "CSFLOW_JOB_STORE", "v"), "CSFLOW_ are csflow's own"),
-    (model("set", "X", "v", "--generate"), "not both"),
-    (["svc", "secrets", "delete", "NOPE"], "no secret 'NOPE' in the service scope"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["models", "secrets", "get", "X"], "give -n OWNER/TITLE"),
+        (["models", "-n", "a/b,c/d", "secrets", "get", "X"], "secrets act on one model"),
+        (["models", "-n", "../x/y", "secrets", "get", "X"], "invalid model name"),
+        (model("get", "NOPE"), "no secret 'NOPE' for dataplane/SecretReader"),
+        (model("set", "bad-name", "v"), "invalid environment variable or secret name"),
+        (model("set", "CSFLOW_JOB_STORE", "v"), "CSFLOW_ are csflow's own"),
+        (model("set", "X", "v", "--generate"), "not both"),
+        (["svc", "secrets", "delete", "NOPE"], "no secret 'NOPE' in the service scope"),
+    ],
+)
 def test_bad_input_is_one_line_and_exit_2(cli, args, message):
     done = cli(*args)
     assert done.exit_code == 2, done.output
@@ -140,12 +155,20 @@ def test_sync_without_flags_shows_names_only(cli):
     assert done.exit_code == 0, done.output
     for value in values.values():
         assert value not in done.output
-    summary = json.loads(done.output[done.output.index("["):])
+    summary = json.loads(done.output[done.output.index("[") :])
     by_name = {row["secret"]: row for row in summary}
     assert by_name["dataplane-secretreader-secrets"]["keys"] == ["DP_API_KEY"]
     assert by_name["dataplane-neighbour-secrets"]["keys"] == []  # declares nothing: gets nothing
-    assert by_name["csflow-model-jobs"]["keys"] == ["CSFLOW_JOB_STORE", "CSFLOW_REDIS_PASSWORD", "CSFLOW_REDIS_USER"]
-    assert by_name["csflow-platform"]["keys"] == ["CSFLOW_REDIS_PASSWORD", "CSFLOW_REDIS_USER", "CSFLOW_WEBAPP_TOKEN"]
+    assert by_name["csflow-model-jobs"]["keys"] == [
+        "CSFLOW_JOB_STORE",
+        "CSFLOW_REDIS_PASSWORD",
+        "CSFLOW_REDIS_USER",
+    ]
+    assert by_name["csflow-platform"]["keys"] == [
+        "CSFLOW_REDIS_PASSWORD",
+        "CSFLOW_REDIS_USER",
+        "CSFLOW_WEBAPP_TOKEN",
+    ]
     assert by_name["csflow-redis-acl"]["keys"] == ["users.acl"]
 
 
@@ -168,9 +191,12 @@ def test_sync_renders_valid_secrets_and_values_only_inside_them(cli, tmp_path):
         assert not any(value in outside for value in values.values())
     secrets = {d["metadata"]["name"]: d["stringData"] for d in documents}
     assert secrets["dataplane-secretreader-secrets"] == {"DP_API_KEY": VALUE}
-    assert secrets["dataplane-crash-secrets"] == {}  # declares DP_API_KEY too, but has none of its own
+    assert (
+        secrets["dataplane-crash-secrets"] == {}
+    )  # declares DP_API_KEY too, but has none of its own
     assert secrets["csflow-model-jobs"] == {
-        "CSFLOW_JOB_STORE": redis_acl.CLUSTER_JOB_STORE_URL, "CSFLOW_REDIS_USER": "model",
+        "CSFLOW_JOB_STORE": redis_acl.CLUSTER_JOB_STORE_URL,
+        "CSFLOW_REDIS_USER": "model",
         "CSFLOW_REDIS_PASSWORD": values["REDIS_MODEL_PW"],
     }
     assert secrets["csflow-platform"]["CSFLOW_WEBAPP_TOKEN"] == TOKEN
@@ -183,27 +209,36 @@ def test_sync_warns_by_name_about_what_is_missing(cli):
     done = cli("svc", "secrets", "sync")
     assert done.exit_code == 0
     assert "dataplane/SecretReader: declared secret DP_API_KEY is not set" in done.output
-    assert "Redis passwords not set: REDIS_ADMIN_PW, REDIS_SCHEDULER_PW, REDIS_MODEL_PW" in done.output
+    assert (
+        "Redis passwords not set: REDIS_ADMIN_PW, REDIS_SCHEDULER_PW, REDIS_MODEL_PW" in done.output
+    )
 
 
 def test_sync_one_model_only(cli):
     set_everything(cli)
     done = cli("svc", "secrets", "sync", "-n", "dataplane/SecretReader", "-o", "-")
-    documents = list(yaml.safe_load_all(done.output[done.output.index("apiVersion"):]))
+    documents = list(yaml.safe_load_all(done.output[done.output.index("apiVersion") :]))
     assert [d["metadata"]["name"] for d in documents] == ["dataplane-secretreader-secrets"]
     assert cli("svc", "secrets", "sync", "-n", "dataplane/Nope").exit_code == 2
 
 
 def test_the_names_match_what_the_workflows_reference():
-    from csflow.flows import _common
-    from csflow.flows import simulate
+    from csflow.flows import _common, simulate
 
     assert secret_sync.MODEL_JOBS_SECRET == _common.MODEL_JOB_STORE_SECRET
     assert secret_sync.PLATFORM_SECRET == _common.PLATFORM_SECRET
     workflow = simulate.simulation_workflow(
-        owner="dataplane", title="SecretReader", tag="t1", image="i", job_id="2f1c6d1e-8a51-4f7e-9f5e-2c3f4d5e6a7b",
-        resources={"requests": {"cpu": "1", "memory": "1G"}, "limits": {"cpu": "1", "memory": "2G"}},
-        timeout=60, model_secret=secret_sync.model_secret_name("dataplane", "SecretReader"),
+        owner="dataplane",
+        title="SecretReader",
+        tag="t1",
+        image="i",
+        job_id="2f1c6d1e-8a51-4f7e-9f5e-2c3f4d5e6a7b",
+        resources={
+            "requests": {"cpu": "1", "memory": "1G"},
+            "limits": {"cpu": "1", "memory": "2G"},
+        },
+        timeout=60,
+        model_secret=secret_sync.model_secret_name("dataplane", "SecretReader"),
     ).to_dict()
     params = {p["name"]: p["value"] for p in workflow["spec"]["arguments"]["parameters"]}
     assert params["model-secret"] == "dataplane-secretreader-secrets"
@@ -212,21 +247,31 @@ def test_the_names_match_what_the_workflows_reference():
 def test_sync_applies_with_the_kubernetes_client(cli, kube, tmp_path):
     values = set_everything(cli)
     kubeconfig = tmp_path / "kubeconfig"
-    kubeconfig.write_text(yaml.safe_dump({
-        "apiVersion": "v1", "kind": "Config", "current-context": "test",
-        "clusters": [{"name": "test", "cluster": {"server": kube.url}}],
-        "users": [{"name": "test", "user": {"token": "kube-token"}}],
-        "contexts": [{"name": "test", "context": {"cluster": "test", "user": "test"}}],
-    }))
+    kubeconfig.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "current-context": "test",
+                "clusters": [{"name": "test", "cluster": {"server": kube.url}}],
+                "users": [{"name": "test", "user": {"token": "kube-token"}}],
+                "contexts": [{"name": "test", "context": {"cluster": "test", "user": "test"}}],
+            }
+        )
+    )
     first = cli("svc", "secrets", "sync", "--apply", "--kubeconfig", str(kubeconfig))
     assert first.exit_code == 0, first.output
     assert "created Secret dataplane-secretreader-secrets" in first.output
-    assert kube.objects[("csflow", "dataplane-secretreader-secrets")]["stringData"] == {"DP_API_KEY": VALUE}
+    assert kube.objects[("csflow", "dataplane-secretreader-secrets")]["stringData"] == {
+        "DP_API_KEY": VALUE
+    }
     assert cli(*model("set", "DP_API_KEY", "rotated-value-1")).exit_code == 0
     second = cli("svc", "secrets", "sync", "--apply", "--kubeconfig", str(kubeconfig))
     assert second.exit_code == 0, second.output
     assert "replaced Secret dataplane-secretreader-secrets" in second.output
-    assert kube.objects[("csflow", "dataplane-secretreader-secrets")]["stringData"] == {"DP_API_KEY": "rotated-value-1"}
+    assert kube.objects[("csflow", "dataplane-secretreader-secrets")]["stringData"] == {
+        "DP_API_KEY": "rotated-value-1"
+    }
     for output in (first.output, second.output):
         assert not any(value in output for value in [*values.values(), "rotated-value-1"])
     assert ("PUT", "/api/v1/namespaces/csflow/secrets/csflow-platform") in kube.calls
@@ -237,12 +282,20 @@ def test_sync_apply_without_a_cluster_is_one_line(cli, tmp_path):
 
     set_everything(cli)
     kubeconfig = tmp_path / "kubeconfig"
-    kubeconfig.write_text(yaml.safe_dump({
-        "apiVersion": "v1", "kind": "Config", "current-context": "test",
-        "clusters": [{"name": "test", "cluster": {"server": f"http://127.0.0.1:{free_port()}"}}],
-        "users": [{"name": "test", "user": {}}],
-        "contexts": [{"name": "test", "context": {"cluster": "test", "user": "test"}}],
-    }))
+    kubeconfig.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "current-context": "test",
+                "clusters": [
+                    {"name": "test", "cluster": {"server": f"http://127.0.0.1:{free_port()}"}}
+                ],
+                "users": [{"name": "test", "user": {}}],
+                "contexts": [{"name": "test", "context": {"cluster": "test", "user": "test"}}],
+            }
+        )
+    )
     done = cli("svc", "secrets", "sync", "--apply", "--kubeconfig", str(kubeconfig))
     assert done.exit_code == 1
     assert "cannot reach the Kubernetes API" in done.output
@@ -255,15 +308,26 @@ def test_through_the_installed_csflow_command(home, monkeypatch):
     from pathlib import Path
 
     csflow = Path(sys.executable).parent / "csflow"
-    env = {**os.environ, "CSFLOW_HOME": str(home), "CSFLOW_CONFIG_DIRS": json.dumps([str(MODEL_CONFIGS)])}
+    env = {
+        **os.environ,
+        "CSFLOW_HOME": str(home),
+        "CSFLOW_CONFIG_DIRS": json.dumps([str(MODEL_CONFIGS)]),
+    }
 
     def run(*args: str, input: str | None = None) -> subprocess.CompletedProcess:
-        return subprocess.run([str(csflow), *args], env=env, input=input, capture_output=True, text=True, timeout=60)
+        return subprocess.run(
+            [str(csflow), *args], env=env, input=input, capture_output=True, text=True, timeout=60
+        )
 
-    done = run("models", "-n", "dataplane/SecretReader", "secrets", "set", "DP_API_KEY", input=VALUE)
+    done = run(
+        "models", "-n", "dataplane/SecretReader", "secrets", "set", "DP_API_KEY", input=VALUE
+    )
     assert done.returncode == 0, done.stderr
     assert VALUE not in done.stdout + done.stderr
-    assert run("models", "-n", "dataplane/SecretReader", "secrets", "get", "DP_API_KEY").stdout == VALUE + "\n"
+    assert (
+        run("models", "-n", "dataplane/SecretReader", "secrets", "get", "DP_API_KEY").stdout
+        == VALUE + "\n"
+    )
     listed = run("models", "-n", "dataplane/SecretReader", "secrets", "list", "-o", "json")
     assert json.loads(listed.stdout) == [{"name": "DP_API_KEY", "set": True, "declared": True}]
     missing = run("svc", "secrets", "get", "NOPE")

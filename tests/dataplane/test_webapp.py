@@ -6,7 +6,6 @@ import json
 import uuid
 
 import pytest
-
 from csflow.runtime import platform_step
 from csflow.sdk.errors import BadInput
 from csflow.sdk.webapp import WebappClient, WebappError
@@ -28,7 +27,11 @@ def test_a_webapp_that_fails_twice_then_accepts(webapp):
     assert len(webapp.calls) == 3
     for call in webapp.calls:  # the same report each time: the job id makes repeats harmless
         assert call.method == "PUT" and call.path == "/outputs/api/"
-        assert call.body == {"job_id": job_id, "status": "SUCCESS", "outputs": {"outputs": {}, "version": "v1"}}
+        assert call.body == {
+            "job_id": job_id,
+            "status": "SUCCESS",
+            "outputs": {"outputs": {}, "version": "v1"},
+        }
         assert call.headers["Authorization"] == f"Token {TOKEN}"
 
 
@@ -59,7 +62,9 @@ def test_rate_limits_and_timeouts_are_retried(webapp):
 def test_an_unreachable_webapp(webapp):
     from .conftest import free_port
 
-    failing = WebappClient(f"http://127.0.0.1:{free_port()}", token=TOKEN, attempts=2, backoff=0.01, timeout=2)
+    failing = WebappClient(
+        f"http://127.0.0.1:{free_port()}", token=TOKEN, attempts=2, backoff=0.01, timeout=2
+    )
     with pytest.raises(WebappError, match="did not answer for job .* after 2 attempt"):
         failing.report(str(uuid.uuid4()), "SUCCESS")
 
@@ -85,8 +90,19 @@ def test_a_failure_is_reported_with_its_reason(webapp, monkeypatch, tmp_path):
     monkeypatch.setenv("CSFLOW_WORK_DIR", str(tmp_path))
     job_id = str(uuid.uuid4())
     failures = [{"displayName": "run", "message": "OOMKilled (exit code 137)", "phase": "Failed"}]
-    assert notify(monkeypatch, webapp, "--job-id", job_id, "--status", "Failed",
-                  "--failures", json.dumps(failures)) == 0
+    assert (
+        notify(
+            monkeypatch,
+            webapp,
+            "--job-id",
+            job_id,
+            "--status",
+            "Failed",
+            "--failures",
+            json.dumps(failures),
+        )
+        == 0
+    )
     [call] = webapp.calls
     assert call.body["job_id"] == job_id and call.body["status"] == "FAIL"
     assert call.body["traceback"] == "run: OOMKilled (exit code 137)"
@@ -95,8 +111,19 @@ def test_a_failure_is_reported_with_its_reason(webapp, monkeypatch, tmp_path):
 def test_a_failure_without_step_failures_still_has_a_reason(webapp, monkeypatch, tmp_path):
     """A deadline or a deleted pod can end a workflow with no failed step listed."""
     monkeypatch.setenv("CSFLOW_WORK_DIR", str(tmp_path))
-    assert notify(monkeypatch, webapp, "--job-id", str(uuid.uuid4()), "--status", "Error",
-                  "--failures", "{{workflow.failures}}") == 0
+    assert (
+        notify(
+            monkeypatch,
+            webapp,
+            "--job-id",
+            str(uuid.uuid4()),
+            "--status",
+            "Error",
+            "--failures",
+            "{{workflow.failures}}",
+        )
+        == 0
+    )
     [call] = webapp.calls
     assert call.body["status"] == "FAIL"
     assert call.body["traceback"] == "the workflow ended Error"
@@ -105,8 +132,19 @@ def test_a_failure_without_step_failures_still_has_a_reason(webapp, monkeypatch,
 def test_invalid_inputs_are_reported_with_their_errors(webapp, monkeypatch, tmp_path):
     monkeypatch.setenv("CSFLOW_WORK_DIR", str(tmp_path))
     errors = {"Knobs": {"errors": {"x": ["x must be at least 0"]}, "warnings": {}}}
-    assert notify(monkeypatch, webapp, "--job-id", str(uuid.uuid4()), "--status", "Succeeded",
-                  "--errors-warnings", json.dumps(errors)) == 0
+    assert (
+        notify(
+            monkeypatch,
+            webapp,
+            "--job-id",
+            str(uuid.uuid4()),
+            "--status",
+            "Succeeded",
+            "--errors-warnings",
+            json.dumps(errors),
+        )
+        == 0
+    )
     [call] = webapp.calls
     assert call.body["status"] == "INVALID" and call.body["errors_warnings"] == errors
 
@@ -117,7 +155,9 @@ def test_a_success_is_left_to_upload(webapp, monkeypatch, tmp_path):
     assert webapp.calls == []
 
 
-def test_a_webapp_that_never_accepts_fails_notify_in_one_line(webapp, monkeypatch, tmp_path, capsys):
+def test_a_webapp_that_never_accepts_fails_notify_in_one_line(
+    webapp, monkeypatch, tmp_path, capsys
+):
     """Argo then retries notify (transient_retry); the embedded engine records the failure."""
     monkeypatch.setenv("CSFLOW_WORK_DIR", str(tmp_path))
     monkeypatch.setenv("CSFLOW_WEBAPP_ATTEMPTS", "2")

@@ -10,8 +10,15 @@ import hashlib
 import json
 import os
 
-WATCHED = ("DP_API_KEY", "CSFLOW_WEBAPP_TOKEN", "CSFLOW_WEBAPP_URL", "CSFLOW_STORAGE_URL",
-           "CSFLOW_REDIS_USER", "CSFLOW_REDIS_PASSWORD", "STORAGE_EMULATOR_HOST")
+WATCHED = (
+    "DP_API_KEY",
+    "CSFLOW_WEBAPP_TOKEN",
+    "CSFLOW_WEBAPP_URL",
+    "CSFLOW_STORAGE_URL",
+    "CSFLOW_REDIS_USER",
+    "CSFLOW_REDIS_PASSWORD",
+    "STORAGE_EMULATOR_HOST",
+)
 
 
 def get_version():
@@ -21,12 +28,24 @@ def get_version():
 def get_inputs(meta_param_dict):
     return {
         "meta_parameters": {
-            "year": {"title": "Year", "description": "Year", "type": "int", "value": 2024,
-                     "validators": {"range": {"min": 2020, "max": 2030}}}
+            "year": {
+                "title": "Year",
+                "description": "Year",
+                "type": "int",
+                "value": 2024,
+                "validators": {"range": {"min": 2020, "max": 2030}},
+            }
         },
         "model_parameters": {
-            "Knobs": {"x": {"title": "x", "description": "a number", "type": "float", "value": 1.0,
-                            "validators": {"range": {"min": 0, "max": 100}}}}
+            "Knobs": {
+                "x": {
+                    "title": "x",
+                    "description": "a number",
+                    "type": "float",
+                    "value": 1.0,
+                    "validators": {"range": {"min": 0, "max": 100}},
+                }
+            }
         },
     }
 
