@@ -270,6 +270,9 @@ class SimulationRunner:
             launcher = self.launcher(kind, command, dag.substitute(container.get("image", ""), scope))
         except dag.SpecError as exc:
             raise dag.SpecError(f"template {template['name']!r}: {exc}") from None
+        except LaunchError as exc:  # its environment is missing: the step errs, the run goes on
+            self._record(run_id, name, dag.ERRORED, finished=time.time(), message=str(exc))
+            return TaskResult(dag.ERRORED, str(exc))
         args = [dag.substitute(a, scope) for a in container.get("args", [])]
         work = self.run_dir / "work" / name
         shutil.rmtree(work, ignore_errors=True)

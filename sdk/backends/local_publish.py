@@ -34,7 +34,7 @@ from typing import Any
 
 from csflow.engine import dag
 from csflow.engine.environments import build_process_env
-from csflow.engine.launchers import RUNTIME_DIR, Launcher, SubprocessLauncher, WarmLauncher
+from csflow.engine.launchers import RUNTIME_DIR, Launcher, LaunchError, SubprocessLauncher, WarmLauncher
 from csflow.engine.runner import SimulationRunner, model_environment
 from csflow.engine.store import FAIL, PENDING, RUNNING, SUSPENDED, Run
 from csflow.flows._common import (
@@ -85,7 +85,8 @@ class PublishRunner(SimulationRunner):
                     sys.executable, "csflow.runtime.publish_step:main", _PUBLISH_PRELOAD, self.platform_env)
             return SubprocessLauncher([sys.executable, "-m", "csflow.runtime.publish_step"], self.platform_env)
         if (kind, command) == (BUILD, KANIKO_COMMAND):
-            return SubprocessLauncher([sys.executable, "-m", "csflow.runtime.local_build"], build_process_env())
+            env = {**build_process_env(), "CSFLOW_HOME": str(self.backend.home)}
+            return SubprocessLauncher([sys.executable, "-m", "csflow.runtime.local_build"], env)
         if (kind, command) == (MODEL, CONTRACT_TESTS_COMMAND):
             version = self.backend.built_version(self.owner, self.title, image)
             config = version.config
@@ -205,7 +206,7 @@ class LocalPublishing:
         try:
             record = json.loads((path / "version.json").read_text())
         except FileNotFoundError:
-            raise dag.SpecError(f"{owner}/{title}:{tag} has not been built") from None
+            raise LaunchError(f"{owner}/{title}:{tag} has not been built") from None
         return ModelVersion(owner, title, tag, record, path)
 
     # -- the model registry ---------------------------------------------------------

@@ -126,7 +126,10 @@ def get_inputs(meta_param_dict):
     year = _year(meta_param_dict)
     policy = tc.Policy()
     spec = policy.specification(meta_data=True, serializable=True, year=year)
-    policy_defaults = {"schema": policy.dump()["schema"], **spec}
+    # Without Tax-Calculator's operators: extending values across years needs its
+    # index rates, so a plain ParamTools Parameters could not load the section.
+    schema = {k: v for k, v in policy.dump()["schema"].items() if k != "operators"}
+    policy_defaults = {"schema": schema, **spec}
     return {
         "meta_parameters": MetaParameters().dump(),
         "model_parameters": {

@@ -9,7 +9,8 @@ It is correct unless its config's ``env`` breaks it on purpose (TINY_MODE):
   validates;
 - ``empty-section``: ``get_inputs`` returns a section without parameters
   (what cs-kit let through for Tax-Cruncher's "Policy" on taxcalc 6.8.5);
-- ``slow``: ``run_model`` sleeps TINY_SLEEP seconds first (to interrupt a publish).
+- ``slow``: ``run_model`` writes its pid to TINY_PIDFILE, then sleeps TINY_SLEEP
+  seconds (to interrupt a publish).
 
 TINY_VERSION is what ``get_version`` says, so two configs give two versions.
 """
@@ -66,6 +67,9 @@ def validate_inputs(meta_param_dict, adjustment, errors_warnings):
 
 def run_model(meta_param_dict, adjustment):
     if MODE == "slow":
+        if os.environ.get("TINY_PIDFILE"):  # so a test can find and stop this process
+            with open(os.environ["TINY_PIDFILE"], "w") as handle:
+                handle.write(str(os.getpid()))
         time.sleep(float(os.environ.get("TINY_SLEEP", "60")))
     rate = adjustment.get("Knobs", {}).get("rate", [{"value": 0.5}])[0]["value"]
     if MODE == "bad-outputs":

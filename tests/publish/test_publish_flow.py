@@ -1,0 +1,162 @@
+"""The publish WorkflowTemplate and what its build step gets: Argo's strict
+schema and lint checks, the DAG's shape, the Dockerfile and build context."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from csflow import flows
+from csflow.engine import dag
+from csflow.engine.environments import (
+    build_process_env,
+    plan_build,
+    write_build_context,
+)
+from csflow.flows import _common as c
+from csflow.flows import publish
+from csflow.sdk import dockerfile, lint, manifests
+from csflow.sdk.errors import BadInput
+from csflow.sdk.model_config import load_model_config
+
+from .conftest import REPO, TINY, tiny_config
+
+ARGO = Path(os.environ.get("CSFLOW_CACHE_DIR", Path.home() / ".cache" / "csflow")) / "bin" / "argo-v4.0.5"
+
+
+@pytest.fixture(scope="module")
+def template() -> dict:
+    return flows.build("publish").to_dict()
+
+
+def _workflow(**overrides) -> dict:
+    config = load_model_config(REPO / "config" / "PSLmodels" / "Tax-Cruncher.yaml")
+    arguments = dict(
+        config=config.model_dump(mode="json"), config_dir="", run_id="4c1e5d5e-0000-4000-8000-000000000000",
+        registry="gcr.io/csflow", require_approval=True, resources=config.resources.kubernetes(),
+        test_timeout=1200, model_secret="pslmodels-tax-cruncher-secrets",
+    )
+    return publish.publish_workflow(**{**arguments, **overrides}).to_dict()
+
+
+def test_the_template_passes_the_strict_schema_and_lint(template):
+    assert manifests.schema_findings(template) == []
+    assert lint.lint_document(template) == []
+
+
+def test_a_publish_workflow_passes_with_its_template(template):
+    workflow = _workflow()
+    assert manifests.schema_findings(workflow) == []
+    assert lint.lint_documents([template, workflow]) == []
+    merged = dag.merge_workflow(workflow, template)  # every parameter has a value
+    values = {p["name"]: p["value"] for p in merged["spec"]["arguments"]["parameters"]}
+    assert values["require-approval"] == "true" and json.loads(values["config"])["title"] == "Tax-Cruncher"
+
+
+@pytest.mark.skipif(not ARGO.is_file(), reason="argo v4.0.5 not built (cluster/tools/build-argo)")
+def test_argo_lints_the_template_and_a_workflow(template, tmp_path):
+    path = tmp_path / "publish.yaml"
+    path.write_text(yaml.safe_dump_all([template, _workflow()]))
+    result = subprocess.run([str(ARGO), "lint", "--offline", "--output", "simple", str(path)],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_dag_is_clone_build_test_verify_push_approve_deploy(template):
+    spec = template["spec"]
+    tasks = {t.name: t for t in dag.dag_tasks(spec, spec["entrypoint"])}
+    assert list(tasks) == ["clone", "build", "test", "verify", "push", "approve", "deploy"]
+    assert tasks["build"].when == "{{tasks.clone.outputs.parameters.built}} != true"
+    assert tasks["verify"].depends == "test.Succeeded" and tasks["push"].depends == "verify.Succeeded"
+    assert tasks["deploy"].depends == "push.Succeeded && approve"
+    templates = {t["name"]: t for t in spec["templates"]}
+    assert templates["approve"]["suspend"] == {}
+    assert "activeDeadlineSeconds" not in spec  # a publish may wait days for approval
+
+
+def test_each_step_runs_where_it_should(template):
+    templates = {t["name"]: t for t in template["spec"]["templates"]}
+
+    def environment(name):
+        return templates[name]["metadata"]["labels"][c.ENVIRONMENT_LABEL]
+
+    assert {n: environment(n) for n in ("clone", "build", "test", "verify", "push", "deploy")} == {
+        "clone": c.PLATFORM, "build": c.BUILD, "test": c.MODEL,
+        "verify": c.PLATFORM, "push": c.PLATFORM, "deploy": c.PLATFORM,
+    }
+    build = templates["build"]
+    assert build["container"]["command"] == c.KANIKO_COMMAND
+    assert "--destination={{inputs.parameters.image}}" in build["container"]["args"]
+    assert build["container"]["securityContext"]["allowPrivilegeEscalation"] is False
+    # The model runs in the image just built, with its own secrets only: no
+    # platform credentials, no job store, no Kubernetes token.
+    test = templates["test"]
+    assert test["container"]["image"] == "{{inputs.parameters.image}}"
+    assert test["container"]["envFrom"] == [
+        {"secretRef": {"name": "{{workflow.parameters.model-secret}}", "optional": True}}]
+    assert test["automountServiceAccountToken"] is False
+    # Locking may run a requirement's build scripts: clone has no platform secret.
+    assert templates["clone"]["container"]["envFrom"] == [{"configMapRef": {"name": c.PLATFORM_CONFIG}}]
+    assert {"configMapRef": {"name": c.PLATFORM_CONFIG}} in templates["deploy"]["container"]["envFrom"]
+
+
+def test_the_dockerfile_is_generated_from_the_config():
+    config = load_model_config(REPO / "config" / "PSLmodels" / "Tax-Cruncher.yaml")
+    text = dockerfile.render(config)
+    assert text.startswith("# Generated by csflow from config/PSLmodels/Tax-Cruncher.yaml")
+    assert "FROM python:3.12-slim-bookworm" in text
+    assert "--requirement /opt/csflow/requirements.lock" in text
+    assert f"USER {c.RUN_AS_USER}:{c.RUN_AS_USER}" in text
+    assert 'NOTAXCALCJIT="1"' in text and 'CSFLOW_MODEL_FUNCTIONS="cs_config.functions"' in text
+    for program in (c.MODEL_STEP_COMMAND[0], c.CONTRACT_TESTS_COMMAND[0]):
+        assert f"/usr/local/bin/{program}" in text
+
+
+def test_env_values_cannot_escape_the_dockerfile(configs):
+    config = load_model_config(tiny_config(configs, GREETING='say "$HOME" \\ done'))
+    assert 'GREETING="say \\"\\$HOME\\" \\\\ done"' in dockerfile.render(config)
+    config = load_model_config(tiny_config(configs, GREETING="two\nRUN curl evil"))
+    with pytest.raises(BadInput, match="line breaks"):
+        dockerfile.render(config)
+
+
+def test_the_build_context_holds_what_kaniko_and_uv_need(configs, tmp_path):
+    config = load_model_config(tiny_config(configs))
+    with plan_build(config, tmp_path / "cache") as plan:
+        write_build_context(plan, tmp_path / "context")
+    context = tmp_path / "context"
+    assert sorted(p.name for p in context.iterdir()) == ["Dockerfile", "build.json", "csflow", "requirements.lock", "src"]
+    assert sorted(p.name for p in (context / "csflow").iterdir()) == ["contract_tests.py", "model_step.py"]
+    assert (context / "src" / "tiny_model.py").read_text() == (TINY / "tiny_model.py").read_text()
+    info = json.loads((context / "build.json").read_text())
+    assert (info["owner"], info["title"], info["tag"]) == ("publish-tests", "Tiny", plan.tag)
+
+
+def test_the_content_tag_follows_config_source_and_lock(configs, tmp_path):
+    def tag(config_path) -> str:
+        with plan_build(load_model_config(config_path), tmp_path / "cache") as plan:
+            return plan.tag
+
+    source = tmp_path / "tiny"
+    shutil.copytree(TINY, source)
+    first = tag(tiny_config(configs, source=source))
+    assert tag(tiny_config(configs, source=source)) == first
+    assert tag(tiny_config(configs / "elsewhere", source=source)) == first  # where the config sits is not content
+    assert tag(tiny_config(configs, source=source, TINY_VERSION="2")) != first
+    (source / "extra.py").write_text("x = 1\n")
+    assert tag(tiny_config(configs, source=source)) != first
+
+
+def test_builds_run_without_csflow_credentials(monkeypatch):
+    monkeypatch.setenv("CSFLOW_WEBAPP_TOKEN", "secret")
+    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", "/key.json")
+    monkeypatch.setenv("UV_INDEX_URL", "https://pypi.example/simple")
+    env = build_process_env()
+    assert "CSFLOW_WEBAPP_TOKEN" not in env and "GOOGLE_APPLICATION_CREDENTIALS" not in env
+    assert env["UV_INDEX_URL"] == "https://pypi.example/simple" and "PATH" in env
