@@ -159,7 +159,7 @@ def build(
             env_from=[EnvFromSource(config_map_ref=ConfigMapEnvSource(name=c.PLATFORM_CONFIG))],
             resources=PLATFORM_RESOURCES,
             active_deadline_seconds=PLATFORM_DEADLINE,
-            retry_strategy=c.transient_retry(),
+            # No retries: a wrong URL or ref fails the same way each time.
             outputs=[
                 _file_output("content-tag"),
                 _file_output("image"),
