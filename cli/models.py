@@ -98,14 +98,17 @@ def show(model: str = typer.Argument(..., metavar="OWNER/TITLE"), output: Output
     tags = ", ".join(f"{k} → {v}" for k, v in sorted(info["tags"].items())) or "none"
     console.print(f"[bold]{escape(info['model'])}[/]: {escape(tags)}", highlight=False)
     table = Table(title="Versions (newest first)", header_style="bold")
-    for column in ("version", "tags", "model version", "built", "build", "from", "python", "packages", "tests"):
-        table.add_column(column)
+    for column in ("version", "tags", "built", "from", "tests"):
+        table.add_column(column, overflow="fold")
     for version in info["versions"]:
-        build = f"{version['build_seconds']:.1f}s" if version.get("build_seconds") is not None else "-"
+        build = [f"{version['build_seconds']:.1f}s" if version.get("build_seconds") is not None else None,
+                 f"Python {version['python']}" if version.get("python") else None,
+                 f"{version['requirements']} packages" if version.get("requirements") is not None else None]
         table.add_row(
-            version["tag"], ", ".join(version["tags"]), escape(version.get("model_version") or "-"),
-            when(version.get("built")), build, escape(_origin_text(version.get("origin") or {})),
-            version.get("python") or "-", str(version.get("requirements") if version.get("requirements") is not None else "-"),
+            version["tag"],
+            ", ".join(version["tags"]),
+            when(version.get("built")) + "\n" + ", ".join(b for b in build if b),
+            escape(_origin_text(version.get("origin") or {})) + "\n" + escape(version.get("model_version") or ""),
             _tests_text(version.get("tests")),
         )
     console.print(table)
