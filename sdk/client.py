@@ -87,6 +87,7 @@ class Client:
                 events=None) -> Run:
         """Publish a model from its config (``config/OWNER/TITLE.yaml``): build, test,
         push to ``staging``, then (after approval, if asked) deploy to ``latest``."""
+        self._supports("submit_publish", "publish")
         run = self.backend.submit_publish(config, require_approval=require_approval)
         if detach:
             self.backend.detach(run.id)
@@ -95,35 +96,46 @@ class Client:
 
     def approve(self, run_id: str, detach: bool = False, events=None) -> Run:
         """Approve a publish waiting at its approval step, and let it deploy."""
+        self._supports("approve", "approve a publish")
         run = self.backend.approve(run_id)
         if detach:
             self.backend.detach(run.id)
             return self.backend.status(run.id)
         return self.backend.execute(run.id, events=events)
 
+    def _supports(self, method: str, what: str) -> None:
+        if not hasattr(self.backend, method):
+            raise BadInput(f"the {self.settings.backend} backend cannot {what} yet; use the local backend")
+
     def publish_report(self, run_id: str) -> dict[str, Any] | None:
         """A publish's contract-test results (None if the tests never ran)."""
+        self._supports("publish_report", "show a publish's tests")
         return self.backend.publish_report(run_id)
 
     def models(self) -> list[dict[str, Any]]:
+        self._supports("models", "list models")
         return self.backend.models()
 
     def model(self, model: str) -> dict[str, Any]:
         """A model's versions (build records, test summaries), tags and tag history."""
+        self._supports("model", "show a model")
         return self.backend.model(*_model_name(model))
 
     def inputs(self, model: str, meta_param_dict: dict[str, Any] | None = None,
                tag: str | None = None) -> dict[str, Any]:
         """``get_version`` and ``get_inputs`` of a model version (default: latest),
         from the inputs cache for the default meta parameters."""
+        self._supports("model_inputs", "compute inputs")
         return self.backend.model_inputs(*_model_name(model), meta_param_dict, tag=tag)
 
     def promote(self, model: str, tag: str, to: str = "latest") -> dict[str, Any]:
         """Point ``to`` (latest or staging) at ``tag`` (a version or a tag name)."""
+        self._supports("promote", "move tags")
         return self.backend.promote(*_model_name(model), tag, to=to)
 
     def rollback(self, model: str, tag: str = "latest") -> dict[str, Any]:
         """Move ``tag`` back to the version it pointed at before."""
+        self._supports("rollback", "move tags")
         return self.backend.rollback(*_model_name(model), tag)
 
 

@@ -141,3 +141,9 @@ def test_unreadable_configs_get_one_line_errors(cli, configs):
 def test_publish_with_no_arguments_shows_help(cli):
     result = cli("publish")
     assert "CONFIG" in result.output and "approve" in result.output
+
+
+def test_the_argo_backend_says_it_cannot_publish_yet(cli, configs, monkeypatch):
+    monkeypatch.setenv("CSFLOW_BACKEND", "argo")
+    assert one_line_error(cli("publish", tiny_config(configs))) == (
+        "error: the argo backend cannot publish yet; use the local backend")
