@@ -103,7 +103,7 @@ def approve(
 def finish(sdk, run, output: OutputFormat) -> None:
     """Show a publish run and its tests; exit 0 when deployed or waiting for
     approval (or detached), 1 when it failed."""
-    report = sdk.publish_report(run.id) if run.done else None
+    report = sdk.publish_report(run.id) if run.status not in ("PENDING", "RUNNING") else None
     if output != OutputFormat.table:
         emit({**run.to_dict(), "tests": report}, output)
     else:

@@ -42,7 +42,7 @@ def test_approve_from_the_command_line(cli, configs, home):
     result = cli("publish", tiny_config(configs), "--require-approval", "-o", "json")
     assert result.exit_code == 0, result.output
     run = json.loads(result.output)
-    assert run["status"] == "SUSPENDED"
+    assert run["status"] == "SUSPENDED" and run["tests"]["passed"]  # tested before anyone approves
     listed = json.loads(cli("runs", "list", "-o", "json").output)
     assert [(r["kind"], r["status"]) for r in listed] == [("publish", "SUSPENDED")]
     result = cli("publish", "approve", run["job_id"])
