@@ -310,3 +310,34 @@ def test_every_step_works_in_the_clients_home_not_the_environments(configs, tmp_
     assert (version_dir(home, OWNER, "Tiny", run.tag) / "version.json").is_file()
     assert tags(home) == {"latest": run.tag, "staging": run.tag}
     assert not (tmp_path / "elsewhere").exists()
+
+
+def test_the_webapp_is_told_of_staging_and_latest(home, configs):
+    """The webapp double (tests/dataplane/doubles.py) is a real HTTP server that
+    records calls; the real WebappClient talks to it."""
+    from dataplane.doubles import RecordingWebapp
+
+    from csflow.sdk.client import Client
+    from csflow.sdk.secrets import LocalSecretStore
+
+    LocalSecretStore(home).set("CS_API_TOKEN", "token-value-1234")
+    webapp = RecordingWebapp().start()
+    try:
+        client = Client(home=home, webapp_url=webapp.url)
+        v1 = client.publish(tiny_config(configs, TINY_VERSION="1.0"))
+        v2 = client.publish(tiny_config(configs, TINY_VERSION="2.0"))
+        assert client.rollback(f"{OWNER}/Tiny")["webapp"] == "told (HTTP 200)"
+    finally:
+        webapp.stop()
+    path = f"/publish/api/{OWNER}/Tiny/deployments/"
+    assert [(c.method, c.path, c.body) for c in webapp.calls] == [
+        ("PUT", path, {"staging_tag": v1.tag}), ("PUT", path, {"latest_tag": v1.tag}),
+        ("PUT", path, {"staging_tag": v2.tag}), ("PUT", path, {"latest_tag": v2.tag}),
+        ("PUT", path, {"latest_tag": v1.tag}),
+    ]
+    assert {c.headers["Authorization"] for c in webapp.calls} == {"Token token-value-1234"}
+    # The token reached the platform steps only through their environment.
+    for path in (home / "runs").rglob("*"):
+        if path.is_file():
+            assert b"token-value-1234" not in path.read_bytes(), path
+    assert "token-value-1234" not in (home / "registry" / OWNER / "Tiny.json").read_text()
