@@ -84,10 +84,10 @@ class StepProgress:
 
 def runs_table(runs: list[Run]) -> Table:
     table = Table(title="Runs", header_style="bold")
-    for column in ("job id", "model", "tag", "status", "created", "duration"):
+    for column in ("job id", "kind", "model", "tag", "status", "created", "duration"):
         table.add_column(column)
     for run in runs:
-        table.add_row(run.id, run.model, run.tag, status_text(run.status), when(run.created),
+        table.add_row(run.id, run.kind, run.model, run.tag, status_text(run.status), when(run.created),
                       seconds(run.duration))
     return table
 

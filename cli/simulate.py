@@ -73,7 +73,7 @@ def simulate(
 
 def finish(sdk, run, output: OutputFormat) -> None:
     """Show a finished run; exit 0 on success, 2 for invalid inputs, 1 otherwise."""
-    outputs = sdk.results(run.id) if run.status == "SUCCESS" else None
+    outputs = sdk.results(run.id) if run.status == "SUCCESS" and run.kind == "simulate" else None
     if output != OutputFormat.table:
         emit(run_json(run, outputs), output)
     else:

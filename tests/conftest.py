@@ -11,10 +11,7 @@ import pytest
 
 from csflow.sdk.client import Client
 
-TESTS = Path(__file__).resolve().parent
-REPO = TESTS.parent
-TOY_CONFIGS = TESTS / "models" / "config"
-TAX_INPUTS = REPO / "examples" / "tax-cruncher" / "inputs.json"
+from paths import REPO, TAX_INPUTS, TOY_CONFIGS
 
 
 @pytest.fixture

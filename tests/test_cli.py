@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 
 from csflow.cli.app import app
 
-from conftest import TOY_CONFIGS
+from paths import TOY_CONFIGS
 
 runner = CliRunner()
 OK = {"meta_param_dict": {"year": [{"value": 2024}]}, "adjustment": {"Knobs": {"x": [{"value": 3}]}}}

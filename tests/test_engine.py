@@ -101,7 +101,7 @@ def test_engine_keeps_working_after_failures(toy):
 
 def test_fresh_subprocess_launcher_gives_the_same_results(home):
     from csflow.sdk.client import Client
-    from conftest import TOY_CONFIGS
+    from paths import TOY_CONFIGS
 
     warm = Client(home=home, config_dirs=[TOY_CONFIGS]).simulate("tests/ToyOk", OK_INPUTS)
     cold = Client(home=home, config_dirs=[TOY_CONFIGS], warm_workers=False)

@@ -5,7 +5,7 @@ import pytest
 from csflow.sdk.errors import BadInput
 from csflow.sdk.model_config import find_model_config, load_model_config
 
-from conftest import REPO
+from paths import REPO
 
 EXAMPLE = REPO / "config" / "PSLmodels" / "Tax-Cruncher.yaml"
 
