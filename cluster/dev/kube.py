@@ -1,0 +1,163 @@
+"""The few kubectl verbs the dev cluster needs, with the official ``kubernetes`` client.
+
+``kubectl`` is not installed here and building it adds minutes, while the
+project's venv already has the Python client. The scripts call this for:
+
+- ``apply FILE|- ...``: server-side apply (what ``kubectl apply
+  --server-side`` does) with strict field validation, so the API server
+  rejects an unknown field instead of dropping it. Server-side apply also
+  takes Argo's multi-megabyte CRDs, which client-side apply cannot (its
+  last-applied annotation is capped at 256 KiB).
+- ``wait-ready``: until ``/readyz`` answers ok.
+- ``token NAMESPACE SECRET``: the token Kubernetes wrote into a
+  service-account-token Secret (waits for the token controller).
+
+Kubernetes docs: https://kubernetes.io/docs/reference/using-api/server-side-apply/
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import sys
+import time
+from pathlib import Path
+
+import yaml
+from kubernetes import client, config
+from kubernetes.client.rest import ApiException
+from kubernetes.dynamic import DynamicClient
+from kubernetes.dynamic.exceptions import ResourceNotFoundError
+
+FIELD_MANAGER = "csflow-dev"
+
+
+def api(kubeconfig: str) -> client.ApiClient:
+    return config.new_client_from_config(config_file=kubeconfig)
+
+
+def documents(paths: list[str]) -> list[dict]:
+    docs = []
+    for path in paths:
+        text = sys.stdin.read() if path == "-" else Path(path).read_text()
+        # libyaml's loader when present: Argo's CRDs are megabytes, 6x faster to read.
+        loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+        docs.extend(doc for doc in yaml.load_all(text, Loader=loader) if doc)
+    return docs
+
+
+def apply(api_client: client.ApiClient, docs: list[dict], dry_run: bool = False,
+          exclude: frozenset[str] = frozenset()) -> list[str]:
+    """Server-side apply each document, in order; returns ``kind/name`` of each applied.
+
+    A CRD is waited for (Established) before the next document, so custom
+    resources later in the same stream find their API."""
+    dynamic = DynamicClient(api_client)
+    applied = []
+    for doc in docs:
+        key = f"{doc['kind']}/{doc['metadata']['name']}"
+        if key in exclude:
+            continue
+        try:
+            resource = dynamic.resources.get(api_version=doc["apiVersion"], kind=doc["kind"])
+        except ResourceNotFoundError:
+            dynamic.resources.invalidate_cache()  # a CRD applied a moment ago
+            resource = dynamic.resources.get(api_version=doc["apiVersion"], kind=doc["kind"])
+        query = [("fieldValidation", "Strict")]
+        if dry_run:
+            query.append(("dryRun", "All"))
+        try:
+            dynamic.server_side_apply(resource, body=doc, field_manager=FIELD_MANAGER,
+                                      force_conflicts=True, query_params=query)
+        except ApiException as exc:
+            raise SystemExit(f"kube.py: apply {key} refused: {exc.status} {exc.reason}: {_message(exc)}")
+        applied.append(key)
+        if doc["kind"] == "CustomResourceDefinition" and not dry_run:
+            wait_established(api_client, doc["metadata"]["name"])
+    return applied
+
+
+def _message(exc: ApiException) -> str:
+    try:
+        return yaml.safe_load(exc.body).get("message", exc.body)
+    except Exception:  # the body is not always JSON
+        return str(exc.body)[:500]
+
+
+def wait_established(api_client: client.ApiClient, name: str, timeout: float = 60) -> None:
+    extensions = client.ApiextensionsV1Api(api_client)
+    deadline = time.monotonic() + timeout
+    while True:
+        crd = extensions.read_custom_resource_definition(name)
+        conditions = {c.type: c.status for c in (crd.status.conditions or [])}
+        if conditions.get("Established") == "True":
+            return
+        if time.monotonic() > deadline:
+            raise SystemExit(f"kube.py: CRD {name} not Established after {timeout:g}s: {conditions}")
+        time.sleep(0.5)
+
+
+def wait_ready(api_client: client.ApiClient, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    last = ""
+    while time.monotonic() < deadline:
+        try:
+            method, url, headers, _, _ = api_client.param_serialize("GET", "/readyz",
+                                                                    auth_settings=["BearerToken"])
+            response = api_client.call_api(method, url, header_params=headers, _request_timeout=5)
+            response.read()
+            if response.status == 200:
+                return
+            last = f"HTTP {response.status}"
+        except Exception as exc:  # not listening yet, or not ready (HTTP 500)
+            last = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
+        time.sleep(0.5)
+    raise SystemExit(f"kube.py: API server not ready after {timeout:g}s ({last})")
+
+
+def token(api_client: client.ApiClient, namespace: str, secret: str, timeout: float) -> str:
+    core = client.CoreV1Api(api_client)
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            data = core.read_namespaced_secret(secret, namespace).data or {}
+            if data.get("token"):
+                return base64.b64decode(data["token"]).decode()
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+        if time.monotonic() > deadline:
+            raise SystemExit(f"kube.py: no token in Secret {namespace}/{secret} after {timeout:g}s "
+                             "(is kube-controller-manager running with --service-account-private-key-file?)")
+        time.sleep(0.5)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--kubeconfig", required=True)
+    commands = parser.add_subparsers(dest="command", required=True)
+    p_apply = commands.add_parser("apply")
+    p_apply.add_argument("files", nargs="+")
+    p_apply.add_argument("--dry-run", action="store_true")
+    p_apply.add_argument("--exclude", action="append", default=[], metavar="KIND/NAME")
+    p_ready = commands.add_parser("wait-ready")
+    p_ready.add_argument("--timeout", type=float, default=60)
+    p_token = commands.add_parser("token")
+    p_token.add_argument("namespace")
+    p_token.add_argument("secret")
+    p_token.add_argument("--timeout", type=float, default=60)
+    args = parser.parse_args(argv)
+
+    api_client = api(args.kubeconfig)
+    if args.command == "apply":
+        for key in apply(api_client, documents(args.files), args.dry_run, frozenset(args.exclude)):
+            print(f"applied {key}", file=sys.stderr)
+    elif args.command == "wait-ready":
+        wait_ready(api_client, args.timeout)
+    elif args.command == "token":
+        print(token(api_client, args.namespace, args.secret, args.timeout))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

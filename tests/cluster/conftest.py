@@ -1,0 +1,199 @@
+"""Fixtures for the cluster tests: a real Kubernetes API and a real Argo Server.
+
+Every test here is marked ``cluster`` and is skipped unless ``CSFLOW_ARGO_HOST``
+names an Argo Server. Any cluster with csflow installed
+(``csflow svc config -o - | kubectl apply -f -``) will do:
+
+- on this machine, ``cluster/dev/up`` starts one and writes the environment
+  to source (``cluster/dev/ci`` does both and runs these tests);
+- elsewhere (kind on a laptop, a staging GKE cluster), set ``KUBECONFIG`` (or
+  use ``~/.kube/config``), ``CSFLOW_ARGO_HOST`` (e.g. ``https://localhost:2746``
+  after ``kubectl -n csflow port-forward svc/argo-server 2746``) and, for a
+  self-signed server certificate, ``CSFLOW_ARGO_VERIFY_SSL=false``.
+
+The tests submit through csflow's SDK (``Client(backend="argo")``) with the
+``csflow-submitter`` token (``CSFLOW_ARGO_TOKEN``, else read from its Secret
+with the kubeconfig), and look at what the workflow controller made with the
+kubeconfig's rights (pods, workflows). The job store is a real
+``redis-server`` (Debian package) with csflow's ACL users, on a free port.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import shutil
+import socket
+import subprocess
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+SUBMITTER_TOKEN_SECRET = "csflow-submitter.service-account-token"
+WORKFLOW_LABEL = "workflows.argoproj.io/workflow"
+
+
+@dataclass
+class Cluster:
+    """A running cluster: its namespace, Kubernetes API clients and the Argo Server."""
+
+    namespace: str
+    argo_host: str
+    verify_ssl: bool
+    api: Any  # kubernetes.client.ApiClient with the kubeconfig's rights
+
+    @property
+    def core(self):
+        from kubernetes import client
+
+        return client.CoreV1Api(self.api)
+
+    @property
+    def custom(self):
+        from kubernetes import client
+
+        return client.CustomObjectsApi(self.api)
+
+    def workflow(self, name: str) -> dict[str, Any] | None:
+        from kubernetes.client.rest import ApiException
+
+        try:
+            return self.custom.get_namespaced_custom_object(
+                "argoproj.io", "v1alpha1", self.namespace, "workflows", name)
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    def pods(self, workflow: str) -> list:
+        return self.core.list_namespaced_pod(
+            self.namespace, label_selector=f"{WORKFLOW_LABEL}={workflow}").items
+
+    def delete_workflow(self, name: str) -> None:
+        from kubernetes.client.rest import ApiException
+
+        try:
+            self.custom.delete_namespaced_custom_object(
+                "argoproj.io", "v1alpha1", self.namespace, "workflows", name)
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+
+
+def eventually(check: Callable[[], Any], timeout: float = 60, every: float = 0.5, what: str = "") -> Any:
+    """Poll ``check`` until it returns something truthy; fail with ``what`` after ``timeout``.
+    (The controller acts asynchronously; this waits for a state, it does not time it.)"""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = check()
+        if last:
+            return last
+        time.sleep(every)
+    pytest.fail(f"not reached within {timeout:g}s: {what or check.__name__} (last: {last!r})")
+
+
+@pytest.fixture(scope="session")
+def cluster() -> Cluster:
+    host = os.environ.get("CSFLOW_ARGO_HOST")
+    if not host:
+        pytest.skip("no Argo Server: set CSFLOW_ARGO_HOST (cluster/dev/up prints how)")
+    from kubernetes import config
+
+    try:
+        api = config.new_client_from_config(config_file=os.environ.get("KUBECONFIG"))
+    except Exception as exc:  # no kubeconfig: the tests cannot look at pods
+        pytest.fail(f"CSFLOW_ARGO_HOST is set but no usable kubeconfig ({exc}); set KUBECONFIG")
+    verify = os.environ.get("CSFLOW_ARGO_VERIFY_SSL", "true").lower() not in ("0", "false", "no")
+    if not verify:
+        import urllib3
+
+        urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
+    return Cluster(os.environ.get("CSFLOW_ARGO_NAMESPACE", "csflow"), host, verify, api)
+
+
+@pytest.fixture(scope="session")
+def argo_token(cluster) -> str:
+    """The csflow-submitter token: $CSFLOW_ARGO_TOKEN, else its Secret (cluster/argo/rbac.yaml)."""
+    token = os.environ.get("CSFLOW_ARGO_TOKEN")
+    if token:
+        return token
+    secret = cluster.core.read_namespaced_secret(SUBMITTER_TOKEN_SECRET, cluster.namespace)
+    return base64.b64decode(secret.data["token"]).decode()
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def job_store(tmp_path_factory) -> Iterator[tuple[str, dict[str, str]]]:
+    """A real redis-server with csflow's ACL users; yields (URL, passwords by user)."""
+    import redis
+
+    from csflow.sdk import redis_acl
+
+    binary = shutil.which("redis-server") or "/usr/bin/redis-server"
+    if not Path(binary).exists():
+        pytest.fail("redis-server is not installed (apt-get install -y redis-server)")
+    folder = tmp_path_factory.mktemp("redis")
+    passwords = {u.name: redis_acl.generate_password() for u in redis_acl.acl_users() if u.enabled}
+    (folder / redis_acl.ACL_FILE_KEY).write_text(redis_acl.render_acl_file(passwords))
+    port = _free_port()
+    with open(folder / "redis.log", "wb") as log:
+        process = subprocess.Popen(
+            [binary, *redis_acl.redis_server_args(str(folder), port), "--bind", "127.0.0.1",
+             "--dir", str(folder)], stdout=log, stderr=subprocess.STDOUT)
+    url = f"redis://127.0.0.1:{port}/0"
+    admin = redis.Redis.from_url(url, username=redis_acl.ADMIN, password=passwords[redis_acl.ADMIN])
+    eventually(lambda: _pings(admin), timeout=20, every=0.05, what="redis-server answers")
+    yield url, passwords
+    process.terminate()
+    process.wait(10)
+
+
+def _pings(connection) -> bool:
+    import redis
+
+    try:
+        return bool(connection.ping())
+    except redis.ConnectionError:
+        return False
+
+
+@pytest.fixture
+def argo_client(cluster, argo_token, job_store, tmp_path, monkeypatch):
+    """csflow's SDK on the argo backend, as the webapp would use it (scheduler Redis user)."""
+    from csflow.sdk import redis_acl
+    from csflow.sdk.client import Client
+
+    url, passwords = job_store
+    monkeypatch.setenv("CSFLOW_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv(redis_acl.REDIS_USER_ENV, redis_acl.SCHEDULER)
+    monkeypatch.setenv(redis_acl.REDIS_PASSWORD_ENV, passwords[redis_acl.SCHEDULER])
+    return Client(
+        backend="argo", home=tmp_path / "home", config_dirs=[REPO / "config"],
+        argo_host=cluster.argo_host, argo_token=argo_token, argo_namespace=cluster.namespace,
+        argo_verify_ssl=cluster.verify_ssl, job_store_url=url,
+    )
+
+
+@pytest.fixture
+def workflows(cluster) -> Iterator[list[str]]:
+    """Names of workflows a test created; deleted after it (with the kubeconfig's rights)."""
+    names: list[str] = []
+    yield names
+    for name in names:
+        cluster.delete_workflow(name)
+
+
+def new_job_id() -> str:
+    return str(uuid.uuid4())
