@@ -6,8 +6,11 @@ clusters. Both sit behind ``Storage``; ``open_storage(url)`` picks one.
 
 from __future__ import annotations
 
+import io
+import json
+import zipfile
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 from urllib.parse import unquote, urlparse
 
 from csflow.sdk import names
@@ -83,3 +86,21 @@ def open_storage(url: str) -> Storage:
 
         return GCSStorage(url)
     raise BadInput(f"unsupported storage URL {url!r}: use file:// or gs://")
+
+
+def read_outputs(storage: Storage, owner: str, title: str, job_id: str) -> dict[str, Any]:
+    """A finished run's serialized outputs (``outputs.json``)."""
+    return json.loads(storage.get(f"{run_prefix(owner, title, job_id)}/outputs.json"))
+
+
+def write_downloadables(storage: Storage, owner: str, title: str, job_id: str, out: Path) -> list[Path]:
+    """Unpack a run's ``downloadable.zip`` into ``out``; return the files written."""
+    data = storage.get(f"{run_prefix(owner, title, job_id)}/downloadable.zip")
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        for member in archive.namelist():
+            target = out / Path(member).name  # names are flat and unique (contract.output_filenames)
+            target.write_bytes(archive.read(member))
+            written.append(target)
+    return written

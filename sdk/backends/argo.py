@@ -20,11 +20,9 @@ https://argo-workflows.readthedocs.io/en/latest/workflow-templates/#create-workf
 
 from __future__ import annotations
 
-import io
 import json
 import time
 import uuid
-import zipfile
 from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
 from pathlib import Path
@@ -42,7 +40,7 @@ from csflow.sdk.jobstore import open_job_store
 from csflow.sdk.model_config import find_model_config
 from csflow.sdk.registry import ModelVersion, Registry
 from csflow.sdk.settings import Settings
-from csflow.sdk.storage import open_storage, run_prefix
+from csflow.sdk.storage import open_storage, read_outputs, run_prefix, write_downloadables
 
 Progress = Callable[[str], None]
 EventSink = Callable[[str, str, dict[str, Any]], None]
@@ -409,21 +407,11 @@ class ArgoBackend:
 
     def results(self, job_id: str) -> dict[str, Any]:
         run = self._finished(job_id)
-        storage = open_storage(self.settings.storage_url)
-        return json.loads(storage.get(f"{run_prefix(run.owner, run.title, run.id)}/outputs.json"))
+        return read_outputs(open_storage(self.settings.storage_url), run.owner, run.title, run.id)
 
     def download(self, job_id: str, out: Path) -> list[Path]:
         run = self._finished(job_id)
-        storage = open_storage(self.settings.storage_url)
-        data = storage.get(f"{run_prefix(run.owner, run.title, run.id)}/downloadable.zip")
-        out.mkdir(parents=True, exist_ok=True)
-        written = []
-        with zipfile.ZipFile(io.BytesIO(data)) as archive:
-            for member in archive.namelist():
-                target = out / Path(member).name
-                target.write_bytes(archive.read(member))
-                written.append(target)
-        return written
+        return write_downloadables(open_storage(self.settings.storage_url), run.owner, run.title, run.id, out)
 
     # -- stopping -------------------------------------------------------------------
 

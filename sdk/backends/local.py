@@ -8,7 +8,6 @@
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import signal
@@ -16,7 +15,6 @@ import subprocess
 import sys
 import time
 import uuid
-import zipfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -42,7 +40,7 @@ from csflow.sdk.registry import ModelVersion, Registry
 from csflow.sdk.redis_acl import model_job_store_env
 from csflow.sdk.secrets import open_secret_store
 from csflow.sdk.settings import Settings
-from csflow.sdk.storage import open_storage, run_prefix
+from csflow.sdk.storage import open_storage, read_outputs, run_prefix, write_downloadables
 
 Progress = Callable[[str], None]
 EventSink = Callable[[str, str, dict[str, Any]], None]
@@ -246,29 +244,20 @@ class LocalBackend(LocalPublishing):
                 parts.append(f"==> {name} <==\n{path.read_text(errors='replace')}")
         return "\n".join(parts)
 
-    def results(self, job_id: str) -> dict[str, Any]:
+    def _finished(self, job_id: str) -> Run:
         run = self.store.get(job_id)
         if run.status != "SUCCESS":
             raise BadInput(f"run {run.id} has no results: it is {run.status}")
-        storage = open_storage(self.settings.results_url)
-        prefix = run_prefix(run.owner, run.title, run.id)
-        return json.loads(storage.get(f"{prefix}/outputs.json"))
+        return run
+
+    def results(self, job_id: str) -> dict[str, Any]:
+        run = self._finished(job_id)
+        return read_outputs(open_storage(self.settings.results_url), run.owner, run.title, run.id)
 
     def download(self, job_id: str, out: Path) -> list[Path]:
         """Write the downloadable outputs of a run as files under ``out``."""
-        run = self.store.get(job_id)
-        if run.status != "SUCCESS":
-            raise BadInput(f"run {run.id} has no results: it is {run.status}")
-        storage = open_storage(self.settings.results_url)
-        data = storage.get(f"{run_prefix(run.owner, run.title, run.id)}/downloadable.zip")
-        out.mkdir(parents=True, exist_ok=True)
-        written = []
-        with zipfile.ZipFile(io.BytesIO(data)) as archive:
-            for member in archive.namelist():
-                target = out / Path(member).name
-                target.write_bytes(archive.read(member))
-                written.append(target)
-        return written
+        run = self._finished(job_id)
+        return write_downloadables(open_storage(self.settings.results_url), run.owner, run.title, run.id, out)
 
     def cancel(self, job_id: str) -> Run:
         run = self.store.get(job_id)
