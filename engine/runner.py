@@ -178,7 +178,7 @@ class SimulationRunner:
         self.scope.setdefault("workflow.outputs.parameters.errors-warnings", "{}")
         # The exit handler reports every end, a cancelled run's too (Argo's "stop").
         if spec.get("onExit"):
-            exit_task = dag.Task(name="notify", template=spec["onExit"])
+            exit_task = dag.Task(name=spec["onExit"], template=spec["onExit"])
             self._run_task(run_id, exit_task, results)
         errors_warnings = json.loads(self.scope["workflow.outputs.parameters.errors-warnings"])
         final = CANCELLED if self.cancelled else classify(status, errors_warnings)
