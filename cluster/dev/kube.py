@@ -10,7 +10,12 @@ project's venv already has the Python client. The scripts call this for:
   last-applied annotation is capped at 256 KiB).
 - ``wait-ready``: until ``/readyz`` answers ok.
 - ``token NAMESPACE SECRET``: the token Kubernetes wrote into a
-  service-account-token Secret (waits for the token controller).
+  service-account-token Secret (waits for the token controller);
+- ``service-ip NAMESPACE NAME``: a Service's cluster IP;
+- ``rollout-ready NAMESPACE DEPLOYMENT``: exit 0 once it has a ready pod, else
+  say why not (pod phases, waiting reasons) and exit 1;
+- ``dev-overlay NAMESPACE --gcs URL --gcs-key PEM``: what the dev node changes
+  in csflow's configuration so steps reach the GCS emulator (see ``dev_overlay``).
 
 Kubernetes docs: https://kubernetes.io/docs/reference/using-api/server-side-apply/
 """
@@ -132,6 +137,55 @@ def token(api_client: client.ApiClient, namespace: str, secret: str, timeout: fl
         time.sleep(0.5)
 
 
+def service_ip(api_client: client.ApiClient, namespace: str, name: str) -> str:
+    return client.CoreV1Api(api_client).read_namespaced_service(name, namespace).spec.cluster_ip
+
+
+def rollout_ready(api_client: client.ApiClient, namespace: str, name: str) -> bool:
+    deployment = client.AppsV1Api(api_client).read_namespaced_deployment(name, namespace)
+    if (deployment.status.ready_replicas or 0) >= 1:
+        return True
+    selector = ",".join(f"{k}={v}" for k, v in deployment.spec.selector.match_labels.items())
+    for pod in client.CoreV1Api(api_client).list_namespaced_pod(namespace, label_selector=selector).items:
+        waiting = [f"{c.name}: {c.state.waiting.reason}: {c.state.waiting.message or ''}"
+                   for c in pod.status.container_statuses or [] if c.state and c.state.waiting]
+        print(f"{pod.metadata.name}: {pod.status.phase} {'; '.join(waiting)}", file=sys.stderr)
+    return False
+
+
+def dev_overlay(api_client: client.ApiClient, namespace: str, gcs_url: str, gcs_key_pem: str) -> None:
+    """The dev node's changes to csflow's configuration, and nothing else: the GCS
+    emulator's address for the platform steps (ConfigMap csflow-platform) and for Argo's
+    executor (its env in the controller's ConfigMap), and a service-account key in the
+    Secret Argo's GCS artifact repository names (the emulator accepts any key; the
+    Google client needs a well-formed one)."""
+    import json
+
+    core = client.CoreV1Api(api_client)
+    platform = {"apiVersion": "v1", "kind": "ConfigMap",
+                "metadata": {"name": "csflow-platform", "namespace": namespace},
+                "data": {"STORAGE_EMULATOR_HOST": gcs_url}}
+    controller = core.read_namespaced_config_map("workflow-controller-configmap", namespace)
+    executor = yaml.safe_load(controller.data.get("executor") or "{}") or {}
+    env = [e for e in executor.get("env") or [] if e.get("name") != "STORAGE_EMULATOR_HOST"]
+    executor["env"] = env + [{"name": "STORAGE_EMULATOR_HOST", "value": gcs_url}]
+    controller_patch = {"apiVersion": "v1", "kind": "ConfigMap",
+                        "metadata": {"name": "workflow-controller-configmap", "namespace": namespace},
+                        "data": {"executor": yaml.safe_dump(executor, sort_keys=False)}}
+    key = {"type": "service_account", "project_id": "csflow-dev", "private_key_id": "csflow-dev",
+           "private_key": gcs_key_pem, "client_email": "argo@csflow-dev.iam.gserviceaccount.com",
+           "client_id": "1", "token_uri": f"{gcs_url}/token"}
+    artifacts = {"apiVersion": "v1", "kind": "Secret",
+                 "metadata": {"name": "csflow-artifacts", "namespace": namespace},
+                 "stringData": {"serviceAccountKey": json.dumps(key)}}
+    dynamic = DynamicClient(api_client)
+    for doc in (platform, controller_patch, artifacts):
+        resource = dynamic.resources.get(api_version=doc["apiVersion"], kind=doc["kind"])
+        dynamic.server_side_apply(resource, body=doc, field_manager="csflow-dev-overlay",
+                                  force_conflicts=True, query_params=[("fieldValidation", "Strict")])
+        print(f"applied {doc['kind']}/{doc['metadata']['name']} (dev overlay)", file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--kubeconfig", required=True)
@@ -146,6 +200,16 @@ def main(argv: list[str] | None = None) -> int:
     p_token.add_argument("namespace")
     p_token.add_argument("secret")
     p_token.add_argument("--timeout", type=float, default=60)
+    p_ip = commands.add_parser("service-ip")
+    p_ip.add_argument("namespace")
+    p_ip.add_argument("name")
+    p_ready2 = commands.add_parser("rollout-ready")
+    p_ready2.add_argument("namespace")
+    p_ready2.add_argument("name")
+    p_overlay = commands.add_parser("dev-overlay")
+    p_overlay.add_argument("namespace")
+    p_overlay.add_argument("--gcs", required=True)
+    p_overlay.add_argument("--gcs-key", required=True)
     args = parser.parse_args(argv)
 
     api_client = api(args.kubeconfig)
@@ -156,6 +220,12 @@ def main(argv: list[str] | None = None) -> int:
         wait_ready(api_client, args.timeout)
     elif args.command == "token":
         print(token(api_client, args.namespace, args.secret, args.timeout))
+    elif args.command == "service-ip":
+        print(service_ip(api_client, args.namespace, args.name))
+    elif args.command == "rollout-ready":
+        return 0 if rollout_ready(api_client, args.namespace, args.name) else 1
+    elif args.command == "dev-overlay":
+        dev_overlay(api_client, args.namespace, args.gcs, Path(args.gcs_key).read_text())
     return 0
 
 

@@ -7,6 +7,8 @@
 readonly KUBE_VERSION="${CSFLOW_KUBE_VERSION:-v1.33.13}"
 readonly ARGO_MODULE=github.com/argoproj/argo-workflows/v4
 readonly ARGO_VERSION=v4.0.5
+readonly GGCR_VERSION=v0.22.1        # github.com/google/go-containerregistry: registry, crane
+readonly PAUSE_VERSION=3.10.1        # build/pause/Makefile TAG of the Kubernetes release
 
 CACHE_DIR="${CSFLOW_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/csflow}"
 BIN_DIR="$CACHE_DIR/bin"

@@ -35,7 +35,7 @@ from csflow.flows import simulate
 from csflow.sdk.jobstore import open_job_store
 from csflow.sdk.model_config import find_model_config
 
-from .conftest import REPO, eventually
+from .conftest import REPO, eventually, new_job_id as new_id
 
 pytestmark = pytest.mark.cluster
 
@@ -279,3 +279,39 @@ def test_the_submitter_token_cannot_delete_runs_or_write_templates(argo_client, 
         service.create_workflow_template(
             WorkflowTemplateCreateRequest(template=TemplateModel.model_validate(template)))
     assert argo_client.status(job_id).status in (PENDING, RUNNING)
+
+
+# -- the publish flow's build step --------------------------------------------------------------
+
+def test_the_publish_build_step_gets_a_pod_in_the_csflow_namespace(cluster, workflows):
+    """The build step (kaniko) as the controller makes its pod, admitted or not by the
+    namespace's Pod Security level. The Workflow runs only that step (``entrypoint``
+    overrides the template's), so no kubelet is needed to reach it: it is the publish
+    template on the cluster, with its parameters, submitted as an operator would
+    (kubeconfig rights; the SDK has no single-step submit)."""
+    from csflow.flows import publish
+
+    config = find_model_config("PSLmodels", "Tax-Cruncher", [REPO / "config"])
+    workflow = publish.publish_workflow(
+        config=config.canonical(),
+        config_dir="", run_id=new_id(), registry="gcr.io/csflow", require_approval=False,
+        resources=config.resources.kubernetes(), test_timeout=600,
+        model_secret="pslmodels-tax-cruncher-secrets").to_dict()
+    workflow["spec"]["entrypoint"] = "build"
+    workflow["spec"]["arguments"]["parameters"].append(
+        {"name": "image", "value": "gcr.io/csflow/pslmodels_tax-cruncher:test"})
+    workflow["spec"]["arguments"]["artifacts"] = [
+        {"name": "context", "raw": {"data": "FROM scratch\n"}}]
+    name = workflow["metadata"]["name"]
+    cluster.custom.create_namespaced_custom_object(
+        "argoproj.io", "v1alpha1", cluster.namespace, "workflows", workflow)
+    workflows.append(name)
+
+    def build_node():
+        nodes = (cluster.workflow(name).get("status") or {}).get("nodes") or {}
+        node = next((n for n in nodes.values() if n.get("templateName") == "build"), None)
+        return node if node and (node.get("phase") != "Pending" or node.get("message")
+                                 or cluster.pods(name)) else None
+
+    node = eventually(build_node, what="the controller acts on the build step")
+    assert cluster.pods(name), f"no pod for the build step: {node.get('phase')}: {node.get('message')}"
