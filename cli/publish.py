@@ -10,7 +10,7 @@ command instead.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import typer
 from rich.markup import escape
@@ -63,10 +63,11 @@ def publish(
     require_approval: bool = typer.Option(
         False, "--require-approval", help="Stop after push (staging) until `csflow publish approve RUN`."),
     detach: bool = typer.Option(False, "--detach", "-d", help="Print the run id and return at once."),
+    backend: Optional[str] = typer.Option(None, "--backend", help="local (default) or argo."),
     output: OutputFormat = OutputOption,
 ) -> None:
     """Publish the model CONFIG describes."""
-    sdk = client()
+    sdk = client(backend=backend)
     if output != OutputFormat.table:
         finish(sdk, sdk.publish(config, require_approval=require_approval, detach=detach), output)
         return
@@ -84,10 +85,11 @@ def publish(
 def approve(
     run_id: str = typer.Argument(..., metavar="RUN", help="The publish run waiting for approval."),
     detach: bool = typer.Option(False, "--detach", "-d", help="Approve and return at once."),
+    backend: Optional[str] = typer.Option(None, "--backend", help="local (default) or argo."),
     output: OutputFormat = OutputOption,
 ) -> None:
     """Approve a publish waiting at its approval step: it deploys (moves latest)."""
-    sdk = client()
+    sdk = client(backend=backend)
     if output != OutputFormat.table or detach:
         run = sdk.approve(run_id, detach=detach)
         if detach and output == OutputFormat.table:

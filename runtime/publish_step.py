@@ -16,11 +16,13 @@ here. The model's code runs only in the ``test`` step
 - ``deploy``: stores the default inputs in the inputs cache, moves ``latest``
   and tells the webapp.
 
-Environment: ``CSFLOW_WORK_DIR`` (``/tmp/csflow`` in a pod), ``CSFLOW_HOME``
-(the registry and inputs cache), ``CSFLOW_BUILDER`` (``uv`` in the embedded
-engine, where a version is built when its environment exists; otherwise a
-version is built once the registry knows its image), ``CSFLOW_WEBAPP_URL``
-(optional) and the webapp token.
+Environment: ``CSFLOW_WORK_DIR`` (``/tmp/csflow`` in a pod), ``CSFLOW_HOME``,
+``CSFLOW_BUILDER`` (``uv`` in the embedded engine, where a version is built
+when its environment exists; otherwise a version is built once the registry
+knows its image), ``CSFLOW_MODEL_REGISTRY_URL`` (where the registry and inputs
+cache live outside the embedded engine: ``gs://BUCKET/PREFIX`` on a cluster,
+whose pods share no files; the embedded engine keeps them under
+``CSFLOW_HOME``), ``CSFLOW_WEBAPP_URL`` (optional) and the webapp token.
 """
 
 from __future__ import annotations
@@ -60,6 +62,34 @@ def local_builds() -> bool:
     return os.environ.get("CSFLOW_BUILDER", "") == "uv"
 
 
+def registry_url() -> str:
+    """Where the registry and the inputs cache are: under ``CSFLOW_HOME`` in the
+    embedded engine; ``CSFLOW_MODEL_REGISTRY_URL`` anywhere else. A pod's own
+    files vanish with it, so the steps refuse to use them (clone too: better
+    than a build whose push has nowhere to go)."""
+    if local_builds():
+        return ""
+    from csflow.sdk.settings import Settings
+
+    url = Settings().model_registry_url
+    if not url:
+        raise StepError("no shared model registry: set CSFLOW_MODEL_REGISTRY_URL=gs://BUCKET/PREFIX "
+                        "(the csflow-platform ConfigMap); this pod's CSFLOW_HOME vanishes with it")
+    return url
+
+
+def model_registry():
+    from csflow.sdk.registry import open_registry
+
+    return open_registry(registry_url(), home())
+
+
+def inputs_cache():
+    from csflow.sdk.registry import open_inputs_cache
+
+    return open_inputs_cache(registry_url(), home())
+
+
 def _write(name: str, text: str) -> None:
     from csflow.sdk.fileutil import write_text_atomic
 
@@ -92,9 +122,10 @@ def load_config(raw: str, owner: str, title: str, config_dir: str):
 def step_clone(args: argparse.Namespace) -> None:
     from csflow.engine.environments import is_built, plan_build, write_build_context
     from csflow.flows._common import model_image
-    from csflow.sdk.registry import Registry, version_dir
+    from csflow.sdk.registry import version_dir
 
     config = load_config(args.config, args.owner, args.title, args.config_dir)
+    registry = None if local_builds() else model_registry()  # before the lock: a missing one fails fast
     work = work_dir()
     with plan_build(config, home() / "cache", progress=print) as plan:
         write_build_context(plan, work / "context")
@@ -102,7 +133,7 @@ def step_clone(args: argparse.Namespace) -> None:
     if local_builds():
         built = is_built(version_dir(home(), config.owner, config.title, plan.tag))
     else:
-        known = Registry(home()).document(config.owner, config.title)["versions"].get(plan.tag, {})
+        known = registry.document(config.owner, config.title)["versions"].get(plan.tag, {})
         built = known.get("image") == image
     info = {**plan.info, "image": image}
     _write("build-info.json", json.dumps(info, indent=1, sort_keys=True))
@@ -217,7 +248,7 @@ def _tell_webapp(owner: str, title: str, body: dict[str, Any]) -> None:
 
 
 def step_push(args: argparse.Namespace) -> None:
-    from csflow.sdk.registry import Registry, version_dir
+    from csflow.sdk.registry import version_dir
 
     work = work_dir()
     info = json.loads((work / "build-info.json").read_text())
@@ -240,7 +271,7 @@ def step_push(args: argparse.Namespace) -> None:
         "pushed": time.time(),
         "publish_run": args.run,
     })
-    registry = Registry(home())
+    registry = model_registry()
     registry.record_version(record)
     previous = registry.move_tag(args.owner, args.title, "staging", args.tag, action="push", run=args.run)
     print(f"{args.owner}/{args.title}: version {args.tag} recorded ({args.image}); "
@@ -249,18 +280,16 @@ def step_push(args: argparse.Namespace) -> None:
 
 
 def step_deploy(args: argparse.Namespace) -> None:
-    from csflow.sdk.inputs_cache import InputsCache
-    from csflow.sdk.registry import Registry
-
+    registry = model_registry()
     entry_path = work_dir() / "inputs-cache.json"
     if entry_path.is_file():
         entry = json.loads(entry_path.read_text())
-        path = InputsCache(home()).put(args.owner, args.title, args.tag, entry)
+        path = inputs_cache().put(args.owner, args.title, args.tag, entry)
         print(f"inputs cache: {path}")
     else:
         print("inputs cache: the test step left no default inputs; `csflow models inputs` will compute them")
     # Last, and alone: the one write that changes what simulations run.
-    previous = Registry(home()).move_tag(args.owner, args.title, "latest", args.tag, action="deploy", run=args.run)
+    previous = registry.move_tag(args.owner, args.title, "latest", args.tag, action="deploy", run=args.run)
     print(f"{args.owner}/{args.title}: latest {previous or '(none)'} -> {args.tag}")
     _tell_webapp(args.owner, args.title, {"latest_tag": args.tag})
 

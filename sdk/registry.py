@@ -7,6 +7,11 @@ registry keeps one JSON document per model under
 exclusive file lock and is written atomically, so tags move atomically and two
 publishes at once cannot corrupt it.
 
+``open_registry(url, home)`` picks where the documents live: under
+``$CSFLOW_HOME`` (the default), in another folder (``file://``), or on Cloud
+Storage (``gs://``, ``sdk/registry_gcs.py``), where the push and deploy pods
+of a cluster share them. Only ``document`` and ``change`` differ between them.
+
 Publishing records a version (``record_version``: when, from what, how its
 contract tests went), moves ``staging`` to it, then ``latest``. Every tag move
 is kept in the document's ``history``; ``rollback`` moves a tag back to the
@@ -29,12 +34,18 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlparse
 
 from csflow.sdk import names
 from csflow.sdk.errors import BadInput, NotFound
 from csflow.sdk.fileutil import file_lock, write_json_atomic
 
 MOVING_TAGS = ("latest", "staging")
+
+
+def empty_document(owner: str, title: str) -> dict[str, Any]:
+    """A model's document before its first version."""
+    return {"owner": owner, "title": title, "versions": {}, "tags": {}, "history": []}
 
 
 def version_dir(home: Path, owner: str, title: str, tag: str) -> Path:
@@ -80,7 +91,7 @@ class Registry:
     def document(self, owner: str, title: str) -> dict[str, Any]:
         path = self._path(owner, title)
         if not path.is_file():
-            return {"owner": owner, "title": title, "versions": {}, "tags": {}, "history": []}
+            return empty_document(owner, title)
         return json.loads(path.read_text())
 
     def change(self, owner: str, title: str, edit: Callable[[dict[str, Any]], Any]) -> Any:
@@ -165,6 +176,38 @@ class Registry:
             hint = f" (known: {', '.join(known)})" if known else ""
             raise NotFound(f"unknown tag {tag!r} for model {owner}/{title}{hint}")
         return ModelVersion(owner, title, concrete, record, version_dir(self.home, owner, title, concrete))
+
+
+def open_registry(url: str, home: Path) -> Registry:
+    """The registry at ``url``: empty for ``$CSFLOW_HOME`` (``home``), ``file:///DIR``
+    for a folder (``DIR/registry/...``; it must be shared by whoever publishes and
+    simulates) or ``gs://BUCKET[/PREFIX]`` (``sdk/registry_gcs.py``, for clusters)."""
+    if not url:
+        return Registry(home)
+    if url.startswith("gs://"):
+        from csflow.sdk.registry_gcs import GCSRegistry
+
+        return GCSRegistry(url, home)
+    return Registry(_folder(url))
+
+
+def open_inputs_cache(url: str, home: Path):
+    """The inputs cache beside the registry at ``url`` (see ``open_registry``)."""
+    if url.startswith("gs://"):
+        from csflow.sdk.registry_gcs import GCSInputsCache
+
+        return GCSInputsCache(url)
+    from csflow.sdk.inputs_cache import InputsCache
+
+    return InputsCache(_folder(url) if url else home)
+
+
+def _folder(url: str) -> Path:
+    parsed = urlparse(url)
+    if parsed.scheme != "file" or parsed.netloc not in ("", "localhost") or not parsed.path.startswith("/"):
+        raise BadInput(f"invalid model registry URL {url!r}: "
+                       "expected file:///DIR, gs://BUCKET or gs://BUCKET/PREFIX")
+    return Path(unquote(parsed.path))
 
 
 def _move(doc: dict[str, Any], owner: str, title: str, tag_name: str, target: str,

@@ -76,8 +76,16 @@ class Settings(BaseSettings):
     argo_token: SecretStr = SecretStr("")
     # Where the Argo UI is, if not at argo_host (links to runs).
     argo_ui_url: str = ""
+    # How often waiting for a run on Argo asks the Argo Server (seconds).
+    argo_poll_seconds: float = Field(default=2.0, gt=0)
     registry: str = "gcr.io/csflow"
     image: str = "gcr.io/csflow/csflow:0.1.0"
+    # The model registry (versions, tags, inputs cache; not the image registry
+    # above): empty for $CSFLOW_HOME, file:///DIR, or gs://BUCKET/PREFIX, which a
+    # cluster's publish steps (the csflow-platform ConfigMap) and the argo
+    # backend's clients must share. The embedded engine keeps its own under
+    # $CSFLOW_HOME, beside the environments it builds.
+    model_registry_url: str = ""
 
     @classmethod
     def settings_customise_sources(

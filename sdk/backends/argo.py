@@ -14,8 +14,19 @@ them. The backend talks to the Argo Server's REST API with hera's
 - ``cancel`` (stop: the exit handler still reports to the webapp) and
   ``terminate`` (no exit handler); ``link``: the run in the Argo UI.
 
-Argo docs: https://argo-workflows.readthedocs.io/en/latest/rest-api/ and
+Publishing (``flows/publish.py``): ``submit_publish`` creates one small
+Workflow per publish, ``publish-<run id>``, from a config whose source is in
+git (a cluster cannot read a local folder). While its ``approve`` suspend step
+waits, the run is ``SUSPENDED``; ``approve`` resumes that node through Argo's
+resume endpoint. ``publish_report`` reads the contract tests' report, an
+output artifact, through the Argo Server's artifact endpoint. The model
+registry the publish steps write (``CSFLOW_MODEL_REGISTRY_URL``, ``gs://`` on a
+cluster) is the one this backend reads: ``resolve``, ``models``, ``promote``
+and ``rollback`` use it.
+
+Argo docs: https://argo-workflows.readthedocs.io/en/latest/rest-api/,
 https://argo-workflows.readthedocs.io/en/latest/workflow-templates/#create-workflow-from-workflowtemplate-spec
+and https://argo-workflows.readthedocs.io/en/latest/walk-through/suspending/
 """
 
 from __future__ import annotations
@@ -31,14 +42,14 @@ from urllib.parse import quote, urljoin
 
 import requests
 
-from csflow.engine.store import CANCELLED, FAIL, PENDING, RUNNING, SUCCESS, Run
-from csflow.flows import simulate
+from csflow.engine.store import CANCELLED, FAIL, PENDING, RUNNING, SUCCESS, SUSPENDED, Run
+from csflow.flows import publish, simulate
 from csflow.sdk import names
 from csflow.sdk.contract import JobInputs
 from csflow.sdk.errors import BadInput, CsflowError, NotFound
 from csflow.sdk.jobstore import open_job_store
 from csflow.sdk.model_config import find_model_config
-from csflow.sdk.registry import ModelVersion, Registry
+from csflow.sdk.registry import ModelVersion, open_registry
 from csflow.sdk.settings import Settings
 from csflow.sdk.storage import open_storage, read_outputs, run_prefix, write_downloadables
 
@@ -46,7 +57,14 @@ Progress = Callable[[str], None]
 EventSink = Callable[[str, str, dict[str, Any]], None]
 
 WORKFLOW_PREFIX = "sim-"
+PUBLISH_PREFIX = "publish-"
 JOB_LABEL = "csflow.io/job-id"
+FLOW_LABEL = "csflow.io/flow"
+OWNER_LABEL = "csflow.io/owner"
+APPROVE_STEP = "approve"
+# The phase csflow shows for a suspend step that waits (Argo says Running), as
+# the embedded engine does.
+SUSPENDED_PHASE = "Suspended"
 FINAL_PHASES = ("Succeeded", "Failed", "Error")
 POD_NAME_FORMAT_ANNOTATION = "workflows.argoproj.io/pod-name-format"
 
@@ -124,20 +142,41 @@ def step_name(node: dict[str, Any]) -> str:
 
 
 def step_nodes(workflow: dict[str, Any]) -> list[dict[str, Any]]:
-    """The workflow's pod nodes (and skipped or omitted tasks), in start order."""
+    """The workflow's pod and suspend nodes (and skipped or omitted tasks), in start order."""
     nodes = (workflow.get("status") or {}).get("nodes") or {}
-    steps = [n for n in nodes.values() if n.get("type") in ("Pod", "Skipped", "Omitted")]
+    steps = [n for n in nodes.values() if n.get("type") in ("Pod", "Suspend", "Skipped", "Omitted")]
     return sorted(steps, key=lambda n: (n.get("startedAt") or "9999", n.get("displayName", "")))
 
 
+def _waiting(node: dict[str, Any]) -> bool:
+    return node.get("type") == "Suspend" and node.get("phase") == "Running"
+
+
+def _output_parameter(node: dict[str, Any] | None, name: str) -> str:
+    for parameter in ((node or {}).get("outputs") or {}).get("parameters") or []:
+        if parameter.get("name") == name:
+            return str(parameter.get("value") or "")
+    return ""
+
+
+def run_id_of(workflow_name: str) -> str:
+    for prefix in (WORKFLOW_PREFIX, PUBLISH_PREFIX):
+        if workflow_name.startswith(prefix):
+            return workflow_name[len(prefix):]
+    return workflow_name
+
+
 def run_from_workflow(workflow: dict[str, Any], results_uri: Callable[[Run], str] | None = None) -> Run:
-    """An Argo Workflow, as a csflow run (the same ``Run`` the local backend returns)."""
+    """An Argo Workflow, as a csflow run (the same ``Run`` the local backend returns).
+    A publish whose approval step waits is ``SUSPENDED``; its tag is the content
+    tag the ``clone`` step computed."""
     from csflow.runtime.platform_step import classify, failure_reason
 
     metadata = workflow.get("metadata") or {}
     labels = metadata.get("labels") or {}
     status = workflow.get("status") or {}
     phase = status.get("phase") or "Pending"
+    kind = "publish" if labels.get(FLOW_LABEL) == "publish" else "simulate"
     globals_ = {p["name"]: p.get("value", "") for p in (status.get("outputs") or {}).get("parameters") or []}
     try:
         errors_warnings = json.loads(globals_.get("errors-warnings") or "{}")
@@ -145,9 +184,16 @@ def run_from_workflow(workflow: dict[str, Any], results_uri: Callable[[Run], str
         errors_warnings = {}
     steps: dict[str, dict[str, Any]] = {}
     failures = []
+    waiting = []
+    content_tag = ""
     for node in step_nodes(workflow):
         started, finished = _epoch(node.get("startedAt")), _epoch(node.get("finishedAt"))
-        info: dict[str, Any] = {"phase": node.get("phase", "Pending"), "message": node.get("message", "")}
+        info: dict[str, Any] = {"phase": SUSPENDED_PHASE if _waiting(node) else node.get("phase", "Pending"),
+                                "message": node.get("message", "")}
+        if _waiting(node):
+            waiting.append(step_name(node))
+        if kind == "publish" and step_name(node) == "clone":
+            content_tag = _output_parameter(node, "content-tag")
         if started is not None:
             info["started"] = started
         if finished is not None and started is not None:
@@ -160,6 +206,8 @@ def run_from_workflow(workflow: dict[str, Any], results_uri: Callable[[Run], str
     reason = ""
     if phase in ("Pending", ""):
         state = PENDING
+    elif phase == "Running" and waiting:
+        state, reason = SUSPENDED, f"waiting for approval at step {waiting[0]}"
     elif phase == "Running":
         state = RUNNING
     elif phase == "Succeeded":
@@ -170,10 +218,11 @@ def run_from_workflow(workflow: dict[str, Any], results_uri: Callable[[Run], str
         state = FAIL
         reason = failure_reason(failures) or message or phase
     run = Run(
-        id=labels.get(JOB_LABEL) or metadata.get("name", "").removeprefix(WORKFLOW_PREFIX),
+        id=labels.get(JOB_LABEL) or run_id_of(metadata.get("name", "")),
+        kind=kind,
         owner=labels.get("csflow.io/owner", ""),
         title=labels.get("csflow.io/title", ""),
-        tag=labels.get("csflow.io/tag", ""),
+        tag=labels.get("csflow.io/tag", "") or content_tag,
         status=state,
         reason=reason,
         created=_epoch(metadata.get("creationTimestamp")) or 0.0,
@@ -184,7 +233,7 @@ def run_from_workflow(workflow: dict[str, Any], results_uri: Callable[[Run], str
         errors_warnings=errors_warnings,
         extra={"workflow": metadata.get("name", ""), "phase": phase},
     )
-    if run.status == SUCCESS and results_uri is not None:
+    if run.status == SUCCESS and results_uri is not None and kind == "simulate":
         run.results_uri = results_uri(run)
     return run
 
@@ -194,9 +243,10 @@ def run_from_workflow(workflow: dict[str, Any], results_uri: Callable[[Run], str
 class ArgoBackend:
     def __init__(self, settings: Settings, session: requests.Session | None = None):
         self.settings = settings
-        self.registry = Registry(settings.home)
+        self.registry = open_registry(settings.model_registry_url, settings.home)
         self._session = session
         self._service = None
+        self._names: dict[str, str] = {}  # run id -> its Workflow (sim-... or publish-...)
 
     # -- connection -------------------------------------------------------------
 
@@ -241,6 +291,13 @@ class ArgoBackend:
     def workflow_name(job_id: str) -> str:
         return WORKFLOW_PREFIX + names.check_job_id(job_id)
 
+    def name_of(self, job_id: str) -> str:
+        """The Workflow of a run: ``sim-<id>`` or ``publish-<id>`` (a run id alone
+        does not say which; asked once, then remembered)."""
+        if job_id not in self._names:
+            self.get_workflow(job_id)
+        return self._names[job_id]
+
     # -- models -----------------------------------------------------------------
 
     def resolve(self, owner: str, title: str, tag: str | None) -> ModelVersion:
@@ -279,9 +336,122 @@ class ArgoBackend:
         open_job_store(url).put(job_id, {"owner": owner, "title": title, "inputs": inputs.model_dump()})
         progress(f"submitting {workflow['metadata']['name']} to {self.settings.argo_host}")
         created = self._call(f"submit job {job_id}", lambda: self.service.create_workflow(request))
+        self._names[job_id] = workflow["metadata"]["name"]
         run = run_from_workflow(_as_dict(created))
         run.extra.update(link=self.link(job_id), requested_tag=tag or "latest")
         return run
+
+    # -- publishing ----------------------------------------------------------------
+
+    def publish_workflow(self, config_path: str | Path, require_approval: bool = False,
+                         run_id: str | None = None) -> dict[str, Any]:
+        """The publish Workflow for a config, exactly as it is submitted. Its source
+        must be in git: the cluster's clone step cannot read this machine's folders."""
+        from csflow.flows._common import model_image
+        from csflow.sdk.backends.local_publish import TEST_TIMEOUT_MARGIN
+        from csflow.sdk.model_config import load_model_config
+
+        config = load_model_config(config_path)
+        if config.source.path is not None:
+            raise BadInput(f"{config.name}: source.path is a folder on this machine, which a cluster cannot "
+                           "read; give the config a source.git (or publish with the local backend)")
+        kube = names.kube_name(config.owner, config.title)
+        model_image(self.settings.registry, config.owner, config.title, "0")  # a name Docker accepts
+        return publish.publish_workflow(
+            config=config.model_dump(mode="json"),
+            config_dir="",
+            run_id=run_id or str(uuid.uuid4()),
+            registry=self.settings.registry,
+            require_approval=require_approval,
+            resources=config.resources.kubernetes(),
+            test_timeout=config.timeout + TEST_TIMEOUT_MARGIN,
+            model_secret=f"{kube}-secrets",
+        ).to_dict()
+
+    def submit_publish(self, config_path: str | Path, require_approval: bool = False,
+                       progress: Progress = lambda _: None) -> Run:
+        """Create the publish Workflow (checked against the strict schema first)."""
+        run_id = str(uuid.uuid4())
+        workflow = self.publish_workflow(config_path, require_approval, run_id)
+        request = self.create_request(workflow)
+        name = workflow["metadata"]["name"]
+        progress(f"submitting {name} to {self.settings.argo_host}")
+        created = self._call(f"submit publish {run_id}", lambda: self.service.create_workflow(request))
+        self._names[run_id] = name
+        run = run_from_workflow(_as_dict(created))
+        run.extra.update(link=self.link(run_id), require_approval=require_approval)
+        return run
+
+    def approve(self, run_id: str) -> Run:
+        """Resume a publish waiting at its approval step (Argo's resume, on that node only)."""
+        from hera.workflows.models import WorkflowResumeRequest
+
+        run = run_from_workflow(self.get_workflow(run_id))
+        if run.kind != "publish":
+            raise BadInput(f"run {run.id} is a {run.kind} run, not a publish")
+        if run.status != SUSPENDED:
+            raise BadInput(f"publish {run.id} is {run.status}, not waiting for approval")
+        name = self.name_of(run_id)
+        request = WorkflowResumeRequest(name=name, namespace=self.settings.argo_namespace,
+                                        node_field_selector=f"displayName={APPROVE_STEP}")
+        resumed = self._call(f"approve publish {run_id}", lambda: self.service.resume_workflow(name, request))
+        return run_from_workflow(_as_dict(resumed))
+
+    def publish_report(self, run_id: str) -> dict[str, Any] | None:
+        """The contract tests' report: the ``verify`` step's, else the model side's
+        results (None if the tests never ran)."""
+        workflow = self.get_workflow(run_id)
+        by_step = {step_name(node): node for node in step_nodes(workflow)}
+        for step, artifact in (("verify", "test-report"), ("test", "test-results")):
+            node = by_step.get(step)
+            saved = {a.get("name") for a in ((node or {}).get("outputs") or {}).get("artifacts") or []}
+            if node is not None and artifact in saved:
+                return json.loads(self.output_artifact(workflow, node, artifact))
+        return None
+
+    def output_artifact(self, workflow: dict[str, Any], node: dict[str, Any], artifact: str) -> bytes:
+        """One output artifact of a node, through the Argo Server's artifact endpoint.
+        (hera's ``get_output_artifact`` returns ``str(bytes)``, so requests it is.)"""
+        service = self.service
+        name = workflow["metadata"]["name"]
+        path = "/".join(quote(part, safe="") for part in (
+            self.settings.argo_namespace, "workflows", name, node["id"], "outputs", artifact))
+        url = urljoin(service.host, f"artifact-files/{path}")
+        headers = {"Authorization": service.token} if service.token else {}
+        what = f"artifact {artifact} of run {run_id_of(name)}"
+        response = self._call(what, lambda: service.session.get(
+            url, headers=headers, verify=service.verify_ssl, cert=service.client_certs, timeout=(10, 60)))
+        if not response.ok:
+            raise ArgoError(f"{what}: the Argo Server answered {response.status_code}: "
+                            f"{_first_line(response.text)}")
+        return response.content
+
+    # -- the model registry (the same views and tag moves as the embedded engine's) ---
+
+    def models(self) -> list[dict[str, Any]]:
+        from csflow.sdk.backends.local_publish import LocalPublishing
+
+        return LocalPublishing.models(self)
+
+    def model(self, owner: str, title: str) -> dict[str, Any]:
+        from csflow.sdk.backends.local_publish import LocalPublishing
+
+        return LocalPublishing.model(self, owner, title)
+
+    def promote(self, owner: str, title: str, tag: str, to: str = "latest") -> dict[str, Any]:
+        from csflow.sdk.backends.local_publish import LocalPublishing
+
+        return LocalPublishing.promote(self, owner, title, tag, to=to)
+
+    def rollback(self, owner: str, title: str, tag_name: str = "latest") -> dict[str, Any]:
+        from csflow.sdk.backends.local_publish import LocalPublishing
+
+        return LocalPublishing.rollback(self, owner, title, tag_name)
+
+    def _tell_webapp(self, owner: str, title: str, body: dict[str, Any]) -> str:
+        from csflow.sdk.backends.local_publish import LocalPublishing
+
+        return LocalPublishing._tell_webapp(self, owner, title, body)
 
     @staticmethod
     def create_request(workflow: dict[str, Any]):
@@ -304,14 +474,29 @@ class ArgoBackend:
     def detach(self, job_id: str) -> None:
         """Nothing to do: the run already goes on in the cluster."""
 
-    def execute(self, job_id: str, events: EventSink | None = None, poll: float = 2.0) -> Run:
-        """Wait for a submitted run, telling ``events`` of each step's changes."""
-        return self.wait(job_id, poll=poll, events=events)
+    def execute(self, job_id: str, events: EventSink | None = None, poll: float | None = None) -> Run:
+        """Wait for a submitted run, telling ``events`` of each step's changes; a
+        publish returns when it waits for approval, as the embedded engine's does."""
+        return self.wait(job_id, poll=poll, events=events, until_suspended=True)
 
     # -- reading runs -------------------------------------------------------------
 
     def get_workflow(self, job_id: str) -> dict[str, Any]:
-        name = self.workflow_name(job_id)
+        """The run's Workflow: a simulation's, else a publish's (remembered once found)."""
+        name = self._names.get(job_id)
+        if name is None:
+            try:
+                workflow = self._get_workflow(job_id, self.workflow_name(job_id))
+            except NotFound:
+                name = PUBLISH_PREFIX + job_id
+            else:
+                self._names[job_id] = self.workflow_name(job_id)
+                return workflow
+        workflow = self._get_workflow(job_id, name)
+        self._names[job_id] = name
+        return workflow
+
+    def _get_workflow(self, job_id: str, name: str) -> dict[str, Any]:
         return _as_dict(self._call(f"run {job_id}", lambda: self.service.get_workflow(name)))
 
     def _results_uri(self, run: Run) -> str:
@@ -323,15 +508,18 @@ class ArgoBackend:
         return run_from_workflow(self.get_workflow(job_id), self._results_uri)
 
     def list(self, limit: int = 50) -> list[Run]:
+        # Simulations and publishes both carry the owner label.
         listed = self._call("list runs", lambda: self.service.list_workflows(
-            label_selector=JOB_LABEL, limit=str(limit)))
+            label_selector=OWNER_LABEL, limit=str(limit)))
         items = _as_dict(listed).get("items") or []
         runs = [run_from_workflow(item) for item in items]
         return sorted(runs, key=lambda r: r.created, reverse=True)[:limit]
 
-    def wait(self, job_id: str, timeout: float | None = None, poll: float = 2.0,
-             events: EventSink | None = None) -> Run:
-        """Poll until the run ends; ``TimeoutError`` after ``timeout`` seconds."""
+    def wait(self, job_id: str, timeout: float | None = None, poll: float | None = None,
+             events: EventSink | None = None, until_suspended: bool = False) -> Run:
+        """Poll (every ``argo_poll_seconds``) until the run ends (or, with
+        ``until_suspended``, waits for approval); ``TimeoutError`` after ``timeout`` seconds."""
+        poll = poll or self.settings.argo_poll_seconds
         deadline = None if timeout is None else time.monotonic() + timeout
         seen: dict[str, str] = {}
         while True:
@@ -342,7 +530,7 @@ class ArgoBackend:
                     if seen.get(step) != info["phase"]:
                         seen[step] = info["phase"]
                         events(step, info["phase"], info)
-            if run.done:
+            if run.done or (until_suspended and run.status == SUSPENDED):
                 return run
             if deadline is not None and time.monotonic() >= deadline:
                 raise TimeoutError(f"run {job_id} still {run.status} after {timeout:g}s")
@@ -351,7 +539,8 @@ class ArgoBackend:
     def link(self, job_id: str) -> str:
         """The run in the Argo UI."""
         base = (self.settings.argo_ui_url or self.settings.argo_host).rstrip("/")
-        return f"{base}/workflows/{quote(self.settings.argo_namespace)}/{self.workflow_name(job_id)}?tab=workflow"
+        name = self._names.get(job_id) or self.workflow_name(job_id)
+        return f"{base}/workflows/{quote(self.settings.argo_namespace)}/{name}?tab=workflow"
 
     # -- logs ---------------------------------------------------------------------
 
@@ -369,7 +558,7 @@ class ArgoBackend:
                 raise NotFound(f"no step {step!r} in run {job_id} (steps: {', '.join(sorted(set(pods.values())))})")
             params["podName"] = matching[0]
         service = self.service
-        url = urljoin(service.host, f"api/v1/workflows/{quote(service.namespace)}/{self.workflow_name(job_id)}/log")
+        url = urljoin(service.host, f"api/v1/workflows/{quote(service.namespace)}/{self.name_of(job_id)}/log")
         headers = {"Authorization": service.token} if service.token else {}
         response = self._call(f"logs of run {job_id}", lambda: service.session.get(
             url, params=params, headers=headers, stream=True, verify=service.verify_ssl,
@@ -419,7 +608,7 @@ class ArgoBackend:
         """Stop the run: running steps end, and the exit handler still tells the webapp."""
         from hera.workflows.models import WorkflowStopRequest
 
-        name = self.workflow_name(job_id)
+        name = self.name_of(job_id)
         request = WorkflowStopRequest(name=name, namespace=self.settings.argo_namespace,
                                       message="cancelled with csflow")
         return run_from_workflow(_as_dict(self._call(f"stop run {job_id}",
@@ -429,7 +618,7 @@ class ArgoBackend:
         """Terminate the run at once, without the exit handler."""
         from hera.workflows.models import WorkflowTerminateRequest
 
-        name = self.workflow_name(job_id)
+        name = self.name_of(job_id)
         request = WorkflowTerminateRequest(name=name, namespace=self.settings.argo_namespace)
         return run_from_workflow(_as_dict(self._call(f"terminate run {job_id}",
                                                      lambda: self.service.terminate_workflow(name, request))))

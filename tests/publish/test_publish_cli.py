@@ -143,7 +143,12 @@ def test_publish_with_no_arguments_shows_help(cli):
     assert "CONFIG" in result.output and "approve" in result.output
 
 
-def test_the_argo_backend_says_it_cannot_publish_yet(cli, configs, monkeypatch):
+def test_the_argo_backend_refuses_a_local_source_in_one_line(cli, configs, monkeypatch):
+    """A cluster cannot read this machine's folders (publishing on Argo itself:
+    tests/argo/test_argo_publish.py)."""
     monkeypatch.setenv("CSFLOW_BACKEND", "argo")
-    assert one_line_error(cli("publish", tiny_config(configs))) == (
-        "error: the argo backend cannot publish yet; use the local backend")
+    result = cli("publish", tiny_config(configs))
+    assert result.exit_code == 2, result.output
+    assert one_line_error(result) == (
+        "error: publish-tests/Tiny: source.path is a folder on this machine, which a cluster cannot read; "
+        "give the config a source.git (or publish with the local backend)")
