@@ -39,6 +39,8 @@ def config(
         platform_env["CSFLOW_STORAGE_URL"] = config.storage_url
     if config.webapp_url:
         platform_env["CSFLOW_WEBAPP_URL"] = config.webapp_url
+    if config.model_registry_url:
+        platform_env["CSFLOW_MODEL_REGISTRY_URL"] = config.model_registry_url
     docs, missing = manifests.service_manifests(config.image, artifact_bucket, platform_env)
     for name in missing:
         err_console.print(f"note: flow {name!r} has no module yet; its WorkflowTemplate is left out",

@@ -118,3 +118,9 @@ def test_help_everywhere(cli):
     for args in (["--help"], ["simulate", "--help"], ["runs", "--help"], ["runs", "logs", "--help"]):
         result = cli(*args)
         assert result.exit_code == 0 and "Usage" in result.output
+
+
+def test_errors_with_brackets_are_printed_verbatim(cli, tmp_path):
+    result = cli("simulate", "[/bold]x", "--inputs", _inputs(tmp_path, OK))
+    assert result.exit_code == 2
+    assert "[/bold]" in _one_line_error(result)
