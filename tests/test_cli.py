@@ -121,6 +121,6 @@ def test_help_everywhere(cli):
 
 
 def test_errors_with_brackets_are_printed_verbatim(cli, tmp_path):
-    result = cli("simulate", "[/bold]x", "--inputs", _inputs(tmp_path, OK))
+    result = cli("simulate", "tests/ToyOk", "--tag", "[/bold]", "--inputs", _inputs(tmp_path, OK))
     assert result.exit_code == 2
     assert "[/bold]" in _one_line_error(result)
