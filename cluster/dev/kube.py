@@ -11,6 +11,8 @@ project's venv already has the Python client. The scripts call this for:
 - ``wait-ready``: until ``/readyz`` answers ok.
 - ``token NAMESPACE SECRET``: the token Kubernetes wrote into a
   service-account-token Secret (waits for the token controller);
+- ``secret-key NAMESPACE SECRET KEY``: one value of a Secret (for a shell's
+  environment, never for a file);
 - ``service-ip NAMESPACE NAME``: a Service's cluster IP;
 - ``rollout-ready NAMESPACE DEPLOYMENT``: exit 0 once it has a ready pod, else
   say why not (pod phases, waiting reasons) and exit 1;
@@ -200,6 +202,10 @@ def main(argv: list[str] | None = None) -> int:
     p_token.add_argument("namespace")
     p_token.add_argument("secret")
     p_token.add_argument("--timeout", type=float, default=60)
+    p_key = commands.add_parser("secret-key")
+    p_key.add_argument("namespace")
+    p_key.add_argument("secret")
+    p_key.add_argument("key")
     p_ip = commands.add_parser("service-ip")
     p_ip.add_argument("namespace")
     p_ip.add_argument("name")
@@ -220,6 +226,11 @@ def main(argv: list[str] | None = None) -> int:
         wait_ready(api_client, args.timeout)
     elif args.command == "token":
         print(token(api_client, args.namespace, args.secret, args.timeout))
+    elif args.command == "secret-key":
+        data = client.CoreV1Api(api_client).read_namespaced_secret(args.secret, args.namespace).data or {}
+        if args.key not in data:
+            raise SystemExit(f"kube.py: no key {args.key} in Secret {args.namespace}/{args.secret}")
+        print(base64.b64decode(data[args.key]).decode())
     elif args.command == "service-ip":
         print(service_ip(api_client, args.namespace, args.name))
     elif args.command == "rollout-ready":

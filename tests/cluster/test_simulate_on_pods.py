@@ -1,0 +1,182 @@
+"""The simulate flow on real pods: csflow's images on a node, through a real Argo.
+
+These need a cluster whose node runs csflow's images and reaches the job store
+and storage: ``cluster/dev/up`` makes one here (images built from Debian and the
+repo's Dockerfiles, Redis as csflow's own Deployment, results in a GCS
+emulator). They read, from the environment ``up`` writes:
+
+- ``CSFLOW_JOB_STORE_URL`` and ``CSFLOW_REDIS_USER``/``CSFLOW_REDIS_PASSWORD``
+  (the scheduler user; the password is read from the Secret csflow-platform
+  when not set);
+- ``CSFLOW_STORAGE_URL`` (and ``STORAGE_EMULATOR_HOST`` for an emulator);
+- ``CSFLOW_DEV_WEBAPP_LISTEN``: where the cluster's ``CSFLOW_WEBAPP_URL`` points;
+  a recorder listens there and stands in for the C/S webapp's callback API.
+
+Skipped when the cluster has no Ready node or these are not set. The exit
+handler must report every end: success (upload reports it), a model crash, a
+deadline, a deleted pod; Argo's podGC and TTL must clean up after them.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from csflow.engine.store import FAIL, SUCCESS
+from csflow.sdk import redis_acl
+
+from .conftest import REPO, eventually
+
+pytestmark = pytest.mark.cluster
+
+TAX_INPUTS = json.loads((REPO / "examples" / "tax-cruncher" / "inputs.json").read_text())
+TOY_INPUTS = {"meta_param_dict": {"year": 2024}, "adjustment": {"Knobs": {"x": [{"value": 2}]}}}
+CONFIG_DIRS = [REPO / "config", REPO / "tests" / "models" / "config", REPO / "tests" / "cluster" / "models" / "config"]
+
+
+class WebappRecorder:
+    """Stands in for the C/S webapp's callback API (``PUT /outputs/api/``): records
+    each report and answers 200. Listens where the cluster's CSFLOW_WEBAPP_URL points."""
+
+    def __init__(self, host: str, port: int):
+        self.reports: list[dict] = []
+        recorder = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_PUT(self):  # noqa: N802 (http.server's naming)
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                recorder.reports.append({"path": self.path, **json.loads(body or b"{}")})
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.end_headers()
+                self.wfile.write(b'{"status": "ok"}')
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer((host, port), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def for_job(self, job_id: str) -> list[dict]:
+        return [r for r in self.reports if r.get("job_id") == job_id]
+
+
+@pytest.fixture(scope="session")
+def node(cluster) -> str:
+    nodes = cluster.core.list_node().items
+    ready = [n.metadata.name for n in nodes
+             if any(c.type == "Ready" and c.status == "True" for c in n.status.conditions or [])]
+    if not ready:
+        pytest.skip("the cluster has no Ready node (cluster/dev/up without one: pods stay Pending)")
+    missing = [v for v in ("CSFLOW_JOB_STORE_URL", "CSFLOW_STORAGE_URL", "CSFLOW_DEV_WEBAPP_LISTEN")
+               if not os.environ.get(v)]
+    if missing:
+        pytest.skip(f"set {', '.join(missing)} (cluster/dev/up writes them) to run csflow's images")
+    return ready[0]
+
+
+@pytest.fixture(scope="session")
+def webapp(node) -> WebappRecorder:
+    host, port = os.environ["CSFLOW_DEV_WEBAPP_LISTEN"].rsplit(":", 1)
+    recorder = WebappRecorder(host, int(port))
+    yield recorder
+    recorder.server.shutdown()
+
+
+@pytest.fixture
+def pods_client(cluster, argo_token, node, webapp, tmp_path, monkeypatch):
+    from csflow.sdk.client import Client
+
+    password = os.environ.get(redis_acl.REDIS_PASSWORD_ENV)
+    if not password:
+        secret = cluster.core.read_namespaced_secret("csflow-platform", cluster.namespace)
+        password = base64.b64decode(secret.data[redis_acl.REDIS_PASSWORD_ENV]).decode()
+    monkeypatch.setenv("CSFLOW_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv(redis_acl.REDIS_USER_ENV, os.environ.get(redis_acl.REDIS_USER_ENV, redis_acl.SCHEDULER))
+    monkeypatch.setenv(redis_acl.REDIS_PASSWORD_ENV, password)
+    return Client(
+        backend="argo", home=tmp_path / "home", config_dirs=CONFIG_DIRS,
+        argo_host=cluster.argo_host, argo_token=argo_token, argo_namespace=cluster.namespace,
+        argo_verify_ssl=cluster.verify_ssl, job_store_url=os.environ["CSFLOW_JOB_STORE_URL"],
+        storage_url=os.environ["CSFLOW_STORAGE_URL"],
+    )
+
+
+def settled(client, job_id: str, timeout: float = 900):
+    """The run once it ended, or once a step other than the exit handler failed (what
+    follows then is the exit handler's work, which the tests check at the webapp)."""
+    def check():
+        run = client.status(job_id)
+        failed = [s for s, i in run.steps.items() if i["phase"] in ("Failed", "Error") and s != "notify"
+                  and ".onExit" not in s]
+        return run if run.done or failed else None
+    return eventually(check, timeout=timeout, every=2, what=f"run {job_id} ends or a step fails")
+
+
+def submit(client, workflows, model: str, inputs: dict):
+    run = client.submit(model, inputs)
+    workflows.append(run.extra["workflow"])
+    return run
+
+
+@pytest.mark.timeout(1200)
+def test_tax_cruncher_runs_on_real_pods_and_gives_8032(pods_client, cluster, workflows, webapp):
+    run = settled(pods_client, submit(pods_client, workflows, "PSLmodels/Tax-Cruncher", TAX_INPUTS).id)
+    assert run.status == SUCCESS, f"{run.status}: {run.reason} {run.steps}"
+    assert {"inputs", "run", "outputs", "upload", "notify"} <= set(run.steps), sorted(run.steps)
+    # The married couple with wages of 100,000 in 2024 (the anchor of tests/test_tax_cruncher.py).
+    assert "8,032" in json.dumps(pods_client.results(run.id))
+    reports = webapp.for_job(run.id)
+    assert [r["status"] for r in reports] == [SUCCESS], reports
+    # podGC (OnPodCompletion): no pod of the finished run is left.
+    eventually(lambda: not cluster.pods(run.extra["workflow"]), timeout=60, what="podGC removes the pods")
+
+
+@pytest.mark.timeout(900)
+@pytest.mark.parametrize("model, step, words", [
+    ("tests/ToyCrash", "run", ("run",)),             # run_model raises ZeroDivisionError
+    ("tests/ToyHang", "run", ("deadline", "run")),  # timeout: 3 s, the step's activeDeadlineSeconds
+])
+def test_a_failed_run_is_reported_by_the_exit_handler(pods_client, workflows, webapp, model, step, words):
+    run = settled(pods_client, submit(pods_client, workflows, model, TOY_INPUTS).id, timeout=600)
+    assert run.steps[step]["phase"] in ("Failed", "Error"), run.steps
+    reports = eventually(lambda: webapp.for_job(run.id), timeout=240, every=2, what="the exit handler tells the webapp")
+    assert [r["status"] for r in reports] == [FAIL]
+    assert any(word in (reports[0].get("traceback") or "").lower() for word in words), reports[0]
+    assert pods_client.wait(run.id, timeout=300).status == FAIL
+
+
+@pytest.mark.timeout(900)
+def test_a_deleted_pod_is_reported_by_the_exit_handler(pods_client, cluster, workflows, webapp):
+    run = submit(pods_client, workflows, "tests/ToySlow", TOY_INPUTS)
+    name = run.extra["workflow"]
+
+    def running_run_pod():
+        return next((p for p in cluster.pods(name) if "-run-" in p.metadata.name
+                     and p.status.phase == "Running"), None)
+
+    pod = eventually(running_run_pod, timeout=300, every=1, what="the run step's pod runs")
+    cluster.core.delete_namespaced_pod(pod.metadata.name, cluster.namespace, grace_period_seconds=0)
+    settled(pods_client, run.id, timeout=300)
+    reports = eventually(lambda: webapp.for_job(run.id), timeout=240, every=2, what="the exit handler tells the webapp")
+    assert [r["status"] for r in reports] == [FAIL]
+    assert pods_client.wait(run.id, timeout=300).status == FAIL
+
+
+@pytest.mark.timeout(900)
+def test_ttl_deletes_a_finished_run_and_its_pods(pods_client, cluster, workflows):
+    run = pods_client.submit("tests/ToyOk", TOY_INPUTS)
+    name = run.extra["workflow"]
+    workflows.append(name)
+    # csflow keeps successes an hour; shorten this run's TTL to see the controller act on it.
+    cluster.custom.patch_namespaced_custom_object(
+        "argoproj.io", "v1alpha1", cluster.namespace, "workflows", name,
+        {"spec": {"ttlStrategy": {"secondsAfterSuccess": 5, "secondsAfterFailure": 5}}},
+        _content_type="application/merge-patch+json")
+    eventually(lambda: cluster.workflow(name) is None, timeout=600, every=2, what="TTL deletes the run")
+    assert not cluster.pods(name)
