@@ -200,7 +200,9 @@ def test_stop_ends_the_steps_and_still_runs_the_exit_handler(argo_client, cluste
     workflow = cluster.workflow(name)
     assert workflow["spec"]["shutdown"] == "Stop"
     inputs = node_by_template(workflow, "inputs")[0]
-    assert inputs["phase"] == "Failed" and "Stop" in inputs["message"]
+    # Stopped while Pending ("workflow shutdown with strategy: Stop"), or killed while
+    # running (on a cluster with a node, main: Error).
+    assert inputs["phase"] in ("Failed", "Error"), inputs
     # The exit handler is csflow's notify step, in the platform's environment.
     assert node_by_template(workflow, "notify")
     assert notify.metadata.labels[ENVIRONMENT] == common.PLATFORM

@@ -127,6 +127,8 @@ def submit(client, workflows, model: str, inputs: dict):
 @pytest.mark.timeout(1200)
 def test_tax_cruncher_runs_on_real_pods_and_gives_8032(pods_client, cluster, workflows, webapp):
     run = settled(pods_client, submit(pods_client, workflows, "PSLmodels/Tax-Cruncher", TAX_INPUTS).id)
+    failed = {s: i["message"] for s, i in run.steps.items() if i["phase"] in ("Failed", "Error")}
+    assert not failed, f"steps failed: {failed}"
     assert run.status == SUCCESS, f"{run.status}: {run.reason} {run.steps}"
     assert {"inputs", "run", "outputs", "upload", "notify"} <= set(run.steps), sorted(run.steps)
     # The married couple with wages of 100,000 in 2024 (the anchor of tests/test_tax_cruncher.py).
@@ -145,7 +147,7 @@ def test_tax_cruncher_runs_on_real_pods_and_gives_8032(pods_client, cluster, wor
 def test_a_failed_run_is_reported_by_the_exit_handler(pods_client, workflows, webapp, model, step, words):
     run = settled(pods_client, submit(pods_client, workflows, model, TOY_INPUTS).id, timeout=600)
     assert run.steps[step]["phase"] in ("Failed", "Error"), run.steps
-    reports = eventually(lambda: webapp.for_job(run.id), timeout=240, every=2, what="the exit handler tells the webapp")
+    reports = eventually(lambda: webapp.for_job(run.id), timeout=120, every=2, what="the exit handler tells the webapp")
     assert [r["status"] for r in reports] == [FAIL]
     assert any(word in (reports[0].get("traceback") or "").lower() for word in words), reports[0]
     assert pods_client.wait(run.id, timeout=300).status == FAIL
@@ -157,13 +159,17 @@ def test_a_deleted_pod_is_reported_by_the_exit_handler(pods_client, cluster, wor
     name = run.extra["workflow"]
 
     def running_run_pod():
+        # Argo must see the step running too: a pod deleted while its node is still
+        # Pending is simply created again.
+        if pods_client.status(run.id).steps.get("run", {}).get("phase") != "Running":
+            return None
         return next((p for p in cluster.pods(name) if "-run-" in p.metadata.name
                      and p.status.phase == "Running"), None)
 
     pod = eventually(running_run_pod, timeout=300, every=1, what="the run step's pod runs")
     cluster.core.delete_namespaced_pod(pod.metadata.name, cluster.namespace, grace_period_seconds=0)
     settled(pods_client, run.id, timeout=300)
-    reports = eventually(lambda: webapp.for_job(run.id), timeout=240, every=2, what="the exit handler tells the webapp")
+    reports = eventually(lambda: webapp.for_job(run.id), timeout=120, every=2, what="the exit handler tells the webapp")
     assert [r["status"] for r in reports] == [FAIL]
     assert pods_client.wait(run.id, timeout=300).status == FAIL
 
