@@ -93,9 +93,13 @@ def test_rbac_is_namespaced_and_least_privilege(service_docs):
     # The executor may only report task results.
     assert roles["csflow-executor"] == [{"apiGroups": ["argoproj.io"], "resources": ["workflowtaskresults"],
                                          "verbs": ["create", "patch"]}]
-    # With client auth the server's own account only reads configuration.
-    assert all(r["verbs"] == ["get", "watch", "list"] and r["resources"] == ["configmaps"]
-               for r in roles["argo-server"])
+    # With client auth the server's own account only reads: configuration, and
+    # the workflows and templates its informers watch.
+    assert roles["argo-server"] == [
+        {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "watch", "list"]},
+        {"apiGroups": ["argoproj.io"], "resources": ["workflows", "workflowtemplates"],
+         "verbs": ["get", "watch", "list"]},
+    ]
     # No role may read secrets except the controller (artifact credentials).
     for name, rules in roles.items():
         if name != "argo-controller":

@@ -22,9 +22,6 @@ from __future__ import annotations
 
 import base64
 import os
-import shutil
-import socket
-import subprocess
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -33,6 +30,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from dataplane.conftest import redis_server  # noqa: F401  (the real redis-server fixture)
 
 REPO = Path(__file__).resolve().parents[2]
 SUBMITTER_TOKEN_SECRET = "csflow-submitter.service-account-token"
@@ -128,45 +127,10 @@ def argo_token(cluster) -> str:
     return base64.b64decode(secret.data["token"]).decode()
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="session")
-def job_store(tmp_path_factory) -> Iterator[tuple[str, dict[str, str]]]:
-    """A real redis-server with csflow's ACL users; yields (URL, passwords by user)."""
-    import redis
-
-    from csflow.sdk import redis_acl
-
-    binary = shutil.which("redis-server") or "/usr/bin/redis-server"
-    if not Path(binary).exists():
-        pytest.fail("redis-server is not installed (apt-get install -y redis-server)")
-    folder = tmp_path_factory.mktemp("redis")
-    passwords = {u.name: redis_acl.generate_password() for u in redis_acl.acl_users() if u.enabled}
-    (folder / redis_acl.ACL_FILE_KEY).write_text(redis_acl.render_acl_file(passwords))
-    port = _free_port()
-    with open(folder / "redis.log", "wb") as log:
-        process = subprocess.Popen(
-            [binary, *redis_acl.redis_server_args(str(folder), port), "--bind", "127.0.0.1",
-             "--dir", str(folder)], stdout=log, stderr=subprocess.STDOUT)
-    url = f"redis://127.0.0.1:{port}/0"
-    admin = redis.Redis.from_url(url, username=redis_acl.ADMIN, password=passwords[redis_acl.ADMIN])
-    eventually(lambda: _pings(admin), timeout=20, every=0.05, what="redis-server answers")
-    yield url, passwords
-    process.terminate()
-    process.wait(10)
-
-
-def _pings(connection) -> bool:
-    import redis
-
-    try:
-        return bool(connection.ping())
-    except redis.ConnectionError:
-        return False
+def job_store(redis_server) -> tuple[str, dict[str, str]]:
+    """The tests' real redis-server with csflow's ACL users: (URL, passwords by user)."""
+    return redis_server.url, redis_server.passwords
 
 
 @pytest.fixture
