@@ -1,5 +1,7 @@
 # The csflow platform image: the csflow CLI and the platform steps
-# (`csflow-step outputs|upload|notify`), which Argo runs for every simulation.
+# (`csflow-step outputs|upload|notify`), which Argo runs for every simulation,
+# and the publish steps (`csflow-publish-step`; `csflow-image-build`, which
+# needs git for clone and crane to assemble and push model images).
 # Model steps run in each model's own image (built by the publish flow).
 #
 #   docker build -t gcr.io/csflow/csflow:0.1.0 .
@@ -9,6 +11,10 @@
 # flows' securityContext (runAsUser 1000, runAsNonRoot) expects.
 
 ARG PYTHON_IMAGE=python:3.12.8-slim-bookworm
+# go-containerregistry's crane, the version cluster/dev builds (lib.sh GGCR_VERSION).
+ARG CRANE_IMAGE=gcr.io/go-containerregistry/crane:v0.22.1
+
+FROM ${CRANE_IMAGE} AS crane
 
 FROM ${PYTHON_IMAGE} AS build
 ENV UV_COMPILE_BYTECODE=1 UV_LINK_MODE=copy UV_PYTHON_DOWNLOADS=never \
@@ -26,6 +32,10 @@ COPY runtime ./runtime
 RUN uv sync --frozen --no-dev --no-editable
 
 FROM ${PYTHON_IMAGE}
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends git \
+    && rm -rf /var/lib/apt/lists/*
+COPY --from=crane /ko-app/crane /usr/local/bin/crane
 RUN groupadd --gid 1000 csflow \
     && useradd --uid 1000 --gid 1000 --no-create-home --home-dir /tmp --shell /usr/sbin/nologin csflow
 COPY --from=build /opt/csflow /opt/csflow

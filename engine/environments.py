@@ -11,8 +11,8 @@ skipped. Environments live in ``$CSFLOW_HOME/envs/OWNER/TITLE/TAG/``:
   is rebuilt.
 
 A build is planned (``plan_build``: source, lock, content tag), laid out as a
-build context (``write_build_context``: what kaniko builds the model's image
-from on Argo, with a Dockerfile generated from the config) and installed
+build context (``write_build_context``: what a cluster builds the model's image
+from, ``sdk/model_image.py``) and installed
 (``install_environment``: the embedded engine's uv environment, from the same
 source and lock). ``build_environment`` does all three for a simulation of a
 model that was never published.
@@ -127,14 +127,16 @@ def checkout_source(config: ModelConfig, progress: Progress) -> Iterator[Path]:
         yield source
 
 
-def lock_requirements(config: ModelConfig, python: str, cache_dir: Path, refresh: bool = False) -> str:
-    """Resolve the requirements to exact pins, once per (requirements, Python)."""
+def lock_requirements(config: ModelConfig, cache_dir: Path, refresh: bool = False) -> str:
+    """Resolve the requirements to exact pins, once per (requirements, Python). For
+    the config's Python version, which need not be installed here (a cluster's
+    clone step runs in the csflow image)."""
     key = hashlib.sha256(json.dumps([config.python, sorted(config.requirements)]).encode())
     cached = cache_dir / "locks" / f"{key.hexdigest()[:24]}.txt"
     if cached.is_file() and not refresh:
         return cached.read_text()
     result = _run(
-        [uv_bin(), "pip", "compile", "--quiet", "--no-header", "--python", python, "-"],
+        [uv_bin(), "pip", "compile", "--quiet", "--no-header", "--python-version", config.python, "-"],
         f"resolving the requirements of {config.name}",
         input="\n".join(config.requirements) + "\n",
     )
@@ -183,7 +185,6 @@ class BuildPlan:
     source: Path
     lock: str
     tag: str
-    python: str
     info: dict
 
 
@@ -191,10 +192,9 @@ class BuildPlan:
 def plan_build(
     config: ModelConfig, cache_dir: Path, progress: Progress = lambda _: None, refresh: bool = False
 ) -> Iterator[BuildPlan]:
-    python = find_python(config.python)
     with checkout_source(config, progress) as source:
         progress(f"locking requirements for {config.name}")
-        lock = lock_requirements(config, python, cache_dir, refresh=refresh)
+        lock = lock_requirements(config, cache_dir, refresh=refresh)
         source_hash = tree_hash(source)
         tag = content_tag(config, source_hash, lock)
         info = {
@@ -210,7 +210,7 @@ def plan_build(
             "lock_sha256": hashlib.sha256(lock.encode()).hexdigest(),
             "requirements": len(_packages(lock)),
         }
-        yield BuildPlan(config, source, lock, tag, python, info)
+        yield BuildPlan(config, source, lock, tag, info)
 
 
 # The model-side programs a model image carries (standard library only).
@@ -218,15 +218,12 @@ MODEL_SIDE_PROGRAMS = ("model_step.py", "contract_tests.py")
 
 
 def write_build_context(plan: BuildPlan, context: Path) -> None:
-    """Lay out the build context: what kaniko builds the image from on Argo, and
-    what the embedded engine builds the uv environment from (``sdk/dockerfile.py``)."""
-    from csflow.sdk import dockerfile
-
+    """Lay out the build context: what a cluster builds the model's image from
+    (``sdk/model_image.py``), and the embedded engine its uv environment."""
     runtime = Path(__file__).resolve().parent.parent / "runtime"
     context.mkdir(parents=True, exist_ok=True)
     shutil.copytree(plan.source, context / "src", ignore=_IGNORED, dirs_exist_ok=True)
     write_text_atomic(context / "requirements.lock", plan.lock)
-    write_text_atomic(context / "Dockerfile", dockerfile.render(plan.config))
     (context / "csflow").mkdir(exist_ok=True)
     for name in MODEL_SIDE_PROGRAMS:
         shutil.copy2(runtime / name, context / "csflow" / name)

@@ -51,10 +51,10 @@ PLATFORM_STEP_COMMAND = ["csflow-step"]
 # Publishing: the contract tests (model image) and the publish steps (platform).
 CONTRACT_TESTS_COMMAND = ["csflow-contract-tests"]
 PUBLISH_STEP_COMMAND = ["csflow-publish-step"]
-# A third environment: the image builder (kaniko on Argo; the embedded engine
-# builds a uv environment from the same build context instead).
+# A third environment: the image builder (in the csflow image on Argo; the
+# embedded engine builds a uv environment from the same build context instead).
 BUILD = "build"
-KANIKO_COMMAND = ["/kaniko/executor"]
+IMAGE_BUILD_COMMAND = ["csflow-image-build"]
 
 # Service accounts (cluster/argo/rbac.yaml). Pods run as the workflow's account
 # (platform steps) or the model's (model steps); neither has Kubernetes API rights

@@ -9,11 +9,12 @@ embedded engine executes the same compiled template.
 1. ``clone`` (platform): fetch the source at the config's git ref (or take the
    local path), lock the requirements, compute the content tag
    (config + source + lock) and lay out the build context: the source, the
-   lock and a Dockerfile generated from the config (``sdk/dockerfile.py``).
-   It says whether that version is already built.
-2. ``build`` (kaniko): builds ``REGISTRY/owner_title:TAG`` from the context,
-   only when the version is not built yet. The embedded engine builds the
-   model's uv environment from the same context instead.
+   lock and csflow's model-side programs. It says whether that version is
+   already built.
+2. ``build`` (csflow image, unprivileged): builds ``REGISTRY/owner_title:TAG``
+   from the context, base image plus one layer (``sdk/model_image.py``), only
+   when the version is not built yet. The embedded engine builds the model's
+   uv environment from the same context instead.
 3. ``test`` (model): the contract tests, inside the new image or environment
    (``runtime/contract_tests.py``), with the model's own secrets and nothing else.
 4. ``verify`` (platform): checks ``run_model``'s outputs against csflow's
@@ -40,6 +41,7 @@ from hera.workflows import (
     DAG,
     Artifact,
     Container,
+    Env,
     NoneArchiveStrategy,
     Parameter,
     Resources,
@@ -49,14 +51,10 @@ from hera.workflows import (
     WorkflowTemplate,
 )
 from hera.workflows.models import (
-    Capabilities,
     ConfigMapEnvSource,
     EnvFromSource,
     KeyToPath,
-    PodSecurityContext,
-    SeccompProfile,
     SecretEnvSource,
-    SecurityContext,
     ValueFrom,
     WorkflowTemplateRef,
 )
@@ -81,11 +79,10 @@ PARAMETERS = (
     "model-secret",
 )
 
-# kaniko, pinned. (Google archived the project in 2025; Chainguard's fork keeps
-# the same executor and flags: pass ``builder_image`` to switch.)
-KANIKO_IMAGE = "gcr.io/kaniko-project/executor:v1.23.2"
-# The registry credentials kaniko pushes with: a dockerconfigjson Secret.
+# The registry credentials the build pushes with: a dockerconfigjson Secret
+# (optional: a registry may authorize the node or need no credentials).
 REGISTRY_SECRET = "csflow-registry-push"
+DOCKER_CONFIG_DIR = "/var/run/csflow/registry"
 BUILD_DEADLINE = 3600
 PLATFORM_DEADLINE = 1800
 
@@ -112,30 +109,7 @@ def _artifact(name: str, path: str, archive: bool = False, optional: bool | None
     )
 
 
-def _kaniko_pod_security() -> PodSecurityContext:
-    """kaniko unpacks the base image's filesystem and must run as root inside its
-    container (not privileged, no added privileges). This template alone
-    overrides the workflow's non-root pod security context."""
-    return PodSecurityContext(
-        run_as_user=0, run_as_group=0, run_as_non_root=False,
-        seccomp_profile=SeccompProfile(type="RuntimeDefault"),
-    )
-
-
-def _kaniko_security() -> SecurityContext:
-    return SecurityContext(
-        allow_privilege_escalation=False,
-        privileged=False,
-        run_as_non_root=False,
-        capabilities=Capabilities(
-            drop=["ALL"], add=["CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "SETUID", "SETGID"]
-        ),
-    )
-
-
-def build(
-    platform_image: str = "gcr.io/csflow/csflow:0.1.0", builder_image: str = KANIKO_IMAGE
-) -> WorkflowTemplate:
+def build(platform_image: str = "gcr.io/csflow/csflow:0.1.0") -> WorkflowTemplate:
     with WorkflowTemplate(
         name=NAME,
         namespace=c.NAMESPACE,
@@ -169,22 +143,19 @@ def build(
                 _artifact("build-info", "build-info.json"),
             ],
         )
-        kaniko = Container(
+        # Not a platform step: no platform secrets (installing packages may run
+        # code the model's author chose) and its own environment label.
+        image_build = Container(
             name="build",
-            image=builder_image,
-            command=c.KANIKO_COMMAND,
-            args=[
-                f"--context=dir://{c.WORK_DIR}/context",
-                f"--dockerfile={c.WORK_DIR}/context/Dockerfile",
-                f"--destination={{{{inputs.parameters.image}}}}",
-                f"--digest-file={c.WORK_DIR}/digest",
-                "--snapshot-mode=redo",
-                "--use-new-run",
-            ],
+            image=platform_image,
+            command=c.IMAGE_BUILD_COMMAND,
+            args=[f"--context={c.WORK_DIR}/context", "--image={{inputs.parameters.image}}",
+                  f"--digest-file={c.WORK_DIR}/digest"],
             labels={c.ENVIRONMENT_LABEL: c.BUILD},
             automount_service_account_token=False,
-            pod_security_context=_kaniko_pod_security(),
-            security_context=_kaniko_security(),
+            security_context=c.container_security_context(),
+            env_from=[EnvFromSource(config_map_ref=ConfigMapEnvSource(name=c.PLATFORM_CONFIG))],
+            env=[Env(name="DOCKER_CONFIG", value=DOCKER_CONFIG_DIR)],
             resources=BUILD_RESOURCES,
             active_deadline_seconds=BUILD_DEADLINE,
             volumes=[
@@ -192,8 +163,9 @@ def build(
                     name="registry-push",
                     secret_name=REGISTRY_SECRET,
                     items=[KeyToPath(key=".dockerconfigjson", path="config.json")],
-                    mount_path="/kaniko/.docker",
+                    mount_path=DOCKER_CONFIG_DIR,
                     read_only=True,
+                    optional=True,
                 )
             ],
             inputs=[Parameter(name="image"), _artifact("context", "context", archive=True)],
@@ -256,7 +228,7 @@ def build(
         )
         with DAG(name=ENTRYPOINT):
             clone_task = clone(name="clone")
-            kaniko(
+            image_build(
                 name="build",
                 depends="clone.Succeeded",
                 when=f"{{{{{CLONE}.built}}}} != true",

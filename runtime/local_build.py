@@ -1,12 +1,11 @@
-"""The embedded engine's builder: what kaniko does on Argo, as a uv environment.
+"""The embedded engine's builder: the publish flow's ``build`` step as a uv environment.
 
-The publish flow's ``build`` step is a kaniko container
-(``/kaniko/executor --context=dir:///tmp/csflow/context --destination=IMAGE``).
-The embedded engine runs this program with the same arguments instead. It
-reads the same build context (``build.json``, ``requirements.lock``,
-``src/``; the Dockerfile is for kaniko) and builds the model's uv environment
-under ``$CSFLOW_HOME/envs/OWNER/TITLE/TAG/`` (``engine/environments.py``), the
-local stand-in for the image ``--destination`` names.
+On a cluster the ``build`` step is ``csflow-image-build`` (``runtime/image_build.py``):
+it makes the model's image from the build context. The embedded engine runs
+this program with the same arguments instead. It reads the same build context
+(``build.json``, ``requirements.lock``, ``src/``) and builds the model's uv
+environment under ``$CSFLOW_HOME/envs/OWNER/TITLE/TAG/``
+(``engine/environments.py``), the local stand-in for the image ``--image`` names.
 
 Paths under ``/tmp/csflow`` (the pod's work folder) map to ``CSFLOW_WORK_DIR``.
 It runs with a scrubbed environment (no platform credentials): installing
@@ -34,16 +33,9 @@ def local_path(path: str) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    # kaniko's flags (https://github.com/GoogleContainerTools/kaniko#additional-flags);
-    # the ones that only matter to an image build are accepted and ignored.
-    parser = argparse.ArgumentParser(prog="kaniko (csflow embedded engine)")
-    parser.add_argument("--context", required=True)
-    parser.add_argument("--dockerfile", default="")
-    parser.add_argument("--destination", required=True)
-    parser.add_argument("--digest-file", default="")
-    parser.add_argument("--snapshot-mode", default="")
-    parser.add_argument("--use-new-run", action="store_true")
-    args = parser.parse_args(argv)
+    from csflow.sdk.model_image import build_step_arguments
+
+    args = build_step_arguments("csflow-image-build (embedded engine)").parse_args(argv)
 
     from csflow.engine.environments import BuildError, install_environment
     from csflow.sdk.errors import CsflowError
@@ -56,8 +48,8 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, json.JSONDecodeError) as exc:
         print(f"csflow: the build context is incomplete: {exc}", file=sys.stderr)
         return 1
-    if not args.destination.endswith(f":{info['tag']}"):
-        print(f"csflow: destination {args.destination} does not carry the context's tag {info['tag']}",
+    if not args.image.endswith(f":{info['tag']}"):
+        print(f"csflow: image {args.image} does not carry the context's tag {info['tag']}",
               file=sys.stderr)
         return 1
     try:
@@ -68,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.digest_file:
         digest = hashlib.sha256(json.dumps(record, sort_keys=True).encode()).hexdigest()
         local_path(args.digest_file).write_text(f"sha256:{digest}")
-    print(f"built {args.destination} as a uv environment")
+    print(f"built {args.image} as a uv environment")
     return 0
 
 

@@ -16,6 +16,8 @@ import yaml
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from csflow.sdk.model_image import BASE_IMAGE
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -79,6 +81,10 @@ class Settings(BaseSettings):
     # How often waiting for a run on Argo asks the Argo Server (seconds).
     argo_poll_seconds: float = Field(default=2.0, gt=0)
     registry: str = "gcr.io/csflow"
+    # Plain-HTTP image registry (a development cluster's); never in production.
+    registry_insecure: bool = False
+    # The image a model's image is built on; {python} is the config's version.
+    model_base_image: str = BASE_IMAGE
     image: str = "gcr.io/csflow/csflow:0.1.0"
     # The model registry (versions, tags, inputs cache; not the image registry
     # above): empty for $CSFLOW_HOME, file:///DIR, or gs://BUCKET/PREFIX, which a

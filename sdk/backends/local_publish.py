@@ -8,9 +8,9 @@ and executes the compiled ``csflow-publish`` template with ``PublishRunner``.
 ``PublishRunner`` is the simulate runner with three more programs:
 
 - ``csflow-publish-step`` (platform): clone, verify, push, deploy;
-- ``/kaniko/executor`` (the ``build`` environment): ``runtime/local_build.py``
-  builds the model's uv environment from the same build context kaniko
-  would, in a scrubbed environment (no csflow credentials);
+- ``csflow-image-build`` (the ``build`` environment): ``runtime/local_build.py``
+  builds the model's uv environment from the same build context the image
+  is built from on a cluster, in a scrubbed environment (no csflow credentials);
 - ``csflow-contract-tests`` (model): in the environment the build just made,
   found from the step's image (``REGISTRY/owner_title:TAG``), with the model's
   own secrets and nothing else.
@@ -40,7 +40,7 @@ from csflow.engine.store import FAIL, PENDING, RUNNING, SUSPENDED, Run
 from csflow.flows._common import (
     BUILD,
     CONTRACT_TESTS_COMMAND,
-    KANIKO_COMMAND,
+    IMAGE_BUILD_COMMAND,
     MODEL,
     PLATFORM,
     PUBLISH_STEP_COMMAND,
@@ -84,7 +84,7 @@ class PublishRunner(SimulationRunner):
                 return self.backend.pool.acquire(
                     sys.executable, "csflow.runtime.publish_step:main", _PUBLISH_PRELOAD, self.platform_env)
             return SubprocessLauncher([sys.executable, "-m", "csflow.runtime.publish_step"], self.platform_env)
-        if (kind, command) == (BUILD, KANIKO_COMMAND):
+        if (kind, command) == (BUILD, IMAGE_BUILD_COMMAND):
             env = {**build_process_env(), "CSFLOW_HOME": str(self.backend.home)}
             return SubprocessLauncher([sys.executable, "-m", "csflow.runtime.local_build"], env)
         if (kind, command) == (MODEL, CONTRACT_TESTS_COMMAND):

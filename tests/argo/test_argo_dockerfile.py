@@ -24,11 +24,20 @@ def test_the_image_runs_as_the_non_root_user_the_flows_expect():
     assert f"--uid {common.RUN_AS_USER}" in final_stage()
 
 
-def test_the_platform_step_program_is_on_path():
+def test_the_step_programs_are_on_path():
     scripts = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]
-    assert common.PLATFORM_STEP_COMMAND[0] in scripts  # installed into /opt/csflow/bin
+    for command in (common.PLATFORM_STEP_COMMAND, common.PUBLISH_STEP_COMMAND, common.IMAGE_BUILD_COMMAND):
+        assert command[0] in scripts  # installed into /opt/csflow/bin
     assert re.search(r"^ENV PATH=/opt/csflow/bin:\$PATH", final_stage(), re.M)
     assert "COPY --from=build /opt/csflow /opt/csflow" in final_stage()
+
+
+def test_the_publish_steps_have_git_and_the_crane_the_dev_cluster_builds():
+    assert re.search(r"apt-get install -y --no-install-recommends git\b", final_stage())
+    assert "COPY --from=crane /ko-app/crane /usr/local/bin/crane" in final_stage()
+    pinned = re.search(r"ARG CRANE_IMAGE=gcr.io/go-containerregistry/crane:(\S+)", DOCKERFILE).group(1)
+    dev = re.search(r"^readonly GGCR_VERSION=(\S+)", (REPO / "cluster/dev/lib.sh").read_text(), re.M).group(1)
+    assert pinned == dev
 
 
 def test_dependencies_come_from_the_lock_without_dev_tools():
