@@ -155,18 +155,24 @@ def rollout_ready(api_client: client.ApiClient, namespace: str, name: str) -> bo
     return False
 
 
-def dev_overlay(api_client: client.ApiClient, namespace: str, gcs_url: str, gcs_key_pem: str) -> None:
+def dev_overlay(api_client: client.ApiClient, namespace: str, gcs_url: str, gcs_key_pem: str,
+                registry: str, model_registry_url: str) -> None:
     """The dev node's changes to csflow's configuration, and nothing else: the GCS
     emulator's address for the platform steps (ConfigMap csflow-platform) and for Argo's
-    executor (its env in the controller's ConfigMap), and a service-account key in the
+    executor (its env in the controller's ConfigMap), a service-account key in the
     Secret Argo's GCS artifact repository names (the emulator accepts any key; the
-    Google client needs a well-formed one)."""
+    Google client needs a well-formed one), and for the publish steps: the model
+    registry in the emulator, and the local plain-HTTP registry with its stand-in
+    base images."""
     import json
 
     core = client.CoreV1Api(api_client)
     platform = {"apiVersion": "v1", "kind": "ConfigMap",
                 "metadata": {"name": "csflow-platform", "namespace": namespace},
-                "data": {"STORAGE_EMULATOR_HOST": gcs_url}}
+                "data": {"STORAGE_EMULATOR_HOST": gcs_url,
+                         "CSFLOW_MODEL_REGISTRY_URL": model_registry_url,
+                         "CSFLOW_REGISTRY_INSECURE": "true",
+                         "CSFLOW_MODEL_BASE_IMAGE": f"{registry}/library/python:{{python}}-slim-bookworm"}}
     controller = core.read_namespaced_config_map("workflow-controller-configmap", namespace)
     executor = yaml.safe_load(controller.data.get("executor") or "{}") or {}
     env = [e for e in executor.get("env") or [] if e.get("name") != "STORAGE_EMULATOR_HOST"]
@@ -216,6 +222,8 @@ def main(argv: list[str] | None = None) -> int:
     p_overlay.add_argument("namespace")
     p_overlay.add_argument("--gcs", required=True)
     p_overlay.add_argument("--gcs-key", required=True)
+    p_overlay.add_argument("--registry", required=True, help="the local registry, HOST:PORT")
+    p_overlay.add_argument("--model-registry-url", required=True)
     args = parser.parse_args(argv)
 
     api_client = api(args.kubeconfig)
@@ -236,7 +244,8 @@ def main(argv: list[str] | None = None) -> int:
     elif args.command == "rollout-ready":
         return 0 if rollout_ready(api_client, args.namespace, args.name) else 1
     elif args.command == "dev-overlay":
-        dev_overlay(api_client, args.namespace, args.gcs, Path(args.gcs_key).read_text())
+        dev_overlay(api_client, args.namespace, args.gcs, Path(args.gcs_key).read_text(),
+                    args.registry, args.model_registry_url)
     return 0
 
 

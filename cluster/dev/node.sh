@@ -4,10 +4,11 @@
 # (a GCS emulator; Redis runs in the cluster as csflow's own Deployment).
 #
 # Network: one Linux bridge, csflow0 (10.88.0.1/24), made here; the CNI bridge plugin
-# attaches each pod to it from its own network namespace. The API server, the kubelet
-# and the GCS emulator listen on 10.88.0.1, the registry on 127.0.0.1. Pods reach
-# Services (the API server's `kubernetes`, csflow-redis) through kube-proxy's iptables
-# rules. Nothing is routed off this machine: there is no masquerade to eth0.
+# attaches each pod to it from its own network namespace. The API server, the kubelet,
+# the registry and the GCS emulator listen on 10.88.0.1. Pods reach Services (the API
+# server's `kubernetes`, csflow-redis) through kube-proxy's iptables rules, and the
+# package indexes this machine reaches (the publish flow's clone and build steps) through
+# one masquerade rule and this machine's resolver, as a production cluster's pods would.
 # NetworkPolicies are not enforced (the bridge plugin has no policy engine).
 
 readonly NODE_NAME=csflow-dev
@@ -15,11 +16,15 @@ readonly BRIDGE=csflow0
 readonly BRIDGE_IP=10.88.0.1
 readonly POD_CIDR=10.88.0.0/24
 readonly SERVICE_CIDR=10.96.0.0/16
-REGISTRY_ADDR="127.0.0.1:${CSFLOW_DEV_REGISTRY_PORT:-15000}"
+# On the bridge: the publish flow's build step pushes to it from a pod.
+REGISTRY_ADDR="$BRIDGE_IP:${CSFLOW_DEV_REGISTRY_PORT:-15000}"
 GCS_PORT="${CSFLOW_DEV_GCS_PORT:-14443}"
+# The publish steps' model registry (versions and tags), in the GCS emulator.
+readonly MODEL_REGISTRY_URL=gs://csflow-results/model-registry
 WEBAPP_LISTEN="$BRIDGE_IP:${CSFLOW_DEV_WEBAPP_PORT:-18080}"   # the tests' webapp recorder
 # Registries whose images the dev registry stands in for (containerd mirrors).
 readonly MIRRORED=(gcr.io quay.io docker.io registry.k8s.io)
+readonly EGRESS_RULE=(-s "$POD_CIDR" ! -o "$BRIDGE" -m comment --comment csflow-dev-egress -j MASQUERADE)
 
 node_network() {
     # The bridge exists before the API server starts: it listens on the bridge's address.
@@ -36,6 +41,11 @@ node_network() {
         [[ -f "$RUN_DIR/sysctl.$key" ]] || sysctl -n "$key" >"$RUN_DIR/sysctl.$key"
         sysctl -qw "$key=1" || fail "cannot set $key=1"
     done
+    # Pods' traffic off the bridge leaves with this machine's address; `down` removes it.
+    iptables -t nat -C POSTROUTING "${EGRESS_RULE[@]}" 2>/dev/null \
+        || iptables -t nat -A POSTROUTING "${EGRESS_RULE[@]}" \
+        || fail "cannot add the pods' masquerade rule (iptables -t nat)"
+    echo "${EGRESS_RULE[*]}" >"$RUN_DIR/egress-rule"
 }
 
 node_certificates() {
@@ -104,7 +114,8 @@ state = "$dir/state"
     conf_dir = "$cni/net.d"
 EOF
         local registry
-        for registry in "${MIRRORED[@]}"; do
+        # ... and the registry itself, by its address (the images the publish flow builds).
+        for registry in "${MIRRORED[@]}" "$REGISTRY_ADDR"; do
             printf '  [plugins."io.containerd.grpc.v1.cri".registry.mirrors."%s"]\n    endpoint = ["http://%s"]\n' \
                 "$registry" "$REGISTRY_ADDR"
         done
@@ -116,7 +127,8 @@ EOF
 node_kubelet() {
     local dir="$RUN_DIR/kubelet"
     mkdir -p "$dir/root" "$dir/pod-logs"
-    : >"$dir/resolv.conf"  # pods get no resolver of this machine (no cluster DNS here)
+    # No cluster DNS here: pods resolve names as this machine does (Services by address).
+    cp /etc/resolv.conf "$dir/resolv.conf"
     cat >"$dir/config.yaml" <<EOF
 apiVersion: kubelet.config.k8s.io/v1beta1
 kind: KubeletConfiguration
@@ -226,6 +238,7 @@ node_csflow() {
     # ignores it) and the emulator's address for the platform steps and Argo's executor.
     openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$PKI/gcs-sa.key" 2>>"$LOGS/pki.log"
     kube dev-overlay "$NAMESPACE" --gcs "http://$BRIDGE_IP:$GCS_PORT" --gcs-key "$PKI/gcs-sa.key" \
+            --registry "$REGISTRY_ADDR" --model-registry-url "$MODEL_REGISTRY_URL" \
             2>>"$LOGS/csflow-manifests.log" \
         || fail "the dev overlay (GCS emulator) was refused" "$LOGS/csflow-manifests.log"
 }

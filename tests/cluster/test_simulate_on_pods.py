@@ -19,109 +19,17 @@ deadline, a deleted pod; Argo's podGC and TTL must clean up after them.
 
 from __future__ import annotations
 
-import base64
 import json
-import os
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
 from csflow.engine.store import FAIL, SUCCESS
-from csflow.sdk import redis_acl
 
-from .conftest import REPO, eventually
+from .conftest import REPO, TOY_INPUTS, eventually, settled, submit
 
 pytestmark = pytest.mark.cluster
 
 TAX_INPUTS = json.loads((REPO / "examples" / "tax-cruncher" / "inputs.json").read_text())
-TOY_INPUTS = {"meta_param_dict": {"year": 2024}, "adjustment": {"Knobs": {"x": [{"value": 2}]}}}
-CONFIG_DIRS = [REPO / "config", REPO / "tests" / "models" / "config", REPO / "tests" / "cluster" / "models" / "config"]
-
-
-class WebappRecorder:
-    """Stands in for the C/S webapp's callback API (``PUT /outputs/api/``): records
-    each report and answers 200. Listens where the cluster's CSFLOW_WEBAPP_URL points."""
-
-    def __init__(self, host: str, port: int):
-        self.reports: list[dict] = []
-        recorder = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_PUT(self):  # noqa: N802 (http.server's naming)
-                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                recorder.reports.append({"path": self.path, **json.loads(body or b"{}")})
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.end_headers()
-                self.wfile.write(b'{"status": "ok"}')
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer((host, port), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def for_job(self, job_id: str) -> list[dict]:
-        return [r for r in self.reports if r.get("job_id") == job_id]
-
-
-@pytest.fixture(scope="session")
-def node(cluster) -> str:
-    nodes = cluster.core.list_node().items
-    ready = [n.metadata.name for n in nodes
-             if any(c.type == "Ready" and c.status == "True" for c in n.status.conditions or [])]
-    if not ready:
-        pytest.skip("the cluster has no Ready node (cluster/dev/up without one: pods stay Pending)")
-    missing = [v for v in ("CSFLOW_JOB_STORE_URL", "CSFLOW_STORAGE_URL", "CSFLOW_DEV_WEBAPP_LISTEN")
-               if not os.environ.get(v)]
-    if missing:
-        pytest.skip(f"set {', '.join(missing)} (cluster/dev/up writes them) to run csflow's images")
-    return ready[0]
-
-
-@pytest.fixture(scope="session")
-def webapp(node) -> WebappRecorder:
-    host, port = os.environ["CSFLOW_DEV_WEBAPP_LISTEN"].rsplit(":", 1)
-    recorder = WebappRecorder(host, int(port))
-    yield recorder
-    recorder.server.shutdown()
-
-
-@pytest.fixture
-def pods_client(cluster, argo_token, node, webapp, tmp_path, monkeypatch):
-    from csflow.sdk.client import Client
-
-    password = os.environ.get(redis_acl.REDIS_PASSWORD_ENV)
-    if not password:
-        secret = cluster.core.read_namespaced_secret("csflow-platform", cluster.namespace)
-        password = base64.b64decode(secret.data[redis_acl.REDIS_PASSWORD_ENV]).decode()
-    monkeypatch.setenv("CSFLOW_HOME", str(tmp_path / "home"))
-    monkeypatch.setenv(redis_acl.REDIS_USER_ENV, os.environ.get(redis_acl.REDIS_USER_ENV, redis_acl.SCHEDULER))
-    monkeypatch.setenv(redis_acl.REDIS_PASSWORD_ENV, password)
-    return Client(
-        backend="argo", home=tmp_path / "home", config_dirs=CONFIG_DIRS,
-        argo_host=cluster.argo_host, argo_token=argo_token, argo_namespace=cluster.namespace,
-        argo_verify_ssl=cluster.verify_ssl, job_store_url=os.environ["CSFLOW_JOB_STORE_URL"],
-        storage_url=os.environ["CSFLOW_STORAGE_URL"],
-    )
-
-
-def settled(client, job_id: str, timeout: float = 900):
-    """The run once it ended, or once a step other than the exit handler failed (what
-    follows then is the exit handler's work, which the tests check at the webapp)."""
-    def check():
-        run = client.status(job_id)
-        failed = [s for s, i in run.steps.items() if i["phase"] in ("Failed", "Error") and s != "notify"
-                  and ".onExit" not in s]
-        return run if run.done or failed else None
-    return eventually(check, timeout=timeout, every=2, what=f"run {job_id} ends or a step fails")
-
-
-def submit(client, workflows, model: str, inputs: dict):
-    run = client.submit(model, inputs)
-    workflows.append(run.extra["workflow"])
-    return run
 
 
 @pytest.mark.timeout(1200)

@@ -1,0 +1,113 @@
+"""The publish flow on real pods: clone from git, build the image in the cluster,
+test it, push and deploy it, then run a simulation on what was published.
+
+Needs what ``test_simulate_on_pods`` needs, and from ``cluster/dev/up``:
+``CSFLOW_DEV_REGISTRY`` (a registry pods push to and pull from) and
+``CSFLOW_MODEL_REGISTRY_URL`` (the model registry the publish steps share with
+the SDK). The model's source is served by ``git daemon`` on the address pods
+reach this machine at (the registry's), as a model's repository on GitHub would
+be. The build step reaches the package index through the node's network.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from csflow.engine.store import SUCCESS
+from csflow.sdk.client import Client
+
+from .conftest import REPO, TOY_INPUTS, eventually, settled, submit
+
+pytestmark = pytest.mark.cluster
+
+OWNER, TITLE = "tests", "ToyPublished"
+
+
+@pytest.fixture
+def registry(node) -> str:
+    for name in ("CSFLOW_DEV_REGISTRY", "CSFLOW_MODEL_REGISTRY_URL"):
+        if not os.environ.get(name):
+            pytest.skip(f"{name} is not set (cluster/dev/up writes it)")
+    return os.environ["CSFLOW_DEV_REGISTRY"]
+
+
+@pytest.fixture
+def git_url(registry, tmp_path):
+    """The toy model in a git repository that pods can clone (``git://``)."""
+    host = registry.rsplit(":", 1)[0]
+    work = tmp_path / "toy"
+    shutil.copytree(REPO / "tests" / "models" / "toy", work, ignore=shutil.ignore_patterns("__pycache__"))
+    git = ["git", "-c", "user.name=csflow tests", "-c", "user.email=tests@csflow.invalid"]
+    for args in (["init", "-q", "-b", "main"], ["add", "."], ["commit", "-q", "-m", "toy model"]):
+        subprocess.run([*git, "-C", str(work), *args], check=True)
+    served = tmp_path / "served"
+    subprocess.run(["git", "clone", "-q", "--bare", str(work), str(served / "toy.git")], check=True)
+    with socket.socket() as probe:
+        probe.bind((host, 0))
+        port = probe.getsockname()[1]
+    daemon = subprocess.Popen(
+        ["git", "daemon", "--reuseaddr", "--export-all", f"--base-path={served}",
+         f"--listen={host}", f"--port={port}", str(served)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"git://{host}:{port}/toy.git"
+    eventually(lambda: subprocess.run(["git", "ls-remote", url], capture_output=True).returncode == 0,
+               timeout=20, what="git daemon serves the toy model")
+    yield url
+    daemon.terminate()
+    daemon.wait(10)
+
+
+def write_config(folder: Path, git_url: str) -> Path:
+    path = folder / OWNER / f"{TITLE}.yaml"
+    path.parent.mkdir(parents=True)
+    path.write_text(yaml.safe_dump({
+        "owner": OWNER, "title": TITLE,
+        "source": {"git": {"url": git_url, "ref": "main"}},
+        "python": "3.11", "requirements": [], "functions": "toy_model", "timeout": 120,
+        "env": {"TOY_MODE": "ok"},
+        "tests": {"ok_adjustment": {"Knobs": {"x": [{"value": 2}]}},
+                  "bad_adjustment": {"Knobs": {"x": [{"value": -1}]}}},
+    }))
+    return path
+
+
+@pytest.mark.timeout(2400)
+def test_a_model_published_from_git_on_real_pods_runs_simulations(
+        pods_client, cluster, workflows, webapp, registry, git_url, tmp_path):
+    configs = tmp_path / "config"
+    config = write_config(configs, git_url)
+    client = Client(pods_client.settings.model_copy(
+        update={"registry": f"{registry}/csflow", "config_dirs": [configs]}))
+
+    run = client.publish(config, detach=True)
+    workflows.append(run.extra["workflow"])
+    published = client.wait(run.id, timeout=1800)
+    failed = {s: i["message"] for s, i in published.steps.items() if i["phase"] in ("Failed", "Error")}
+    assert published.status == SUCCESS, f"{published.status}: {published.reason} {failed}"
+    assert {"clone", "build", "test", "verify", "push", "deploy"} <= set(published.steps)
+    assert "approve" not in published.steps or published.steps["approve"]["phase"] == "Skipped"
+
+    # The registry records the version, both tags moved, and the webapp heard of both.
+    model = client.model(f"{OWNER}/{TITLE}")
+    tag = model["tags"]["latest"]
+    assert model["tags"]["staging"] == tag
+    version = model["versions"][tag]
+    assert version["image"] == f"{registry}/csflow/{OWNER.lower()}_{TITLE.lower()}:{tag}"
+    assert version["origin"]["git"] == git_url and version["tests"]["failed"] == 0
+    deployments = [r for r in webapp.reports if r["path"] == f"/publish/api/{OWNER}/{TITLE}/deployments/"]
+    assert {"staging_tag": tag} in [{k: v for k, v in r.items() if k != "path"} for r in deployments]
+    assert {"latest_tag": tag} in [{k: v for k, v in r.items() if k != "path"} for r in deployments]
+
+    # A simulation of `latest` runs the image the build step pushed.
+    sim = settled(client, submit(client, workflows, f"{OWNER}/{TITLE}", TOY_INPUTS).id, timeout=600)
+    assert sim.status == SUCCESS, f"{sim.status}: {sim.reason} {sim.steps}"
+    workflow = eventually(lambda: cluster.workflow(sim.extra["workflow"]), what="the simulation's workflow")
+    parameters = {p["name"]: p.get("value") for p in workflow["spec"]["arguments"]["parameters"]}
+    assert parameters["image"] == version["image"]
