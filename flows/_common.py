@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import re
 
-from hera.workflows import Container, Parameter
+from hera.workflows import Container, EmptyDirVolume, Parameter
 from hera.workflows.models import (
     Capabilities,
     ConfigMapEnvSource,
@@ -181,6 +181,13 @@ def model_env_from() -> list[EnvFromSource]:
     ]
 
 
+def work_volume() -> EmptyDirVolume:
+    """An emptyDir at WORK_DIR in every step's pod, writable by the step's user (the
+    pod's fsGroup). Without it the folder Argo creates to put an input artifact in
+    is root's, and the step cannot write its own files beside it."""
+    return EmptyDirVolume(name="work", mount_path=WORK_DIR)
+
+
 def model_step(
     name: str,
     args: list[str],
@@ -200,6 +207,7 @@ def model_step(
         security_context=container_security_context(),
         pod_spec_patch=resources_patch(),
         env_from=model_env_from() if env_from is None else env_from,
+        volumes=[work_volume()],
         **kwargs,
     )
 
@@ -221,6 +229,7 @@ def platform_step(
         automount_service_account_token=False,
         security_context=container_security_context(),
         env_from=platform_env_from() if env_from is None else env_from,
+        volumes=[work_volume()],
         **kwargs,
     )
 

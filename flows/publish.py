@@ -159,6 +159,7 @@ def build(platform_image: str = "gcr.io/csflow/csflow:0.1.0") -> WorkflowTemplat
             resources=BUILD_RESOURCES,
             active_deadline_seconds=BUILD_DEADLINE,
             volumes=[
+                c.work_volume(),
                 SecretVolume(
                     name="registry-push",
                     secret_name=REGISTRY_SECRET,

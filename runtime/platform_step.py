@@ -19,6 +19,7 @@ import argparse
 import io
 import json
 import os
+import re
 import sys
 import uuid
 import zipfile
@@ -125,10 +126,20 @@ def classify(workflow_status: str, errors_warnings: dict[str, Any]) -> str:
     return FAIL
 
 
-def failure_reason(failures: list[dict[str, Any]]) -> str:
-    """One line from Argo's ``{{workflow.failures}}``."""
-    for failure in failures:
-        name = failure.get("displayName") or failure.get("name") or "a step"
+def failure_reason(failures: Any) -> str:
+    """One line from Argo's ``{{workflow.failures}}``: the failed nodes, which a real
+    Argo v4 hands over JSON-encoded once more (a JSON string of the list), in no
+    particular order, with the DAG around a failed step listed too ("child '...'
+    failed"). The step that failed first says why."""
+    while isinstance(failures, str):
+        try:
+            failures = json.loads(failures)
+        except json.JSONDecodeError:
+            return ""
+    listed = [f for f in failures if isinstance(f, dict)] if isinstance(failures, list) else []
+    own = [f for f in listed if not str(f.get("message") or "").startswith("child ")] or listed
+    for failure in sorted(own, key=lambda f: str(f.get("finishedAt") or "")):
+        name = re.sub(r"\(\d+\)$", "", failure.get("displayName") or failure.get("name") or "a step")
         message = failure.get("message") or failure.get("phase") or "failed"
         return f"{name}: {message}"
     return ""

@@ -14,7 +14,7 @@ import requests
 
 from csflow.sdk import redis_acl
 from csflow.sdk.backends import argo as argo_backend
-from csflow.sdk.backends.argo import ArgoBackend, ArgoError, ndjson, pod_name
+from csflow.sdk.backends.argo import ArgoBackend, ArgoError, ndjson, pod_name, run_from_workflow
 from csflow.sdk.client import Client, parse_inputs
 from csflow.sdk.errors import BadInput, CsflowError, NotFound
 from csflow.sdk.settings import Settings
@@ -71,6 +71,22 @@ def nodes(workflow: str, phases: dict[str, str], message: str = "") -> dict:
         item = node(workflow, task, phase, message=message if phase == "Failed" else "", index=index)
         built[item["id"]] = item
     return built
+
+
+def test_retried_steps_are_named_after_their_task_and_the_last_attempt_counts():
+    """As a real Argo v4.0.5 names the pods of steps with a retryStrategy (upload,
+    notify): one pod node per attempt, "upload(0)", "<workflow>.onExit(0)"."""
+    workflow = "sim-0b4c1f0e-1d7b-4b7c-9d41-7f5cbb1f7c6e"
+    built = nodes(workflow, {"inputs": "Succeeded", "run": "Succeeded", "outputs": "Succeeded"})
+    attempts = [node(workflow, "upload", "Failed", message="HTTP 503", index=3),
+                node(workflow, "upload", "Succeeded", index=4), node(workflow, "notify", "Succeeded", index=5)]
+    for attempt, item in zip((0, 1, 0), attempts):
+        item["displayName"] += f"({attempt})"
+        built[item["id"]] = item
+    run = run_from_workflow({"metadata": {"name": workflow, "labels": {}},
+                             "spec": {}, "status": {"phase": "Succeeded", "nodes": built}})
+    assert list(run.steps) == ["inputs", "run", "outputs", "upload", "notify"]
+    assert run.steps["upload"]["phase"] == "Succeeded" and run.status == "SUCCESS"
 
 
 def test_submit_writes_the_job_then_creates_a_valid_workflow(backend, double, redis_server):  # noqa: F811

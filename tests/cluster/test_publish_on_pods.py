@@ -98,7 +98,8 @@ def test_a_model_published_from_git_on_real_pods_runs_simulations(
     model = client.model(f"{OWNER}/{TITLE}")
     tag = model["tags"]["latest"]
     assert model["tags"]["staging"] == tag
-    version = model["versions"][tag]
+    [version] = [v for v in model["versions"] if v["tag"] == tag]
+    assert version["tags"] == ["latest", "staging"] and version["publish_run"] == run.extra["workflow"]
     assert version["image"] == f"{registry}/csflow/{OWNER.lower()}_{TITLE.lower()}:{tag}"
     assert version["origin"]["git"] == git_url and version["tests"]["failed"] == 0
     deployments = [r for r in webapp.reports if r["path"] == f"/publish/api/{OWNER}/{TITLE}/deployments/"]
