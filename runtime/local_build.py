@@ -14,7 +14,6 @@ packages may run their build scripts.
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import os

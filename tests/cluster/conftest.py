@@ -132,7 +132,7 @@ def argo_token(cluster) -> str:
 
 
 @pytest.fixture(scope="session")
-def job_store(redis_server) -> tuple[str, dict[str, str]]:
+def job_store(redis_server) -> tuple[str, dict[str, str]]:  # noqa: F811
     """The tests' real redis-server with csflow's ACL users: (URL, passwords by user)."""
     return redis_server.url, redis_server.passwords
 

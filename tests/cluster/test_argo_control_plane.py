@@ -326,5 +326,7 @@ def test_the_publish_build_step_gets_a_pod_in_the_csflow_namespace(cluster, work
     assert pod.spec.security_context.run_as_non_root and pod.spec.security_context.run_as_user == common.RUN_AS_USER
     assert pod.spec.automount_service_account_token is False
     main = next(c for c in pod.spec.containers if c.name == "main")
-    assert main.command == common.IMAGE_BUILD_COMMAND and main.image.endswith("/csflow:0.1.0")
+    # Argo's emissary wraps the command: argoexec emissary ... -- COMMAND.
+    assert main.command[main.command.index("--") + 1:] == common.IMAGE_BUILD_COMMAND
+    assert main.image.endswith("/csflow:0.1.0")
     assert [e.config_map_ref.name for e in main.env_from] == [common.PLATFORM_CONFIG]
