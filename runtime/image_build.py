@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
         base = model_image.base_image(info, settings.model_base_image)
         with tempfile.TemporaryDirectory(prefix="csflow-build-") as tmp:
             layer = Path(tmp) / "layer.tar"
-            model_image.write_layer(context, layer, uv_bin(), _run)
+            model_image.write_layer(context, info, layer, uv_bin(), _run)
             print(f"layer: {layer.stat().st_size / 1e6:.1f} MB", flush=True)
             pushed = _run(model_image.crane_mutate_command(
                 crane, info, layer, args.image, base, insecure=settings.registry_insecure),

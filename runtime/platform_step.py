@@ -19,7 +19,6 @@ import argparse
 import io
 import json
 import os
-import re
 import sys
 import uuid
 import zipfile
@@ -28,6 +27,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from csflow.sdk import names
 from csflow.sdk.contract import ErrorsWarnings, ModelResult, RemoteResult, output_filenames
 from csflow.sdk.errors import CsflowError
 from csflow.sdk.fileutil import write_bytes_atomic, write_json_atomic
@@ -139,7 +139,7 @@ def failure_reason(failures: Any) -> str:
     listed = [f for f in failures if isinstance(f, dict)] if isinstance(failures, list) else []
     own = [f for f in listed if not str(f.get("message") or "").startswith("child ")] or listed
     for failure in sorted(own, key=lambda f: str(f.get("finishedAt") or "")):
-        name = re.sub(r"\(\d+\)$", "", failure.get("displayName") or failure.get("name") or "a step")
+        name = names.without_attempt(failure.get("displayName") or failure.get("name") or "a step")
         message = failure.get("message") or failure.get("phase") or "failed"
         return f"{name}: {message}"
     return ""

@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import csv
 import io
-import json
 import os
 import shutil
 import tarfile
@@ -84,10 +83,10 @@ def wrapper(program: str) -> str:
     return f'#!/bin/sh\nexec python {RUNTIME_DIR}/{program} "$@"\n'
 
 
-def write_layer(context: Path, layer: Path, uv: str, run: Callable[[list[str], str], object]) -> None:
-    """Make the image's one layer (a tarball) from a build context. ``run(command,
-    what)`` runs a command and raises on failure."""
-    info = json.loads((context / "build.json").read_text())
+def write_layer(context: Path, info: dict, layer: Path, uv: str,
+                run: Callable[[list[str], str], object]) -> None:
+    """Make the image's one layer (a tarball) from a build context and its build
+    record (``build.json``). ``run(command, what)`` runs a command and raises on failure."""
     with tempfile.TemporaryDirectory(prefix="csflow-layer-") as tmp:
         root = Path(tmp)
         packages = root / PACKAGES_DIR.lstrip("/")

@@ -73,3 +73,12 @@ def kube_name(*parts: str) -> str:
 
 def is_rfc1123_label(value: str) -> bool:
     return bool(_RFC1123_LABEL.match(value))
+
+
+# Argo names the pods of a step with a retryStrategy after the attempt: "upload(0)".
+_ATTEMPT = re.compile(r"\(\d+\)$")
+
+
+def without_attempt(display_name: str) -> str:
+    """A workflow node's step name without Argo's attempt suffix."""
+    return _ATTEMPT.sub("", display_name)

@@ -32,7 +32,6 @@ and https://argo-workflows.readthedocs.io/en/latest/walk-through/suspending/
 from __future__ import annotations
 
 import json
-import re
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
@@ -134,14 +133,10 @@ def _epoch(timestamp: str | None) -> float | None:
     return datetime.fromisoformat(timestamp.replace("Z", "+00:00")).timestamp()
 
 
-# A step with a retryStrategy runs as pods named after the attempt: "upload(0)", "upload(1)".
-_ATTEMPT = re.compile(r"\(\d+\)$")
-
-
 def step_name(node: dict[str, Any]) -> str:
     """A node's step, as csflow names it: the DAG task, or the exit handler's template,
     whatever the attempt (the latest attempt, started last, stands for the step)."""
-    display = _ATTEMPT.sub("", node.get("displayName") or node.get("name", ""))
+    display = names.without_attempt(node.get("displayName") or node.get("name", ""))
     if display.endswith(".onExit"):
         return node.get("templateName") or "notify"
     return display

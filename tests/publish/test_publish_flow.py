@@ -154,7 +154,8 @@ def test_the_layer_runs_the_model_on_the_images_python(configs, tmp_path):
     with plan_build(load_model_config(config_path), tmp_path / "cache") as plan:
         write_build_context(plan, tmp_path / "context")
     layer = tmp_path / "layer.tar"
-    model_image.write_layer(tmp_path / "context", layer, uv_bin(), run_or_fail)
+    info = json.loads((tmp_path / "context" / "build.json").read_text())
+    model_image.write_layer(tmp_path / "context", info, layer, uv_bin(), run_or_fail)
 
     with tarfile.open(layer) as tar:
         entries = {m.name: m for m in tar.getmembers()}
@@ -165,7 +166,7 @@ def test_the_layer_runs_the_model_on_the_images_python(configs, tmp_path):
         assert any(n.startswith("opt/csflow/packages/redis/") for n in entries)
         tar.extractall(tmp_path / "root", filter="tar")
     root = tmp_path / "root"
-    env = model_image.image_env(json.loads((tmp_path / "context" / "build.json").read_text()))
+    env = model_image.image_env(info)
     env["PYTHONPATH"] = ":".join(f"{root}{p}" for p in env["PYTHONPATH"].split(":"))
     shim = tmp_path / "bin"  # the image's `python` is the base image's
     shim.mkdir()
