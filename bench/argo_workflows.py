@@ -19,9 +19,10 @@ import uuid
 import yaml
 
 from csflow import flows
-from csflow.engine.dag import merge_workflow
+from csflow.sdk.argo.semantics import merge_workflow
 from csflow.flows import simulate
-from csflow.sdk import lint, manifests
+from csflow.sdk.argo import lint
+from csflow.sdk.argo import schema
 
 RESOURCES = {"requests": {"cpu": "1", "memory": "1908Mi"}, "limits": {"cpu": "1", "memory": "2290Mi"}}
 
@@ -51,13 +52,13 @@ def main(count: int = 1000) -> None:
           f"{2**20 / big:,.0f}x (inlined)")
 
     library = lint.library_of([template])
-    manifests.crd_validator("Workflow")  # built once per process; not part of the per-workflow cost
+    schema.crd_validator("Workflow")  # built once per process; not part of the per-workflow cost
     started = time.perf_counter()
     built = [workflow(str(uuid.uuid4())) for _ in range(count)]
     after_build = time.perf_counter()
     problems = 0
     for document in built:
-        problems += len(manifests.schema_findings(document)) + len(lint.lint_document(document, library))
+        problems += len(schema.schema_findings(document)) + len(lint.lint_document(document, library))
     finished = time.perf_counter()
     build_ms = (after_build - started) * 1000 / count
     check_ms = (finished - after_build) * 1000 / count

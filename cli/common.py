@@ -16,7 +16,7 @@ import yaml
 from rich.console import Console
 from rich.markup import escape
 
-from csflow.sdk.errors import CsflowError
+from csflow.sdk.core.errors import CsflowError
 
 console = Console()
 err_console = Console(stderr=True)
@@ -42,7 +42,7 @@ class State:
 
 def settings(**flags: Any):
     """Settings from flags (those given), then CSFLOW_* variables, then the config file."""
-    from csflow.sdk.settings import Settings
+    from csflow.sdk.core.settings import Settings
 
     return Settings(**{**State.overrides, **{k: v for k, v in flags.items() if v is not None}})
 

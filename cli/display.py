@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from csflow.engine.store import Run
+from csflow.sdk.core.run import Run
 
 STATUS_STYLE = {
     "SUCCESS": "green",

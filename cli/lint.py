@@ -3,7 +3,7 @@
 Every document is checked against its schema (Argo kinds against the v4.0.5
 CRDs with every object closed, core Kubernetes kinds with
 kubernetes-validate), then Argo kinds get the semantic checks ``argo lint``
-makes (``sdk/lint.py``). A Workflow that refers to a WorkflowTemplate is
+makes (``sdk/argo/lint.py``). A Workflow that refers to a WorkflowTemplate is
 checked against the template if it is in the same input, else against
 csflow's own flows. One line per finding; exit 2 if there is any.
 """
@@ -32,16 +32,18 @@ def command(
     schema: bool = typer.Option(True, "--schema/--no-schema", help="Also check each document's schema."),
 ) -> None:
     """Lint Argo Workflows manifests (schema and semantics) without a cluster."""
-    from csflow.sdk import lint, manifests
+    from csflow.sdk.argo import lint
+    from csflow.sdk.argo import schema
+    from csflow.sdk.ops import manifests
 
-    docs = manifests.load_documents(_read(file), "stdin" if file == "-" else file)
+    docs = schema.load_documents(_read(file), "stdin" if file == "-" else file)
     if not docs:
         raise fail(f"{file}: no documents", EXIT_BAD_INPUT)
     own_flows, _ = manifests.flow_templates()
     findings = []
     for doc in docs:
         if schema:
-            findings.extend(manifests.schema_findings(doc))
+            findings.extend(schema.schema_findings(doc))
     findings.extend(lint.lint_documents(docs, library=lint.library_of(own_flows)))
     source = "stdin" if file == "-" else file
     for finding in findings:

@@ -20,8 +20,8 @@ from rich.table import Table
 
 from csflow.cli.common import OutputFormat, OutputOption, client, console, emit, handle_errors
 from csflow.cli.display import when
-from csflow.sdk import names
-from csflow.sdk.errors import BadInput
+from csflow.sdk.core import names
+from csflow.sdk.core.errors import BadInput
 
 # Where the group's -n puts the model for subgroups (cli/secrets.py reads it).
 MODEL_KEY = "csflow.model"

@@ -6,7 +6,7 @@
 Only ``get`` prints a value. ``set`` reads the value from stdin when VALUE is
 left out (a hidden prompt on a terminal), which keeps it out of shell history
 and the process list; ``--generate`` stores a random one. ``sync`` delivers
-the values to the cluster as Kubernetes Secrets (``sdk/secret_sync.py``).
+the values to the cluster as Kubernetes Secrets (``sdk/ops/secret_sync.py``).
 The backend (local files or Google Secret Manager) comes from settings
 (``secrets_backend``).
 
@@ -32,9 +32,10 @@ from csflow.cli.common import (
     handle_errors,
     settings,
 )
-from csflow.sdk import names, redis_acl
-from csflow.sdk.errors import BadInput
-from csflow.sdk.fileutil import write_text_atomic
+from csflow.sdk.core import names
+from csflow.sdk.ops import redis_acl
+from csflow.sdk.core.errors import BadInput
+from csflow.sdk.core.fileutil import write_text_atomic
 from rich.table import Table
 
 MODEL_KEY = "csflow.model"
@@ -63,7 +64,7 @@ GenerateOption = typer.Option(False, "--generate", help="Store a random value (2
 
 
 def _store():
-    from csflow.sdk.secrets import open_secret_store
+    from csflow.sdk.dataplane.secrets import open_secret_store
 
     return open_secret_store(settings())
 
@@ -122,7 +123,7 @@ def _emit_rows(rows: list[dict[str, Any]], output: OutputFormat, title: str) -> 
 
 def _declared(owner: str, title: str) -> list[str] | None:
     """The model config's declared secrets, or None without a config."""
-    from csflow.sdk.model_config import find_model_config
+    from csflow.sdk.core.model_config import find_model_config
 
     try:
         return find_model_config(owner, title, settings().config_dirs).secrets
@@ -287,7 +288,7 @@ def service_sync(
 ) -> None:
     """Deliver secrets to the cluster as Kubernetes Secrets (read by pods through envFrom).
     Without -o or --apply, shows what would be delivered (names only)."""
-    from csflow.sdk import secret_sync
+    from csflow.sdk.ops import secret_sync
 
     only = [names.parse_model_name(m) for m in models] if models else None
     result = secret_sync.plan(settings(), _store(), only)

@@ -31,7 +31,9 @@ def config(
     check: bool = typer.Option(True, "--check/--no-check", help="Validate every document first."),
 ) -> None:
     """Print every manifest for `kubectl apply -f -`."""
-    from csflow.sdk import lint, manifests
+    from csflow.sdk.argo import lint
+    from csflow.sdk.argo import schema
+    from csflow.sdk.ops import manifests
 
     config = settings(image=image)
     platform_env = {}
@@ -46,17 +48,17 @@ def config(
         err_console.print(f"note: flow {name!r} has no module yet; its WorkflowTemplate is left out",
                           highlight=False)
     if check:
-        findings = [f for doc in docs for f in manifests.schema_findings(doc)]
+        findings = [f for doc in docs for f in schema.schema_findings(doc)]
         findings += lint.lint_documents(docs)
         if findings:
             for finding in findings:
                 err_console.print(str(finding), highlight=False, soft_wrap=True, markup=False)
             raise fail(f"{len(findings)} problem(s) in the generated manifests; nothing written", 1)
-    text = manifests.dump_documents(docs)
+    text = schema.dump_documents(docs)
     if output == "-":
         sys.stdout.write(text)
         return
-    from csflow.sdk.fileutil import write_bytes_atomic
+    from csflow.sdk.core.fileutil import write_bytes_atomic
 
     write_bytes_atomic(Path(output), text.encode())
     err_console.print(f"wrote {len(docs)} manifests to {output}", highlight=False)

@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 from typing import Protocol
 
-from csflow.sdk.errors import CsflowError
+from csflow.sdk.core.errors import CsflowError
 
 RUNTIME_DIR = Path(__file__).resolve().parent.parent / "runtime"
 

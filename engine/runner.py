@@ -1,6 +1,6 @@
 """The embedded engine: runs one compiled Workflow (simulate, publish) on this machine.
 
-It walks the entrypoint DAG of the merged Workflow (``engine/dag.py``), runs
+It walks the entrypoint DAG of the merged Workflow (``sdk/argo/semantics.py``), runs
 each container template as a local process through a launcher
 (``engine/launchers.py``), chosen by the template's ``csflow.io/environment``
 label: model steps in the model's uv environment, platform steps in csflow's.
@@ -10,7 +10,7 @@ template's ``inputs.parameters``. The exit handler runs on every end, as on
 Argo. Every state change goes to the run store at once.
 
 A suspend template (Argo: https://argo-workflows.readthedocs.io/en/latest/walk-through/suspending/)
-stops the walk: the run is SUSPENDED, with no engine process. Resuming runs
+stops the walk: the run is RunStatus.SUSPENDED, with no engine process. Resuming runs
 the Workflow again with the finished steps' records (``resume``): they are
 not run again, their outputs are read back from their folders, and the
 suspend step, now approved, succeeds.
@@ -29,22 +29,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from csflow.engine import dag
+from csflow.sdk.argo import semantics
 from csflow.engine.launchers import Launcher, LaunchError, StepProcess
-from csflow.engine.store import CANCELLED, FAIL, RUNNING, SUSPENDED, RunStore
-from csflow.flows._common import (
+from csflow.sdk.core.status import RunStatus, StepPhase, classify, failure_reason
+from csflow.engine.store import RunStore
+from csflow.sdk.core.steps import (
     ENVIRONMENT_LABEL,
     MODEL_STEP_COMMAND,
     PLATFORM_STEP_COMMAND,
     WORK_DIR,
 )
-from csflow.runtime.platform_step import classify, failure_reason
-from csflow.sdk.registry import ModelVersion
 
-# Variables a model process inherits from the engine; nothing else leaks in
-# (least privilege: no platform credentials reach model code).
-_MODEL_ENV_PASSTHROUGH = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "TZ")
-_MODEL_ENV_PREFIXES = ("OPENBLAS_", "OMP_", "MKL_")
 MAX_LOG_BYTES = 20 * 1024 * 1024
 LOG_KEEP_BYTES = 2 * 1024 * 1024
 
@@ -60,8 +55,7 @@ class Suspended(Exception):
 
 
 # Phases after which a step is not run again when a run resumes.
-_DONE = (dag.SUCCEEDED, dag.FAILED, dag.ERRORED, dag.SKIPPED, dag.OMITTED)
-SUSPENDED_PHASE = "Suspended"
+_DONE = (StepPhase.SUCCEEDED, StepPhase.FAILED, StepPhase.ERRORED, StepPhase.SKIPPED, StepPhase.OMITTED)
 
 
 @dataclass
@@ -72,27 +66,12 @@ class TaskResult:
     artifacts: dict[str, Path] = field(default_factory=dict)
 
 
-def model_environment(version: ModelVersion, job_store_url: str, secrets: dict[str, str]) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k in _MODEL_ENV_PASSTHROUGH or k.startswith(_MODEL_ENV_PREFIXES)}
-    env.update(version.config.get("env", {}))
-    env.update(secrets)
-    env.update(
-        {
-            "PYTHONPATH": str(version.source),
-            "PYTHONUNBUFFERED": "1",
-            "CSFLOW_MODEL_FUNCTIONS": version.config["functions"],
-            "CSFLOW_JOB_STORE": job_store_url,
-        }
-    )
-    return env
-
-
 def _seconds(duration: str | int | None) -> float:
     if duration is None:
         return 0.0
     match = re.fullmatch(r"(\d+(?:\.\d+)?)(ms|s|m|h)?", str(duration))
     if not match:
-        raise dag.SpecError(f"unsupported duration {duration!r}")
+        raise semantics.SpecError(f"unsupported duration {duration!r}")
     number, unit = float(match.group(1)), match.group(2) or "s"
     return number * {"ms": 0.001, "s": 1, "m": 60, "h": 3600}[unit]
 
@@ -155,22 +134,22 @@ class SimulationRunner:
         self.scope["workflow.name"] = workflow["metadata"].get("name", run_id)
         self.deadline = time.monotonic() + float(spec.get("activeDeadlineSeconds") or 24 * 3600)
         self.resume = resume or {}
-        changes: dict[str, Any] = {"status": RUNNING, "engine_pid": os.getpid()}
+        changes: dict[str, Any] = {"status": RunStatus.RUNNING, "engine_pid": os.getpid()}
         if not self.resume:
             changes["started"] = time.time()
         self.store.update(run_id, **changes)
         previous = signal.signal(signal.SIGTERM, self._on_term)
         results: dict[str, TaskResult] = {}
         try:
-            for task in dag.dag_tasks(spec, spec["entrypoint"]):
+            for task in semantics.dag_tasks(spec, spec["entrypoint"]):
                 results[task.name] = self._run_task(run_id, task, results)
-            failed = {n: r for n, r in results.items() if r.phase in (dag.FAILED, dag.ERRORED)}
+            failed = {n: r for n, r in results.items() if r.phase in (StepPhase.FAILED, StepPhase.ERRORED)}
             status = "Failed" if failed else "Succeeded"
             failures = [{"displayName": n, "message": r.message, "phase": r.phase} for n, r in failed.items()]
         except Cancelled:
             status, failures = "Failed", [{"displayName": "run", "message": "cancelled", "phase": "Failed"}]
         except Suspended as suspended:
-            return SUSPENDED, f"waiting for approval at step {suspended}"
+            return RunStatus.SUSPENDED, f"waiting for approval at step {suspended}"
         finally:
             signal.signal(signal.SIGTERM, previous)
         self.scope["workflow.status"] = status
@@ -178,11 +157,11 @@ class SimulationRunner:
         self.scope.setdefault("workflow.outputs.parameters.errors-warnings", "{}")
         # The exit handler reports every end, a cancelled run's too (Argo's "stop").
         if spec.get("onExit"):
-            exit_task = dag.Task(name=spec["onExit"], template=spec["onExit"])
+            exit_task = semantics.Task(name=spec["onExit"], template=spec["onExit"])
             self._run_task(run_id, exit_task, results)
         errors_warnings = json.loads(self.scope["workflow.outputs.parameters.errors-warnings"])
-        final = CANCELLED if self.cancelled else classify(status, errors_warnings)
-        reason = "cancelled" if self.cancelled else (failure_reason(failures) if final == FAIL else "")
+        final = RunStatus.CANCELLED if self.cancelled else classify(status, errors_warnings)
+        reason = "cancelled" if self.cancelled else (failure_reason(failures) if final == RunStatus.FAIL else "")
         return final, reason
 
     def _on_term(self, signum, frame) -> None:
@@ -193,11 +172,11 @@ class SimulationRunner:
 
     # -- one task -----------------------------------------------------------
 
-    def _run_task(self, run_id: str, task: dag.Task, results: dict[str, TaskResult]) -> TaskResult:
+    def _run_task(self, run_id: str, task: semantics.Task, results: dict[str, TaskResult]) -> TaskResult:
         phases = {name: r.phase for name, r in results.items()}
-        if not dag.evaluate_depends(task.depends, phases):
-            self._record(run_id, task.name, dag.OMITTED)
-            return TaskResult(dag.OMITTED)
+        if not semantics.evaluate_depends(task.depends, phases):
+            self._record(run_id, task.name, StepPhase.OMITTED)
+            return TaskResult(StepPhase.OMITTED)
         scope = dict(self.scope)
         for name, result in results.items():
             for key, value in result.parameters.items():
@@ -208,38 +187,38 @@ class SimulationRunner:
         earlier = self.resume.get(task.name, {}).get("phase")
         if earlier in _DONE:
             return self._resumed(task, template, earlier, self.resume[task.name].get("message", ""))
-        if task.when and not dag.evaluate_when(dag.substitute(task.when, scope)):
-            self._record(run_id, task.name, dag.SKIPPED)
-            return TaskResult(dag.SKIPPED)
+        if task.when and not semantics.evaluate_when(semantics.substitute(task.when, scope)):
+            self._record(run_id, task.name, StepPhase.SKIPPED)
+            return TaskResult(StepPhase.SKIPPED)
         if "suspend" in template:
-            return self._suspend(run_id, task.name, earlier == SUSPENDED_PHASE)
+            return self._suspend(run_id, task.name, earlier == StepPhase.SUSPENDED)
         for parameter in task.arguments.get("parameters", []):
-            scope[f"inputs.parameters.{parameter['name']}"] = dag.substitute(str(parameter.get("value", "")), scope)
+            scope[f"inputs.parameters.{parameter['name']}"] = semantics.substitute(str(parameter.get("value", "")), scope)
         artifacts = {}
         for argument in task.arguments.get("artifacts", []):
-            producer, _, name = dag.substitute(argument["from"], scope).partition("/")
+            producer, _, name = semantics.substitute(argument["from"], scope).partition("/")
             if name in results[producer].artifacts:  # else an optional artifact not produced
                 artifacts[argument["name"]] = results[producer].artifacts[name]
         result = self._run_container(run_id, task.name, template, scope, artifacts)
         self._set_globals(template, result)
         return result
 
-    def _resumed(self, task: dag.Task, template: dict, phase: str, message: str) -> TaskResult:
+    def _resumed(self, task: semantics.Task, template: dict, phase: str, message: str) -> TaskResult:
         """A step finished before the run was suspended: its outputs, read back."""
         result = TaskResult(phase, message)
-        if phase == dag.SUCCEEDED and "container" in template:
+        if phase == StepPhase.SUCCEEDED and "container" in template:
             result = self._collect(template, self.run_dir / "work" / task.name, result)
             self._set_globals(template, result)
         return result
 
     def _suspend(self, run_id: str, name: str, approved: bool) -> TaskResult:
         """Argo suspends here until ``argo resume``; the embedded engine stops the
-        walk and records the run as SUSPENDED. A resumed run comes back with the
+        walk and records the run as RunStatus.SUSPENDED. A resumed run comes back with the
         step recorded as Suspended: it was approved, so it succeeds."""
         if approved:
-            self._record(run_id, name, dag.SUCCEEDED, finished=time.time(), message="approved")
-            return TaskResult(dag.SUCCEEDED)
-        self._record(run_id, name, SUSPENDED_PHASE, started=time.time(), message="waiting for approval")
+            self._record(run_id, name, StepPhase.SUCCEEDED, finished=time.time(), message="approved")
+            return TaskResult(StepPhase.SUCCEEDED)
+        self._record(run_id, name, StepPhase.SUSPENDED, started=time.time(), message="waiting for approval")
         raise Suspended(name)
 
     def _set_globals(self, template: dict, result: TaskResult) -> None:
@@ -252,7 +231,7 @@ class SimulationRunner:
         flows choose per command and image (a publish makes its model's
         environment mid-run)."""
         if command not in (MODEL_STEP_COMMAND, PLATFORM_STEP_COMMAND):
-            raise dag.SpecError(f"unknown step command {command}")
+            raise semantics.SpecError(f"unknown step command {command}")
         return self.launchers[kind]
 
     def _record(self, run_id: str, step: str, phase: str, **info: Any) -> None:
@@ -263,17 +242,17 @@ class SimulationRunner:
                        artifacts: dict[str, Path]) -> TaskResult:
         container = template.get("container")
         if container is None:
-            raise dag.SpecError(f"template {template['name']!r}: only container templates run locally")
+            raise semantics.SpecError(f"template {template['name']!r}: only container templates run locally")
         command = container.get("command", [])
         kind = template.get("metadata", {}).get("labels", {}).get(ENVIRONMENT_LABEL, "platform")
         try:
-            launcher = self.launcher(kind, command, dag.substitute(container.get("image", ""), scope))
-        except dag.SpecError as exc:
-            raise dag.SpecError(f"template {template['name']!r}: {exc}") from None
+            launcher = self.launcher(kind, command, semantics.substitute(container.get("image", ""), scope))
+        except semantics.SpecError as exc:
+            raise semantics.SpecError(f"template {template['name']!r}: {exc}") from None
         except LaunchError as exc:  # its environment is missing: the step errs, the run goes on
-            self._record(run_id, name, dag.ERRORED, finished=time.time(), message=str(exc))
-            return TaskResult(dag.ERRORED, str(exc))
-        args = [dag.substitute(a, scope) for a in container.get("args", [])]
+            self._record(run_id, name, StepPhase.ERRORED, finished=time.time(), message=str(exc))
+            return TaskResult(StepPhase.ERRORED, str(exc))
+        args = [semantics.substitute(a, scope) for a in container.get("args", [])]
         work = self.run_dir / "work" / name
         shutil.rmtree(work, ignore_errors=True)
         work.mkdir(parents=True)
@@ -281,7 +260,7 @@ class SimulationRunner:
             if artifact["name"] in artifacts:
                 self._place(artifacts[artifact["name"]], self._local(work, artifact["path"]))
             elif not artifact.get("optional"):
-                raise dag.SpecError(f"template {template['name']!r}: input artifact {artifact['name']!r} has no source")
+                raise semantics.SpecError(f"template {template['name']!r}: input artifact {artifact['name']!r} has no source")
         retry = template.get("retryStrategy") or {}
         attempts = 1 + int(str(retry.get("limit", 0)))
         backoff = retry.get("backoff") or {}
@@ -294,9 +273,9 @@ class SimulationRunner:
             remaining = self.deadline - time.monotonic()
             limit = remaining
             if step_deadline is not None:
-                limit = min(limit, float(dag.substitute(str(step_deadline), scope)))
+                limit = min(limit, float(semantics.substitute(str(step_deadline), scope)))
             phase, message = self._attempt(launcher, args, work, log, limit, step_deadline is not None and limit < remaining)
-            if phase == dag.SUCCEEDED or attempt == attempts or self.cancelled:
+            if phase == StepPhase.SUCCEEDED or attempt == attempts or self.cancelled:
                 break
             with open(log, "a") as handle:
                 handle.write(f"\n[csflow: attempt {attempt} failed ({message}); retrying in {delay:g}s]\n")
@@ -304,7 +283,7 @@ class SimulationRunner:
             delay *= factor
         _trim_log(log)
         result = TaskResult(phase, message)
-        if phase == dag.SUCCEEDED:
+        if phase == StepPhase.SUCCEEDED:
             result = self._collect(template, work, result)
         finished = time.time()
         self._record(run_id, name, result.phase, started=started, finished=finished,
@@ -314,32 +293,32 @@ class SimulationRunner:
     def _attempt(self, launcher: Launcher, args: list[str], work: Path, log: Path, limit: float,
                  step_limit: bool) -> tuple[str, str]:
         if limit <= 0:
-            return dag.FAILED, "the workflow's deadline passed"
+            return StepPhase.FAILED, "the workflow's deadline passed"
         try:
             process = launcher.start(args, work, log, {"CSFLOW_WORK_DIR": str(work)})
         except LaunchError as exc:
-            return dag.ERRORED, str(exc)
+            return StepPhase.ERRORED, str(exc)
         self.current = process
         try:
             code = process.wait(limit)
             if code is None:
                 process.kill()
                 what = "its timeout" if step_limit else "the workflow's deadline"
-                return dag.FAILED, f"exceeded {what} of {limit:.0f}s and was stopped"
+                return StepPhase.FAILED, f"exceeded {what} of {limit:.0f}s and was stopped"
         finally:
             self.current = None
         if code == 0:
-            return dag.SUCCEEDED, ""
+            return StepPhase.SUCCEEDED, ""
         if code < 0:
             signame = signal.Signals(-code).name
             detail = " (it wrote more than the file size limit)" if signame == "SIGXFSZ" else ""
-            return dag.FAILED, f"killed by {signame}{detail}"
-        return dag.FAILED, _last_line(log) or f"exit code {code}"
+            return StepPhase.FAILED, f"killed by {signame}{detail}"
+        return StepPhase.FAILED, _last_line(log) or f"exit code {code}"
 
     @staticmethod
     def _local(work: Path, pod_path: str) -> Path:
         if not (pod_path == WORK_DIR or pod_path.startswith(WORK_DIR + "/")):
-            raise dag.SpecError(f"path {pod_path!r} is outside {WORK_DIR}")
+            raise semantics.SpecError(f"path {pod_path!r} is outside {WORK_DIR}")
         return work / os.path.relpath(pod_path, WORK_DIR)
 
     @staticmethod
@@ -360,12 +339,12 @@ class SimulationRunner:
             elif "default" in source:
                 result.parameters[parameter["name"]] = source["default"]
             else:
-                return TaskResult(dag.FAILED, f"output parameter {parameter['name']!r} was not produced")
+                return TaskResult(StepPhase.FAILED, f"output parameter {parameter['name']!r} was not produced")
         for artifact in outputs.get("artifacts", []):
             path = self._local(work, artifact["path"])
             if not path.exists():
                 if artifact.get("optional"):
                     continue
-                return TaskResult(dag.FAILED, f"output artifact {artifact['name']!r} was not produced")
+                return TaskResult(StepPhase.FAILED, f"output artifact {artifact['name']!r} was not produced")
             result.artifacts[artifact["name"]] = path
         return result

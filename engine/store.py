@@ -13,24 +13,12 @@ import os
 import sqlite3
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
-from csflow.sdk.errors import NotFound
-
-PENDING, RUNNING = "PENDING", "RUNNING"
-# A publish waiting for approval: no engine process runs it until it is resumed.
-SUSPENDED = "SUSPENDED"
-SUCCESS, INVALID, FAIL, CANCELLED, INTERRUPTED = (
-    "SUCCESS",
-    "INVALID",
-    "FAIL",
-    "CANCELLED",
-    "INTERRUPTED",
-)
-ACTIVE = (PENDING, RUNNING, SUSPENDED)
-FINAL = (SUCCESS, INVALID, FAIL, CANCELLED, INTERRUPTED)
+from csflow.sdk.core.errors import NotFound
+from csflow.sdk.core.run import Run
+from csflow.sdk.core.status import ACTIVE, RunStatus
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -53,58 +41,6 @@ CREATE TABLE IF NOT EXISTS runs (
 );
 CREATE INDEX IF NOT EXISTS runs_created ON runs (created);
 """
-
-
-@dataclass
-class Run:
-    id: str
-    owner: str
-    title: str
-    tag: str
-    status: str
-    kind: str = "simulate"
-    reason: str = ""
-    created: float = 0.0
-    started: float | None = None
-    finished: float | None = None
-    engine_pid: int | None = None
-    model_version: str = ""
-    steps: dict[str, dict[str, Any]] = field(default_factory=dict)
-    errors_warnings: dict[str, Any] = field(default_factory=dict)
-    results_uri: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def model(self) -> str:
-        return f"{self.owner}/{self.title}"
-
-    @property
-    def done(self) -> bool:
-        return self.status in FINAL
-
-    @property
-    def duration(self) -> float | None:
-        if self.started is None:
-            return None
-        return (self.finished or time.time()) - self.started
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "job_id": self.id,
-            "kind": self.kind,
-            "model": self.model,
-            "tag": self.tag,
-            "status": self.status,
-            "reason": self.reason,
-            "model_version": self.model_version,
-            "created": self.created,
-            "started": self.started,
-            "finished": self.finished,
-            "duration": self.duration,
-            "steps": self.steps,
-            "errors_warnings": self.errors_warnings,
-            "results_uri": self.results_uri,
-        }
 
 
 _JSON_FIELDS = ("steps", "errors_warnings", "extra")
@@ -209,8 +145,8 @@ class RunStore:
         run = Run(**data)
         if run.status in ACTIVE and run.engine_pid and not _pid_alive(run.engine_pid):
             reason = "the engine running it stopped before it finished"
-            if self.finish(run.id, INTERRUPTED, reason):
-                run.status, run.reason = INTERRUPTED, reason
+            if self.finish(run.id, RunStatus.INTERRUPTED, reason):
+                run.status, run.reason = RunStatus.INTERRUPTED, reason
         return run
 
     def get(self, run_id: str) -> Run:

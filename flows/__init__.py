@@ -39,7 +39,7 @@ def compiled(name: str, cache_dir: Path | None = None, **kwargs: Any) -> dict[st
     if path.is_file():
         return json.loads(path.read_text())
     document = build(name, **kwargs).to_dict()
-    from csflow.sdk.fileutil import write_json_atomic
+    from csflow.sdk.core.fileutil import write_json_atomic
 
     write_json_atomic(path, document)
     return document

@@ -15,7 +15,6 @@ Argo docs: https://argo-workflows.readthedocs.io/en/latest/workflow-templates/
 from __future__ import annotations
 
 import json
-import re
 
 from hera.workflows import Container, EmptyDirVolume, Parameter
 from hera.workflows.models import (
@@ -35,42 +34,27 @@ from hera.workflows.models import (
     Backoff as BackoffModel,
 )
 
-NAMESPACE = "csflow"
-LABEL_PREFIX = "csflow.io"
-ENVIRONMENT_LABEL = f"{LABEL_PREFIX}/environment"
-MODEL, PLATFORM = "model", "platform"
-
-# Steps read and write files under this folder; Argo moves them between pods
-# as artifacts, and the embedded engine maps it to a folder of the run.
-WORK_DIR = "/tmp/csflow"
-
-# The programs the images put on PATH (Dockerfile); the embedded engine maps
-# each to its local interpreter and module.
-MODEL_STEP_COMMAND = ["csflow-model-step"]
-PLATFORM_STEP_COMMAND = ["csflow-step"]
-# Publishing: the contract tests (model image) and the publish steps (platform).
-CONTRACT_TESTS_COMMAND = ["csflow-contract-tests"]
-PUBLISH_STEP_COMMAND = ["csflow-publish-step"]
-# A third environment: the image builder (in the csflow image on Argo; the
-# embedded engine builds a uv environment from the same build context instead).
-BUILD = "build"
-IMAGE_BUILD_COMMAND = ["csflow-image-build"]
-
-# Service accounts (cluster/argo/rbac.yaml). Pods run as the workflow's account
-# (platform steps) or the model's (model steps); neither has Kubernetes API rights
-# and no step mounts a token. Argo's executor sidecar gets its own account, whose
-# only right is to report task results.
-WORKFLOW_SERVICE_ACCOUNT = "csflow-workflow"
-MODEL_SERVICE_ACCOUNT = "csflow-model"
-EXECUTOR_SERVICE_ACCOUNT = "csflow-executor"
-PLATFORM_SECRET = "csflow-platform"
-PLATFORM_CONFIG = "csflow-platform"
-# The job store's URL and the model's read-only Redis ACL user (get job-*), for
-# model steps; keys CSFLOW_JOB_STORE, CSFLOW_REDIS_USER, CSFLOW_REDIS_PASSWORD.
-MODEL_JOB_STORE_SECRET = "csflow-model-jobs"
-
-RUN_AS_USER = 1000
-
+from csflow.sdk.core.steps import (
+    NAMESPACE,
+    LABEL_PREFIX,
+    ENVIRONMENT_LABEL,
+    MODEL,
+    PLATFORM,
+    WORK_DIR,
+    MODEL_STEP_COMMAND,
+    PLATFORM_STEP_COMMAND,
+    CONTRACT_TESTS_COMMAND,
+    PUBLISH_STEP_COMMAND,
+    BUILD,
+    IMAGE_BUILD_COMMAND,
+    WORKFLOW_SERVICE_ACCOUNT,
+    MODEL_SERVICE_ACCOUNT,
+    EXECUTOR_SERVICE_ACCOUNT,
+    PLATFORM_SECRET,
+    PLATFORM_CONFIG,
+    MODEL_JOB_STORE_SECRET,
+    RUN_AS_USER,
+)
 
 def param(name: str) -> str:
     """The Argo expression for a workflow parameter."""
@@ -94,22 +78,6 @@ def container_security_context() -> SecurityContext:
         run_as_non_root=True,
         capabilities=Capabilities(drop=["ALL"]),
     )
-
-
-def model_image(registry: str, owner: str, title: str, tag: str) -> str:
-    """The model's image, ``REGISTRY/owner_title:TAG`` (as C/S named them). Owner,
-    title and tag are validated names; the repository part must also fit Docker's
-    grammar (lowercase, no separator at either end)."""
-    from csflow.sdk import names
-    from csflow.sdk.errors import BadInput
-
-    repository = f"{owner}_{title}".lower()
-    if not _DOCKER_PATH_COMPONENT.match(repository):
-        raise BadInput(f"cannot derive an image name from {owner}/{title}")
-    return f"{registry.rstrip('/')}/{repository}:{names.check_tag(tag)}"
-
-
-_DOCKER_PATH_COMPONENT = re.compile(r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$")
 
 
 def pod_gc() -> PodGC:

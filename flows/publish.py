@@ -12,7 +12,7 @@ embedded engine executes the same compiled template.
    lock and csflow's model-side programs. It says whether that version is
    already built.
 2. ``build`` (csflow image, unprivileged): builds ``REGISTRY/owner_title:TAG``
-   from the context, base image plus one layer (``sdk/model_image.py``), only
+   from the context, base image plus one layer (``sdk/builds/model_image.py``), only
    when the version is not built yet. The embedded engine builds the model's
    uv environment from the same context instead.
 3. ``test`` (model): the contract tests, inside the new image or environment

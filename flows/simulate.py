@@ -204,8 +204,8 @@ def simulation_workflow_for(version, job_id: str, registry: str) -> Workflow:
     """The simulation Workflow for a published model version (``ModelVersion``):
     its resources, timeout and secret name come from the version's config; its
     image is the one its publish pushed, else ``registry``'s name for the tag."""
-    from csflow.sdk import names
-    from csflow.sdk.model_config import ModelConfig
+    from csflow.sdk.core import names
+    from csflow.sdk.core.model_config import ModelConfig
 
     config = ModelConfig.model_validate(version.config)
     kube = names.kube_name(version.owner, version.title)
@@ -213,7 +213,7 @@ def simulation_workflow_for(version, job_id: str, registry: str) -> Workflow:
         owner=version.owner,
         title=version.title,
         tag=version.tag,
-        image=version.record.get("image") or c.model_image(registry, version.owner, version.title, version.tag),
+        image=version.record.get("image") or names.model_image(registry, version.owner, version.title, version.tag),
         job_id=job_id,
         resources=config.resources.kubernetes(),
         timeout=config.timeout,

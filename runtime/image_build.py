@@ -1,6 +1,6 @@
 """The publish flow's ``build`` step on a cluster: ``csflow-image-build``.
 
-Builds ``REGISTRY/owner_title:TAG`` from the build context (``sdk/model_image.py``:
+Builds ``REGISTRY/owner_title:TAG`` from the build context (``sdk/builds/model_image.py``:
 one layer installed by uv, appended to the base image and pushed by crane), as
 the unprivileged user every step runs as. The embedded engine runs
 ``runtime/local_build.py`` with the same arguments instead.
@@ -23,8 +23,8 @@ import tempfile
 from pathlib import Path
 
 from csflow.runtime.local_build import local_path
-from csflow.sdk import model_image
-from csflow.sdk.errors import CsflowError
+from csflow.sdk.builds import model_image
+from csflow.sdk.core.errors import CsflowError
 
 
 class BuildFailed(Exception):
@@ -43,8 +43,8 @@ def _run(command: list[str], what: str) -> subprocess.CompletedProcess:
 
 def main(argv: list[str] | None = None) -> int:
     args = model_image.build_step_arguments("csflow-image-build").parse_args(argv)
-    from csflow.engine.environments import uv_bin
-    from csflow.sdk.settings import Settings
+    from csflow.sdk.builds.environments import uv_bin
+    from csflow.sdk.core.settings import Settings
 
     settings = Settings()
     context = local_path(args.context)

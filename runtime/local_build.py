@@ -5,7 +5,7 @@ it makes the model's image from the build context. The embedded engine runs
 this program with the same arguments instead. It reads the same build context
 (``build.json``, ``requirements.lock``, ``src/``) and builds the model's uv
 environment under ``$CSFLOW_HOME/envs/OWNER/TITLE/TAG/``
-(``engine/environments.py``), the local stand-in for the image ``--image`` names.
+(``sdk/builds/environments.py``), the local stand-in for the image ``--image`` names.
 
 Paths under ``/tmp/csflow`` (the pod's work folder) map to ``CSFLOW_WORK_DIR``.
 It runs with a scrubbed environment (no platform credentials): installing
@@ -32,13 +32,13 @@ def local_path(path: str) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from csflow.sdk.model_image import build_step_arguments
+    from csflow.sdk.builds.model_image import build_step_arguments
 
     args = build_step_arguments("csflow-image-build (embedded engine)").parse_args(argv)
 
-    from csflow.engine.environments import BuildError, install_environment
-    from csflow.sdk.errors import CsflowError
-    from csflow.sdk.settings import default_home
+    from csflow.sdk.builds.environments import BuildError, install_environment
+    from csflow.sdk.core.errors import CsflowError
+    from csflow.sdk.core.settings import default_home
 
     context = local_path(args.context)
     try:

@@ -27,17 +27,15 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from csflow.sdk import names
-from csflow.sdk.contract import ErrorsWarnings, ModelResult, RemoteResult, output_filenames
-from csflow.sdk.errors import CsflowError
-from csflow.sdk.fileutil import write_bytes_atomic, write_json_atomic
-from csflow.sdk.storage import open_storage, run_prefix
+from csflow.sdk.core import names
+from csflow.sdk.core.contract import ErrorsWarnings, ModelResult, RemoteResult, output_filenames
+from csflow.sdk.core.errors import CsflowError
+from csflow.sdk.core.status import RunStatus, classify, failure_reason
+from csflow.sdk.core.fileutil import write_bytes_atomic, write_json_atomic
+from csflow.sdk.dataplane.storage import open_storage, run_prefix
 
 RESULT_FILES = ("outputs.json", "remote.json", "renderable.zip", "downloadable.zip")
 CATEGORIES = ("renderable", "downloadable")
-
-# Final statuses, as the C/S webapp knows them.
-SUCCESS, FAIL, INVALID = "SUCCESS", "FAIL", "INVALID"
 
 
 class StepError(Exception):
@@ -116,33 +114,7 @@ def step_upload(args: argparse.Namespace) -> None:
         print(f"wrote {uri}")
     remote = json.loads((results / "remote.json").read_text())
     write_json_atomic(work_dir() / "results-uri.json", {"uri": storage.uri(prefix)})
-    _tell_webapp(args, SUCCESS, outputs={"outputs": remote, "version": "v1"})
-
-
-def classify(workflow_status: str, errors_warnings: dict[str, Any]) -> str:
-    """Argo's workflow status plus the inputs step's verdict -> the C/S status."""
-    if workflow_status == "Succeeded":
-        return INVALID if ErrorsWarnings.of(errors_warnings).has_errors else SUCCESS
-    return FAIL
-
-
-def failure_reason(failures: Any) -> str:
-    """One line from Argo's ``{{workflow.failures}}``: the failed nodes, which a real
-    Argo v4 hands over JSON-encoded once more (a JSON string of the list), in no
-    particular order, with the DAG around a failed step listed too ("child '...'
-    failed"). The step that failed first says why."""
-    while isinstance(failures, str):
-        try:
-            failures = json.loads(failures)
-        except json.JSONDecodeError:
-            return ""
-    listed = [f for f in failures if isinstance(f, dict)] if isinstance(failures, list) else []
-    own = [f for f in listed if not str(f.get("message") or "").startswith("child ")] or listed
-    for failure in sorted(own, key=lambda f: str(f.get("finishedAt") or "")):
-        name = names.without_attempt(failure.get("displayName") or failure.get("name") or "a step")
-        message = failure.get("message") or failure.get("phase") or "failed"
-        return f"{name}: {message}"
-    return ""
+    _tell_webapp(args, RunStatus.SUCCESS, outputs={"outputs": remote, "version": "v1"})
 
 
 def step_notify(args: argparse.Namespace) -> None:
@@ -155,17 +127,17 @@ def step_notify(args: argparse.Namespace) -> None:
     errors_warnings = load(args.errors_warnings, {})
     status = classify(args.status, errors_warnings)
     reason = failure_reason(load(args.failures, []))
-    if status == FAIL and not reason:  # e.g. a deleted pod or a deadline with no step failure
+    if status == RunStatus.FAIL and not reason:  # e.g. a deleted pod or a deadline with no step failure
         reason = f"the workflow ended {args.status or 'without a status'}"
     print(f"job {args.job_id}: {status}{' - ' + reason if reason else ''}")
-    if status != SUCCESS:  # upload already told the webapp of a success
+    if status != RunStatus.SUCCESS:  # upload already told the webapp of a success
         _tell_webapp(args, status, errors_warnings=errors_warnings, traceback=reason)
 
 
 def _tell_webapp(args: argparse.Namespace, status: str, **payload: Any) -> None:
     if not os.environ.get("CSFLOW_WEBAPP_URL"):
         return
-    from csflow.sdk.webapp import WebappClient
+    from csflow.sdk.dataplane.webapp import WebappClient
 
     client = WebappClient.from_env()
     reply = client.report(args.job_id, status, **payload)

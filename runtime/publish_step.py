@@ -37,7 +37,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from csflow.sdk.errors import CsflowError
+from csflow.sdk.core.errors import CsflowError
 
 REPORT = "test-report.json"
 
@@ -53,7 +53,7 @@ def work_dir() -> Path:
 
 
 def home() -> Path:
-    from csflow.sdk.settings import default_home
+    from csflow.sdk.core.settings import default_home
 
     return default_home()
 
@@ -69,7 +69,7 @@ def registry_url() -> str:
     than a build whose push has nowhere to go)."""
     if local_builds():
         return ""
-    from csflow.sdk.settings import Settings
+    from csflow.sdk.core.settings import Settings
 
     url = Settings().model_registry_url
     if not url:
@@ -79,19 +79,19 @@ def registry_url() -> str:
 
 
 def model_registry():
-    from csflow.sdk.registry import open_registry
+    from csflow.sdk.registry.local import open_registry
 
     return open_registry(registry_url(), home())
 
 
 def inputs_cache():
-    from csflow.sdk.registry import open_inputs_cache
+    from csflow.sdk.registry.local import open_inputs_cache
 
     return open_inputs_cache(registry_url(), home())
 
 
 def _write(name: str, text: str) -> None:
-    from csflow.sdk.fileutil import write_text_atomic
+    from csflow.sdk.core.fileutil import write_text_atomic
 
     write_text_atomic(work_dir() / name, text)
 
@@ -100,7 +100,7 @@ def _write(name: str, text: str) -> None:
 
 
 def load_config(raw: str, owner: str, title: str, config_dir: str):
-    from csflow.sdk.model_config import ModelConfig
+    from csflow.sdk.core.model_config import ModelConfig
 
     try:
         data = json.loads(raw)
@@ -120,9 +120,9 @@ def load_config(raw: str, owner: str, title: str, config_dir: str):
 
 
 def step_clone(args: argparse.Namespace) -> None:
-    from csflow.engine.environments import is_built, plan_build, write_build_context
-    from csflow.flows._common import model_image
-    from csflow.sdk.registry import version_dir
+    from csflow.sdk.builds.environments import is_built, plan_build, write_build_context
+    from csflow.sdk.core.names import model_image
+    from csflow.sdk.registry.local import version_dir
 
     config = load_config(args.config, args.owner, args.title, args.config_dir)
     registry = None if local_builds() else model_registry()  # before the lock: a missing one fails fast
@@ -240,7 +240,7 @@ def _tell_webapp(owner: str, title: str, body: dict[str, Any]) -> None:
     PUT, not C/S's POST: setting a tag is idempotent, so a retry is harmless."""
     if not os.environ.get("CSFLOW_WEBAPP_URL"):
         return
-    from csflow.sdk.webapp import WebappClient
+    from csflow.sdk.dataplane.webapp import WebappClient
 
     client = WebappClient.from_env()
     reply = client.put(f"/publish/api/{owner}/{title}/deployments/", body)
@@ -248,7 +248,7 @@ def _tell_webapp(owner: str, title: str, body: dict[str, Any]) -> None:
 
 
 def step_push(args: argparse.Namespace) -> None:
-    from csflow.sdk.registry import version_dir
+    from csflow.sdk.registry.local import version_dir
 
     work = work_dir()
     info = json.loads((work / "build-info.json").read_text())

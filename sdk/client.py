@@ -15,10 +15,10 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from csflow.engine.store import Run
-from csflow.sdk.contract import JobInputs
-from csflow.sdk.errors import BadInput
-from csflow.sdk.settings import Settings
+from csflow.sdk.core.run import Run
+from csflow.sdk.core.contract import JobInputs
+from csflow.sdk.core.errors import BadInput
+from csflow.sdk.core.settings import Settings
 
 
 def parse_inputs(data: Any) -> JobInputs:
@@ -140,6 +140,6 @@ class Client:
 
 
 def _model_name(model: str) -> tuple[str, str]:
-    from csflow.sdk.names import parse_model_name
+    from csflow.sdk.core.names import parse_model_name
 
     return parse_model_name(model)

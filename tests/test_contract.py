@@ -3,7 +3,7 @@ import base64
 import pytest
 from pydantic import ValidationError
 
-from csflow.sdk.contract import JobInputs, ModelResult, Output, flat_meta_param_dict, output_filenames
+from csflow.sdk.core.contract import JobInputs, ModelResult, Output, flat_meta_param_dict, output_filenames
 
 
 def test_both_meta_param_shapes_become_the_paramtools_spec():

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from csflow.engine import dag
+from csflow.sdk.argo import semantics
 from csflow import flows
 
 OK_INPUTS = {"meta_param_dict": {"year": 2024}, "adjustment": {"Knobs": {"x": [{"value": 2}]}}}
@@ -115,13 +115,13 @@ def test_engine_runs_the_compiled_manifest(toy, home):
     """The engine's task graph is the compiled WorkflowTemplate's: same tasks,
     same order of dependencies, the exit handler last."""
     template = flows.compiled("simulate")
-    tasks = dag.dag_tasks(template["spec"], template["spec"]["entrypoint"])
+    tasks = semantics.dag_tasks(template["spec"], template["spec"]["entrypoint"])
     manifest_edges = {t.name: t.upstream() for t in tasks}
     run = toy.simulate("tests/ToyOk", OK_INPUTS)
     assert list(run.steps) == [t.name for t in tasks] + [template["spec"]["onExit"]]
     raw = {t["name"]: t.get("depends", "") for t in
            next(x for x in template["spec"]["templates"] if x["name"] == "simulate")["dag"]["tasks"]}
-    assert manifest_edges == {name: dag.Task(name, "", depends).upstream() for name, depends in raw.items()}
+    assert manifest_edges == {name: semantics.Task(name, "", depends).upstream() for name, depends in raw.items()}
     cached = flows.compiled("simulate", cache_dir=home / "cache")
     assert cached == template
 
@@ -172,7 +172,7 @@ def test_runs_are_listed_newest_first(toy):
 
 
 def test_unknown_tag_is_a_clear_error(toy):
-    from csflow.sdk.errors import NotFound
+    from csflow.sdk.core.errors import NotFound
 
     with pytest.raises(NotFound, match="unknown tag 'nope' for model tests/ToyOk"):
         toy.simulate("tests/ToyOk", OK_INPUTS, tag="nope")

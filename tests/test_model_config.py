@@ -2,8 +2,8 @@ from pathlib import Path
 
 import pytest
 
-from csflow.sdk.errors import BadInput
-from csflow.sdk.model_config import find_model_config, load_model_config
+from csflow.sdk.core.errors import BadInput
+from csflow.sdk.core.model_config import find_model_config, load_model_config
 
 from paths import REPO
 

@@ -1,7 +1,7 @@
 import pytest
 
-from csflow.sdk import names
-from csflow.sdk.errors import BadInput
+from csflow.sdk.core import names
+from csflow.sdk.core.errors import BadInput
 
 
 @pytest.mark.parametrize(

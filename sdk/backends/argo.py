@@ -17,7 +17,7 @@ them. The backend talks to the Argo Server's REST API with hera's
 Publishing (``flows/publish.py``): ``submit_publish`` creates one small
 Workflow per publish, ``publish-<run id>``, from a config whose source is in
 git (a cluster cannot read a local folder). While its ``approve`` suspend step
-waits, the run is ``SUSPENDED``; ``approve`` resumes that node through Argo's
+waits, the run is ``RunStatus.SUSPENDED``; ``approve`` resumes that node through Argo's
 resume endpoint. ``publish_report`` reads the contract tests' report, an
 output artifact, through the Argo Server's artifact endpoint. The model
 registry the publish steps write (``CSFLOW_MODEL_REGISTRY_URL``, ``gs://`` on a
@@ -42,16 +42,17 @@ from urllib.parse import quote, urljoin
 
 import requests
 
-from csflow.engine.store import CANCELLED, FAIL, PENDING, RUNNING, SUCCESS, SUSPENDED, Run
+from csflow.sdk.core.run import Run
+from csflow.sdk.core.status import RunStatus, StepPhase, classify, failure_reason
 from csflow.flows import publish, simulate
-from csflow.sdk import names
-from csflow.sdk.contract import JobInputs
-from csflow.sdk.errors import BadInput, CsflowError, NotFound
-from csflow.sdk.jobstore import open_job_store
-from csflow.sdk.model_config import find_model_config
-from csflow.sdk.registry import ModelVersion, open_registry
-from csflow.sdk.settings import Settings
-from csflow.sdk.storage import open_storage, read_outputs, run_prefix, write_downloadables
+from csflow.sdk.core import names
+from csflow.sdk.core.contract import JobInputs
+from csflow.sdk.core.errors import BadInput, CsflowError, NotFound
+from csflow.sdk.dataplane.jobstore import open_job_store
+from csflow.sdk.core.model_config import find_model_config
+from csflow.sdk.registry.local import ModelVersion, open_registry
+from csflow.sdk.core.settings import Settings
+from csflow.sdk.dataplane.storage import open_storage, read_outputs, run_prefix, write_downloadables
 
 Progress = Callable[[str], None]
 EventSink = Callable[[str, str, dict[str, Any]], None]
@@ -62,9 +63,6 @@ JOB_LABEL = "csflow.io/job-id"
 FLOW_LABEL = "csflow.io/flow"
 OWNER_LABEL = "csflow.io/owner"
 APPROVE_STEP = "approve"
-# The phase csflow shows for a suspend step that waits (Argo says Running), as
-# the embedded engine does.
-SUSPENDED_PHASE = "Suspended"
 FINAL_PHASES = ("Succeeded", "Failed", "Error")
 POD_NAME_FORMAT_ANNOTATION = "workflows.argoproj.io/pod-name-format"
 
@@ -169,9 +167,8 @@ def run_id_of(workflow_name: str) -> str:
 
 def run_from_workflow(workflow: dict[str, Any], results_uri: Callable[[Run], str] | None = None) -> Run:
     """An Argo Workflow, as a csflow run (the same ``Run`` the local backend returns).
-    A publish whose approval step waits is ``SUSPENDED``; its tag is the content
+    A publish whose approval step waits is ``RunStatus.SUSPENDED``; its tag is the content
     tag the ``clone`` step computed."""
-    from csflow.runtime.platform_step import classify, failure_reason
 
     metadata = workflow.get("metadata") or {}
     labels = metadata.get("labels") or {}
@@ -189,7 +186,7 @@ def run_from_workflow(workflow: dict[str, Any], results_uri: Callable[[Run], str
     content_tag = ""
     for node in step_nodes(workflow):
         started, finished = _epoch(node.get("startedAt")), _epoch(node.get("finishedAt"))
-        info: dict[str, Any] = {"phase": SUSPENDED_PHASE if _waiting(node) else node.get("phase", "Pending"),
+        info: dict[str, Any] = {"phase": StepPhase.SUSPENDED if _waiting(node) else node.get("phase", "Pending"),
                                 "message": node.get("message", "")}
         if _waiting(node):
             waiting.append(step_name(node))
@@ -206,17 +203,17 @@ def run_from_workflow(workflow: dict[str, Any], results_uri: Callable[[Run], str
     message = status.get("message", "")
     reason = ""
     if phase in ("Pending", ""):
-        state = PENDING
+        state = RunStatus.PENDING
     elif phase == "Running" and waiting:
-        state, reason = SUSPENDED, f"waiting for approval at step {waiting[0]}"
+        state, reason = RunStatus.SUSPENDED, f"waiting for approval at step {waiting[0]}"
     elif phase == "Running":
-        state = RUNNING
+        state = RunStatus.RUNNING
     elif phase == "Succeeded":
         state = classify(phase, errors_warnings)
     elif "Stopped with strategy" in message or "terminated" in message.lower():
-        state, reason = CANCELLED, message
+        state, reason = RunStatus.CANCELLED, message
     else:
-        state = FAIL
+        state = RunStatus.FAIL
         reason = failure_reason(failures) or message or phase
     run = Run(
         id=labels.get(JOB_LABEL) or run_id_of(metadata.get("name", "")),
@@ -234,7 +231,7 @@ def run_from_workflow(workflow: dict[str, Any], results_uri: Callable[[Run], str
         errors_warnings=errors_warnings,
         extra={"workflow": metadata.get("name", ""), "phase": phase},
     )
-    if run.status == SUCCESS and results_uri is not None and kind == "simulate":
+    if run.status == RunStatus.SUCCESS and results_uri is not None and kind == "simulate":
         run.results_uri = results_uri(run)
     return run
 
@@ -348,9 +345,9 @@ class ArgoBackend:
                          run_id: str | None = None) -> dict[str, Any]:
         """The publish Workflow for a config, exactly as it is submitted. Its source
         must be in git: the cluster's clone step cannot read this machine's folders."""
-        from csflow.flows._common import model_image
+        from csflow.sdk.core.names import model_image
         from csflow.sdk.backends.local_publish import TEST_TIMEOUT_MARGIN
-        from csflow.sdk.model_config import load_model_config
+        from csflow.sdk.core.model_config import load_model_config
 
         config = load_model_config(config_path)
         if config.source.path is not None:
@@ -390,7 +387,7 @@ class ArgoBackend:
         run = run_from_workflow(self.get_workflow(run_id))
         if run.kind != "publish":
             raise BadInput(f"run {run.id} is a {run.kind} run, not a publish")
-        if run.status != SUSPENDED:
+        if run.status != RunStatus.SUSPENDED:
             raise BadInput(f"publish {run.id} is {run.status}, not waiting for approval")
         name = self.name_of(run_id)
         request = WorkflowResumeRequest(name=name, namespace=self.settings.argo_namespace,
@@ -462,7 +459,7 @@ class ArgoBackend:
         from hera.workflows.models import Workflow as WorkflowModel
         from hera.workflows.models import WorkflowCreateRequest
 
-        from csflow.sdk.manifests import schema_findings
+        from csflow.sdk.argo.schema import schema_findings
 
         findings = schema_findings(workflow)
         if findings:
@@ -531,7 +528,7 @@ class ArgoBackend:
                     if seen.get(step) != info["phase"]:
                         seen[step] = info["phase"]
                         events(step, info["phase"], info)
-            if run.done or (until_suspended and run.status == SUSPENDED):
+            if run.done or (until_suspended and run.status == RunStatus.SUSPENDED):
                 return run
             if deadline is not None and time.monotonic() >= deadline:
                 raise TimeoutError(f"run {job_id} still {run.status} after {timeout:g}s")
@@ -589,7 +586,7 @@ class ArgoBackend:
 
     def _finished(self, job_id: str) -> Run:
         run = self.status(job_id)
-        if run.status != SUCCESS:
+        if run.status != RunStatus.SUCCESS:
             raise BadInput(f"run {run.id} has no results: it is {run.status}")
         if not self.settings.storage_url:
             raise BadInput("set CSFLOW_STORAGE_URL (gs://BUCKET) to read results of runs on Argo")

@@ -20,27 +20,30 @@ from pathlib import Path
 from typing import Any
 
 from csflow import flows
-from csflow.engine import dag
-from csflow.engine.environments import build_environment
+from csflow.sdk.argo import semantics
+from csflow.sdk.builds.environments import build_environment
 from csflow.engine.launchers import RUNTIME_DIR, Launcher, SubprocessLauncher, WarmLauncher
 from csflow.engine.pool import WorkerPool
-from csflow.engine.runner import SimulationRunner, model_environment
+from csflow.engine.runner import SimulationRunner
+from csflow.sdk.backends.local_env import model_environment
 from csflow.engine.slots import slot
-from csflow.engine.store import FAIL, PENDING, Run, RunStore
+from csflow.sdk.core.run import Run
+from csflow.sdk.core.status import RunStatus
+from csflow.engine.store import RunStore
 from csflow.flows import simulate
-from csflow.flows._common import MODEL, PLATFORM
-from csflow.sdk import names
+from csflow.sdk.core.steps import MODEL, PLATFORM
+from csflow.sdk.core import names
 from csflow.sdk.backends.local_publish import LocalPublishing
-from csflow.sdk.contract import JobInputs
-from csflow.sdk.errors import BadInput, CsflowError, NotFound
-from csflow.sdk.fileutil import write_json_atomic
-from csflow.sdk.jobstore import open_job_store
-from csflow.sdk.model_config import ModelConfig, find_model_config
-from csflow.sdk.registry import ModelVersion, Registry
-from csflow.sdk.redis_acl import model_job_store_env
-from csflow.sdk.secrets import open_secret_store
-from csflow.sdk.settings import Settings
-from csflow.sdk.storage import open_storage, read_outputs, run_prefix, write_downloadables
+from csflow.sdk.core.contract import JobInputs
+from csflow.sdk.core.errors import BadInput, CsflowError, NotFound
+from csflow.sdk.core.fileutil import write_json_atomic
+from csflow.sdk.dataplane.jobstore import open_job_store
+from csflow.sdk.core.model_config import ModelConfig, find_model_config
+from csflow.sdk.registry.local import ModelVersion, Registry
+from csflow.sdk.ops.redis_acl import model_job_store_env
+from csflow.sdk.dataplane.secrets import open_secret_store
+from csflow.sdk.core.settings import Settings
+from csflow.sdk.dataplane.storage import open_storage, read_outputs, run_prefix, write_downloadables
 
 Progress = Callable[[str], None]
 EventSink = Callable[[str, str, dict[str, Any]], None]
@@ -95,7 +98,7 @@ class LocalBackend(LocalPublishing):
             job_id, {"owner": owner, "title": title, "inputs": inputs.model_dump()}
         )
         return self.store.create(
-            Run(id=job_id, owner=owner, title=title, tag=version.tag, status=PENDING,
+            Run(id=job_id, owner=owner, title=title, tag=version.tag, status=RunStatus.PENDING,
                 extra={"requested_tag": tag or "latest"})
         )
 
@@ -171,10 +174,10 @@ class LocalBackend(LocalPublishing):
         try:
             version = self.registry.resolve(run.owner, run.title, run.tag)
             template = flows.compiled("simulate", cache_dir=self.home / "cache")
-            workflow = dag.merge_workflow(json.loads((run_dir / "workflow.json").read_text()), template)
+            workflow = semantics.merge_workflow(json.loads((run_dir / "workflow.json").read_text()), template)
             launchers = self._launchers(version, *self._environments(run.owner, run.title, version))
         except CsflowError as exc:
-            self.store.finish(run.id, FAIL, str(exc))
+            self.store.finish(run.id, RunStatus.FAIL, str(exc))
             return
         try:
             status, reason = SimulationRunner(self.store, run_dir, launchers, events=events).execute(run.id, workflow)
@@ -200,7 +203,7 @@ class LocalBackend(LocalPublishing):
         """Run the simulation in a background engine process; return at once."""
         log = open(self.run_dir(job_id) / "engine.log", "ab")
         process = subprocess.Popen(
-            [sys.executable, "-m", "csflow.engine", job_id],
+            [sys.executable, "-m", "csflow.sdk.backends.local_engine", job_id],
             env={**os.environ, "CSFLOW_HOME": str(self.home)},
             stdin=subprocess.DEVNULL,
             stdout=log,

@@ -15,7 +15,7 @@ and executes the compiled ``csflow-publish`` template with ``PublishRunner``.
   found from the step's image (``REGISTRY/owner_title:TAG``), with the model's
   own secrets and nothing else.
 
-Approval: the flow's suspend step leaves the run SUSPENDED with no engine
+Approval: the flow's suspend step leaves the run RunStatus.SUSPENDED with no engine
 process; ``approve`` marks it approved and the next execution resumes it
 (finished steps are not run again).
 """
@@ -32,24 +32,26 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from csflow.engine import dag
-from csflow.engine.environments import build_process_env
+from csflow.sdk.argo import semantics
+from csflow.sdk.builds.environments import build_process_env
 from csflow.engine.launchers import RUNTIME_DIR, Launcher, LaunchError, SubprocessLauncher, WarmLauncher
-from csflow.engine.runner import SimulationRunner, model_environment
-from csflow.engine.store import FAIL, PENDING, RUNNING, SUSPENDED, Run
-from csflow.flows._common import (
+from csflow.engine.runner import SimulationRunner
+from csflow.sdk.backends.local_env import model_environment
+from csflow.sdk.core.run import Run
+from csflow.sdk.core.status import RunStatus, StepPhase
+from csflow.sdk.core.steps import (
     BUILD,
     CONTRACT_TESTS_COMMAND,
     IMAGE_BUILD_COMMAND,
     MODEL,
     PLATFORM,
     PUBLISH_STEP_COMMAND,
-    model_image,
 )
-from csflow.sdk import names
-from csflow.sdk.errors import BadInput, CsflowError, NotFound, RunFailed
-from csflow.sdk.fileutil import write_json_atomic
-from csflow.sdk.registry import MOVING_TAGS, ModelVersion, version_dir
+from csflow.sdk.core.names import model_image
+from csflow.sdk.core import names
+from csflow.sdk.core.errors import BadInput, CsflowError, NotFound, RunFailed
+from csflow.sdk.core.fileutil import write_json_atomic
+from csflow.sdk.registry.local import MOVING_TAGS, ModelVersion, version_dir
 
 EventSink = Callable[[str, str, dict[str, Any]], None]
 Progress = Callable[[str], None]
@@ -57,7 +59,7 @@ Progress = Callable[[str], None]
 # Room for get_inputs over the meta-parameter grid, on top of the model's timeout.
 TEST_TIMEOUT_MARGIN = 600
 INPUTS_TIMEOUT = 300
-_PUBLISH_PRELOAD = ["csflow.engine.environments", "csflow.runtime.platform_step", "csflow.sdk.registry"]
+_PUBLISH_PRELOAD = ["csflow.sdk.builds.environments", "csflow.runtime.platform_step", "csflow.sdk.registry.local"]
 
 
 class PublishRunner(SimulationRunner):
@@ -90,13 +92,13 @@ class PublishRunner(SimulationRunner):
         if (kind, command) == (MODEL, CONTRACT_TESTS_COMMAND):
             version = self.backend.built_version(self.owner, self.title, image)
             config = version.config
-            from csflow.sdk.secrets import open_secret_store
+            from csflow.sdk.dataplane.secrets import open_secret_store
 
             secrets = open_secret_store(self.backend.settings).values(
                 self.owner, self.title, config.get("secrets", []))
             return SubprocessLauncher([str(version.python), str(RUNTIME_DIR / "contract_tests.py")],
                                       model_environment(version, "", secrets))
-        raise dag.SpecError(f"the publish engine has no program for {kind} command {command}")
+        raise semantics.SpecError(f"the publish engine has no program for {kind} command {command}")
 
     def close(self) -> None:
         for launcher in self.made.values():
@@ -115,7 +117,7 @@ class LocalPublishing:
     def submit_publish(self, config_path: str | Path, require_approval: bool = False) -> Run:
         """Check the config (one-line errors) and record the publish run."""
         from csflow.flows import publish
-        from csflow.sdk.model_config import load_model_config
+        from csflow.sdk.core.model_config import load_model_config
 
         config = load_model_config(config_path)
         if config.source.path is not None:
@@ -137,30 +139,30 @@ class LocalPublishing:
         run_dir.mkdir(parents=True)
         write_json_atomic(run_dir / "workflow.json", workflow)
         return self.store.create(Run(
-            id=run_id, kind="publish", owner=config.owner, title=config.title, tag="", status=PENDING,
+            id=run_id, kind="publish", owner=config.owner, title=config.title, tag="", status=RunStatus.PENDING,
             extra={"config": str(Path(config_path).resolve()), "require_approval": require_approval},
         ))
 
     def _execute_publish(self, run: Run, events: EventSink | None) -> None:
         from csflow import flows
-        from csflow.sdk.secrets import open_secret_store
+        from csflow.sdk.dataplane.secrets import open_secret_store
 
         run = self.store.get(run.id)
         run_dir = self.run_dir(run.id)
         clone_dir = run_dir / "work" / "clone"
 
         def on_event(step: str, phase: str, info: dict[str, Any]) -> None:
-            if step == "clone" and phase == dag.SUCCEEDED:
+            if step == "clone" and phase == StepPhase.SUCCEEDED:
                 self.store.update(run.id, tag=(clone_dir / "content-tag").read_text().strip())
             if events is not None:
                 events(step, phase, info)
 
         try:
             template = flows.compiled("publish", cache_dir=self.home / "cache")
-            workflow = dag.merge_workflow(json.loads((run_dir / "workflow.json").read_text()), template)
+            workflow = semantics.merge_workflow(json.loads((run_dir / "workflow.json").read_text()), template)
             platform_env = {**self._platform_environment(open_secret_store(self.settings)), "CSFLOW_BUILDER": "uv"}
         except CsflowError as exc:
-            self.store.finish(run.id, FAIL, str(exc))
+            self.store.finish(run.id, RunStatus.FAIL, str(exc))
             return
         runner = PublishRunner(self, run, run_dir, platform_env, events=on_event)
         try:
@@ -168,9 +170,9 @@ class LocalPublishing:
             status, reason = runner.execute(run.id, workflow, resume=resume)
         finally:
             runner.close()
-        if status == SUSPENDED:
+        if status == RunStatus.SUSPENDED:
             # Unless it was cancelled meanwhile: a cancel wins.
-            self.store.update_if(run.id, RUNNING, status=SUSPENDED, reason=reason, engine_pid=None)
+            self.store.update_if(run.id, RunStatus.RUNNING, status=RunStatus.SUSPENDED, reason=reason, engine_pid=None)
             return
         report = self.publish_report(run.id) or {}
         self.store.finish(run.id, status, reason, model_version=report.get("version", ""))
@@ -181,10 +183,10 @@ class LocalPublishing:
         run = self.store.get(run_id)
         if run.kind != "publish":
             raise BadInput(f"run {run.id} is a {run.kind} run, not a publish")
-        if run.status != SUSPENDED:
+        if run.status != RunStatus.SUSPENDED:
             raise BadInput(f"publish {run.id} is {run.status}, not waiting for approval")
         extra = {**run.extra, "approved": True, "approved_at": time.time()}
-        if not self.store.update_if(run.id, SUSPENDED, status=PENDING, reason="", extra=extra):
+        if not self.store.update_if(run.id, RunStatus.SUSPENDED, status=RunStatus.PENDING, reason="", extra=extra):
             raise BadInput(f"publish {run.id} was approved or cancelled meanwhile")
         return self.store.get(run.id)
 
@@ -201,7 +203,7 @@ class LocalPublishing:
         """The uv environment that stands in for ``image`` (built, maybe not yet pushed)."""
         tag = image.rpartition(":")[2]
         if image != model_image(self.settings.registry, owner, title, tag):
-            raise dag.SpecError(f"image {image!r} is not {owner}/{title}'s")
+            raise semantics.SpecError(f"image {image!r} is not {owner}/{title}'s")
         path = version_dir(self.home, owner, title, tag)
         try:
             record = json.loads((path / "version.json").read_text())
@@ -256,8 +258,8 @@ class LocalPublishing:
                      tag: str | None = None, progress: Progress = lambda _: None) -> dict[str, Any]:
         """``get_version`` and ``get_inputs``: from the inputs cache for the default
         meta parameters, computed in the model's environment otherwise."""
-        from csflow.sdk.contract import flat_meta_param_dict
-        from csflow.sdk.inputs_cache import InputsCache, serves
+        from csflow.sdk.core.contract import flat_meta_param_dict
+        from csflow.sdk.registry.inputs_cache import InputsCache, serves
 
         meta = flat_meta_param_dict(meta_param_dict or {})
         version = self.resolve(owner, title, tag, progress)
@@ -273,7 +275,7 @@ class LocalPublishing:
         return {**computed, "tag": version.tag, "source": "computed"}
 
     def _compute_inputs(self, version: ModelVersion, meta: dict[str, Any]) -> dict[str, Any]:
-        from csflow.sdk.secrets import open_secret_store
+        from csflow.sdk.dataplane.secrets import open_secret_store
 
         secrets = open_secret_store(self.settings).values(
             version.owner, version.title, version.config.get("secrets", []))
@@ -313,8 +315,8 @@ class LocalPublishing:
         so a webapp that cannot be reached is reported, not raised."""
         if not self.settings.webapp_url:
             return "not configured"
-        from csflow.sdk.secrets import open_secret_store
-        from csflow.sdk.webapp import WebappClient, WebappError
+        from csflow.sdk.dataplane.secrets import open_secret_store
+        from csflow.sdk.dataplane.webapp import WebappClient, WebappError
 
         secret = self.settings.webapp_token_secret
         token = open_secret_store(self.settings).values(None, None, [secret]).get(secret, "")

@@ -38,14 +38,16 @@ from urllib.parse import parse_qs, urlparse
 
 import jsonschema
 
-from csflow.sdk import lint, manifests
+from csflow.sdk.argo import lint
+
+from csflow.sdk.argo import schema as argo_schema
 
 
 @functools.cache
 def request_validator(definition: str) -> jsonschema.protocols.Validator:
     """A validator for one request type of Argo's schema.json, every object closed."""
-    schema = json.loads((manifests.schema_dir() / "schema.json").read_text())
-    definitions = manifests.close_objects(schema["definitions"])
+    schema = json.loads((argo_schema.schema_dir() / "schema.json").read_text())
+    definitions = argo_schema.close_objects(schema["definitions"])
     return jsonschema.Draft7Validator({**definitions[definition], "definitions": definitions})
 
 
@@ -174,7 +176,7 @@ class ArgoServerDouble:
             return self._error(handler, 400, f"bad WorkflowCreateRequest: {errors[0].message if errors else 'no workflow'}")
         workflow.setdefault("apiVersion", "argoproj.io/v1alpha1")
         workflow.setdefault("kind", "Workflow")
-        findings = manifests.schema_findings(workflow) + lint.lint_document(workflow, self.library)
+        findings = argo_schema.schema_findings(workflow) + lint.lint_document(workflow, self.library)
         if findings:
             return self._error(handler, 400, str(findings[0]))
         name = workflow["metadata"]["name"]

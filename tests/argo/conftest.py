@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from csflow.flows import simulate
-from csflow.sdk import manifests
+from csflow.sdk.ops import manifests
 
 REPO = Path(__file__).resolve().parents[2]
 JOB_ID = "0b4c1f0e-1d7b-4b7c-9d41-7f5cbb1f7c6e"

@@ -12,13 +12,13 @@ from pydantic import SecretStr
 import redis
 import requests
 
-from csflow.sdk import redis_acl
+from csflow.sdk.ops import redis_acl
 from csflow.sdk.backends import argo as argo_backend
 from csflow.sdk.backends.argo import ArgoBackend, ArgoError, ndjson, pod_name, run_from_workflow
 from csflow.sdk.client import Client, parse_inputs
-from csflow.sdk.errors import BadInput, CsflowError, NotFound
-from csflow.sdk.settings import Settings
-from csflow.sdk.storage import open_storage, run_prefix
+from csflow.sdk.core.errors import BadInput, CsflowError, NotFound
+from csflow.sdk.core.settings import Settings
+from csflow.sdk.dataplane.storage import open_storage, run_prefix
 
 from .argo_server_double import ArgoServerDouble
 from .conftest import REPO

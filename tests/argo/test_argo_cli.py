@@ -9,14 +9,14 @@ import subprocess
 
 import pytest
 
-from csflow.sdk import manifests
+from csflow.sdk.argo import schema
 
 from .test_argo_lint import BROKEN, broken
 
 
 def argo_lint(argo_cli: str, docs: list[dict], tmp_path) -> subprocess.CompletedProcess:
     path = tmp_path / "manifests.yaml"
-    path.write_text(manifests.dump_documents(docs))
+    path.write_text(schema.dump_documents(docs))
     return subprocess.run([argo_cli, "lint", "--offline", "--output", "simple", str(path)],
                           capture_output=True, text=True, timeout=120)
 

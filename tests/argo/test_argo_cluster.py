@@ -10,7 +10,7 @@ import os
 import pytest
 
 from csflow.sdk.backends.argo import ArgoBackend
-from csflow.sdk.settings import Settings
+from csflow.sdk.core.settings import Settings
 
 from .conftest import REPO
 

@@ -12,7 +12,8 @@ import pytest
 import yaml
 
 from csflow import flows
-from csflow.sdk import manifests
+from csflow.sdk.argo import schema
+from csflow.sdk.ops import manifests
 
 REGENERATE = os.environ.get("CSFLOW_REGENERATE") == "1" and not os.environ.get("CI")
 
@@ -31,7 +32,7 @@ def test_golden_template(flow):
     path = manifests.golden_path(template["metadata"]["name"])
     fresh = render(template)
     if REGENERATE:
-        from csflow.sdk.fileutil import write_bytes_atomic
+        from csflow.sdk.core.fileutil import write_bytes_atomic
 
         write_bytes_atomic(path, fresh.encode())
     assert path.is_file(), f"no golden file {path}; run CSFLOW_REGENERATE=1 pytest {__file__}"
@@ -51,8 +52,8 @@ def test_the_kustomization_lists_every_golden_file():
 
 
 def test_golden_files_are_valid_and_lint_clean():
-    from csflow.sdk import lint
+    from csflow.sdk.argo import lint
 
     docs = [yaml.safe_load(p.read_text()) for p in sorted(manifests.GOLDEN_DIR.glob("*.yaml"))]
-    assert [str(f) for d in docs for f in manifests.schema_findings(d)] == []
+    assert [str(f) for d in docs for f in schema.schema_findings(d)] == []
     assert lint.lint_documents(docs) == []

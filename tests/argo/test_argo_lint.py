@@ -1,4 +1,4 @@
-"""The semantic checks of ``argo lint`` (sdk/lint.py): csflow's own manifests
+"""The semantic checks of ``argo lint`` (sdk/argo/lint.py): csflow's own manifests
 pass, and each check rejects a manifest broken on purpose. The same broken
 manifests go through the real ``argo lint --offline`` in
 test_argo_cli.py when the argo binary is available."""
@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 import pytest
 
-from csflow.sdk import lint
+from csflow.sdk.argo import lint
 
 from .conftest import make_simulation_workflow
 

@@ -29,9 +29,9 @@ from csflow.flows import publish
 from csflow.sdk.backends.argo import ArgoBackend, ArgoError, pod_name
 from csflow.sdk.backends.local_publish import TEST_TIMEOUT_MARGIN
 from csflow.sdk.client import Client
-from csflow.sdk.errors import BadInput, CsflowError
-from csflow.sdk.registry_gcs import GCSInputsCache, GCSRegistry
-from csflow.sdk.settings import Settings
+from csflow.sdk.core.errors import BadInput, CsflowError
+from csflow.sdk.registry.gcs import GCSInputsCache, GCSRegistry
+from csflow.sdk.core.settings import Settings
 
 from .argo_server_double import ArgoServerDouble, now, request_validator
 from .conftest import JOB_ID, REPO, make_simulation_workflow

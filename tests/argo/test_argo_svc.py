@@ -11,7 +11,10 @@ from typer.testing import CliRunner
 
 from csflow.cli.app import app
 from csflow.flows import _common as common
-from csflow.sdk import lint, manifests, redis_acl
+from csflow.sdk.argo import lint
+from csflow.sdk.argo import schema
+from csflow.sdk.ops import manifests
+from csflow.sdk.ops import redis_acl
 
 from .conftest import find
 
@@ -43,7 +46,7 @@ def test_svc_config_prints_the_full_set_for_kubectl(tmp_path):
     namespaced = [d for d in docs if d["kind"] not in ("Namespace",)]
     assert {d["metadata"]["namespace"] for d in namespaced} == {"csflow"}
     # Everything in it passes the strict schema and the lint.
-    assert [str(f) for d in docs for f in manifests.schema_findings(d)] == []
+    assert [str(f) for d in docs for f in schema.schema_findings(d)] == []
     assert lint.lint_documents(docs) == []
 
 
@@ -124,7 +127,7 @@ def test_controller_defaults_and_executor_config_are_valid(service_docs):
     defaults = yaml.safe_load(data["workflowDefaults"])
     as_workflow = {"apiVersion": "argoproj.io/v1alpha1", "kind": "Workflow", **defaults}
     as_workflow["metadata"] = {**defaults["metadata"], "name": "defaults"}
-    assert manifests.schema_findings(as_workflow) == []
+    assert schema.schema_findings(as_workflow) == []
     spec = defaults["spec"]
     assert spec["podGC"]["strategy"] == "OnPodCompletion" and spec["ttlStrategy"]
     assert spec["automountServiceAccountToken"] is False
@@ -132,7 +135,7 @@ def test_controller_defaults_and_executor_config_are_valid(service_docs):
     executor = yaml.safe_load(data["executor"])
     pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "x"},
            "spec": {"containers": [{"name": "wait", "image": "argoexec", **executor}]}}
-    assert manifests.schema_findings(pod) == []
+    assert schema.schema_findings(pod) == []
     assert executor["securityContext"]["allowPrivilegeEscalation"] is False
     repository = yaml.safe_load(data["artifactRepository"])
     assert set(repository["gcs"]) == {"bucket", "keyFormat", "serviceAccountKeySecret"}

@@ -11,12 +11,14 @@ import yaml
 from typer.testing import CliRunner
 
 from csflow.cli.app import app
-from csflow.engine.dag import merge_workflow
+from csflow.sdk.argo.semantics import merge_workflow
 from csflow.flows import _common as common
 from csflow.flows import simulate
-from csflow.sdk import lint, manifests
-from csflow.sdk.errors import BadInput
-from csflow.sdk.model_config import find_model_config
+from csflow.sdk.argo import lint
+from csflow.sdk.argo import schema
+from csflow.sdk.core.errors import BadInput
+from csflow.sdk.core import names
+from csflow.sdk.core.model_config import find_model_config
 
 from .conftest import REPO
 
@@ -48,7 +50,7 @@ def test_the_dry_run_workflow_is_small_and_refers_to_the_template(dry_run):
     assert workflow["spec"]["workflowTemplateRef"] == {"name": simulate.NAME}
     assert "templates" not in workflow["spec"]
     assert set(parameters(workflow)) == set(simulate.PARAMETERS)
-    assert manifests.schema_findings(workflow) == []
+    assert schema.schema_findings(workflow) == []
 
 
 def test_it_is_named_after_its_job_and_labelled(dry_run):
@@ -136,11 +138,11 @@ def test_the_merged_workflow_meets_every_template_bullet(dry_run, simulate_templ
 
 
 def test_the_model_image_name_is_validated():
-    assert common.model_image("gcr.io/x/", "PSLmodels", "Tax-Cruncher", "v1") == "gcr.io/x/pslmodels_tax-cruncher:v1"
+    assert names.model_image("gcr.io/x/", "PSLmodels", "Tax-Cruncher", "v1") == "gcr.io/x/pslmodels_tax-cruncher:v1"
     with pytest.raises(BadInput):
-        common.model_image("gcr.io/x", "PSLmodels", "Tax-", "v1")
+        names.model_image("gcr.io/x", "PSLmodels", "Tax-", "v1")
     with pytest.raises(BadInput):
-        common.model_image("gcr.io/x", "PSLmodels", "Tax-Cruncher", "../latest")
+        names.model_image("gcr.io/x", "PSLmodels", "Tax-Cruncher", "../latest")
 
 
 def test_an_unknown_model_is_one_line_and_exit_2(tmp_path):

@@ -34,7 +34,7 @@ from typing import Any
 
 import pytest
 
-from csflow.sdk import redis_acl
+from csflow.sdk.ops import redis_acl
 from dataplane.conftest import redis_server  # noqa: F401  (the real redis-server fixture)
 
 REPO = Path(__file__).resolve().parents[2]
@@ -140,7 +140,7 @@ def job_store(redis_server) -> tuple[str, dict[str, str]]:  # noqa: F811
 @pytest.fixture
 def argo_client(cluster, argo_token, job_store, tmp_path, monkeypatch):
     """csflow's SDK on the argo backend, as the webapp would use it (scheduler Redis user)."""
-    from csflow.sdk import redis_acl
+    from csflow.sdk.ops import redis_acl
     from csflow.sdk.client import Client
 
     url, passwords = job_store

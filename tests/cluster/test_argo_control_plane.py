@@ -29,11 +29,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from csflow.engine.store import CANCELLED, PENDING, RUNNING
+from csflow.sdk.core.status import RunStatus
 from csflow.flows import _common as common
 from csflow.flows import simulate
-from csflow.sdk.jobstore import open_job_store
-from csflow.sdk.model_config import find_model_config
+from csflow.sdk.dataplane.jobstore import open_job_store
+from csflow.sdk.core.model_config import find_model_config
 
 from .conftest import REPO, eventually, new_job_id as new_id
 
@@ -50,7 +50,7 @@ def submit(argo_client, workflows) -> tuple[str, str]:
     run = argo_client.submit(MODEL, INPUTS)
     name = run.extra["workflow"]
     workflows.append(name)
-    assert run.status in (PENDING, RUNNING), run
+    assert run.status in (RunStatus.PENDING, RunStatus.RUNNING), run
     return run.id, name
 
 
@@ -184,7 +184,7 @@ def test_a_simulation_is_accepted_and_its_first_pod_is_built_as_csflow_means(
         simulate.WORKFLOW_DEADLINE_MARGIN
 
     run = argo_client.status(job_id)
-    assert run.status in (PENDING, RUNNING)
+    assert run.status in (RunStatus.PENDING, RunStatus.RUNNING)
     assert "inputs" in run.steps
     assert job_id in [r.id for r in argo_client.backend.list()]
 
@@ -218,12 +218,12 @@ def test_stop_ends_the_steps_and_still_runs_the_exit_handler(argo_client, cluste
     if not run.done:
         # Without a kubelet the exit handler's pod stays Pending: end the run by hand.
         # On a node it runs, and the run ends with it.
-        assert run.status == RUNNING
+        assert run.status == RunStatus.RUNNING
         if not cluster.core.list_node().items:
             argo_client.backend.terminate(job_id)
     final = eventually(lambda: argo_client.status(job_id) if argo_client.status(job_id).done else None,
                        timeout=180, what="the stopped run ends")
-    assert final.status == CANCELLED
+    assert final.status == RunStatus.CANCELLED
 
 
 def test_terminate_ends_the_run_without_the_exit_handler(argo_client, cluster, workflows):
@@ -241,7 +241,7 @@ def test_terminate_ends_the_run_without_the_exit_handler(argo_client, cluster, w
     assert not node_by_template(workflow, "notify")
     assert eventually(lambda: not cluster.pods(name), what="no pod left")
     run = argo_client.status(job_id)
-    assert run.status == CANCELLED and "Terminate" in run.reason
+    assert run.status == RunStatus.CANCELLED and "Terminate" in run.reason
 
 
 # -- clean-up by Argo -------------------------------------------------------------------------
@@ -283,7 +283,7 @@ def test_the_submitter_token_cannot_delete_runs_or_write_templates(argo_client, 
     with pytest.raises(Forbidden):
         service.create_workflow_template(
             WorkflowTemplateCreateRequest(template=TemplateModel.model_validate(template)))
-    assert argo_client.status(job_id).status in (PENDING, RUNNING)
+    assert argo_client.status(job_id).status in (RunStatus.PENDING, RunStatus.RUNNING)
 
 
 # -- the publish flow's build step --------------------------------------------------------------

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from csflow.engine.store import SUCCESS
+from csflow.sdk.core.status import RunStatus
 from csflow.sdk.client import Client
 
 from .conftest import REPO, TOY_INPUTS, eventually, settled, submit
@@ -90,7 +90,7 @@ def test_a_model_published_from_git_on_real_pods_runs_simulations(
     workflows.append(run.extra["workflow"])
     published = client.wait(run.id, timeout=1800)
     failed = {s: i["message"] for s, i in published.steps.items() if i["phase"] in ("Failed", "Error")}
-    assert published.status == SUCCESS, f"{published.status}: {published.reason} {failed}"
+    assert published.status == RunStatus.SUCCESS, f"{published.status}: {published.reason} {failed}"
     assert {"clone", "build", "test", "verify", "push", "deploy"} <= set(published.steps)
     assert "approve" not in published.steps or published.steps["approve"]["phase"] == "Skipped"
 
@@ -108,7 +108,7 @@ def test_a_model_published_from_git_on_real_pods_runs_simulations(
 
     # A simulation of `latest` runs the image the build step pushed.
     sim = settled(client, submit(client, workflows, f"{OWNER}/{TITLE}", TOY_INPUTS).id, timeout=600)
-    assert sim.status == SUCCESS, f"{sim.status}: {sim.reason} {sim.steps}"
+    assert sim.status == RunStatus.SUCCESS, f"{sim.status}: {sim.reason} {sim.steps}"
     workflow = eventually(lambda: cluster.workflow(sim.extra["workflow"]), what="the simulation's workflow")
     parameters = {p["name"]: p.get("value") for p in workflow["spec"]["arguments"]["parameters"]}
     assert parameters["image"] == version["image"]

@@ -23,7 +23,7 @@ import json
 
 import pytest
 
-from csflow.engine.store import FAIL, SUCCESS
+from csflow.sdk.core.status import RunStatus
 
 from .conftest import REPO, TOY_INPUTS, eventually, settled, submit
 
@@ -37,12 +37,12 @@ def test_tax_cruncher_runs_on_real_pods_and_gives_8032(pods_client, cluster, wor
     run = settled(pods_client, submit(pods_client, workflows, "PSLmodels/Tax-Cruncher", TAX_INPUTS).id)
     failed = {s: i["message"] for s, i in run.steps.items() if i["phase"] in ("Failed", "Error")}
     assert not failed, f"steps failed: {failed}"
-    assert run.status == SUCCESS, f"{run.status}: {run.reason} {run.steps}"
+    assert run.status == RunStatus.SUCCESS, f"{run.status}: {run.reason} {run.steps}"
     assert {"inputs", "run", "outputs", "upload", "notify"} <= set(run.steps), sorted(run.steps)
     # The married couple with wages of 100,000 in 2024 (the anchor of tests/test_tax_cruncher.py).
     assert "8,032" in json.dumps(pods_client.results(run.id))
     reports = webapp.for_job(run.id)
-    assert [r["status"] for r in reports] == [SUCCESS], reports
+    assert [r["status"] for r in reports] == [RunStatus.SUCCESS], reports
     # podGC (OnPodCompletion): no pod of the finished run is left.
     eventually(lambda: not cluster.pods(run.extra["workflow"]), timeout=60, what="podGC removes the pods")
 
@@ -56,9 +56,9 @@ def test_a_failed_run_is_reported_by_the_exit_handler(pods_client, workflows, we
     run = settled(pods_client, submit(pods_client, workflows, model, TOY_INPUTS).id, timeout=600)
     assert run.steps[step]["phase"] in ("Failed", "Error"), run.steps
     reports = eventually(lambda: webapp.for_job(run.id), timeout=120, every=2, what="the exit handler tells the webapp")
-    assert [r["status"] for r in reports] == [FAIL]
+    assert [r["status"] for r in reports] == [RunStatus.FAIL]
     assert any(word in (reports[0].get("traceback") or "").lower() for word in words), reports[0]
-    assert pods_client.wait(run.id, timeout=300).status == FAIL
+    assert pods_client.wait(run.id, timeout=300).status == RunStatus.FAIL
 
 
 @pytest.mark.timeout(900)
@@ -78,8 +78,8 @@ def test_a_deleted_pod_is_reported_by_the_exit_handler(pods_client, cluster, wor
     cluster.core.delete_namespaced_pod(pod.metadata.name, cluster.namespace, grace_period_seconds=0)
     settled(pods_client, run.id, timeout=300)
     reports = eventually(lambda: webapp.for_job(run.id), timeout=120, every=2, what="the exit handler tells the webapp")
-    assert [r["status"] for r in reports] == [FAIL]
-    assert pods_client.wait(run.id, timeout=300).status == FAIL
+    assert [r["status"] for r in reports] == [RunStatus.FAIL]
+    assert pods_client.wait(run.id, timeout=300).status == RunStatus.FAIL
 
 
 @pytest.mark.timeout(900)

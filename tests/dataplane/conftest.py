@@ -1,7 +1,7 @@
 """Fixtures for the data plane: the real servers, started by the tests.
 
 - ``redis_server``: a real ``redis-server`` (Debian package) on a free port,
-  once per session, loading the ACL users rendered by ``csflow.sdk.redis_acl``
+  once per session, loading the ACL users rendered by ``csflow.sdk.ops.redis_acl``
   (the same file the cluster's Redis gets) with random passwords;
 - ``gcs``: the real google-cloud-storage client against ``gcp-storage-emulator``,
   in this process;
@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 import redis
-from csflow.sdk import redis_acl
+from csflow.sdk.ops import redis_acl
 
 from .doubles import KubernetesDouble, RecordingWebapp, SecretManagerDouble
 

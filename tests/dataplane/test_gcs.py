@@ -13,9 +13,9 @@ from urllib.parse import parse_qs, urlparse
 import pytest
 import requests
 from csflow.runtime import platform_step
-from csflow.sdk.errors import BadInput, NotFound
-from csflow.sdk.gcs import GCSStorage, StorageError
-from csflow.sdk.storage import open_storage, run_prefix
+from csflow.sdk.core.errors import BadInput, NotFound
+from csflow.sdk.dataplane.gcs import GCSStorage, StorageError
+from csflow.sdk.dataplane.storage import open_storage, run_prefix
 from google.cloud import storage
 
 from .conftest import MODEL_CONFIGS, OK_INPUTS
@@ -185,7 +185,7 @@ def test_an_unreachable_bucket_fails_the_upload_in_one_line(tmp_path, monkeypatc
     from google.cloud.storage.retry import DEFAULT_RETRY
 
     # Uploads retry for two minutes by default; keep that logic, shorten the wait.
-    monkeypatch.setattr("csflow.sdk.gcs.DEFAULT_RETRY", DEFAULT_RETRY.with_timeout(0.5))
+    monkeypatch.setattr("csflow.sdk.dataplane.gcs.DEFAULT_RETRY", DEFAULT_RETRY.with_timeout(0.5))
     code = platform_step.main(
         ["upload", "--job-id", str(uuid.uuid4()), "--owner", "o", "--title", "t"]
     )

@@ -11,9 +11,9 @@ import uuid
 from pathlib import Path
 
 import pytest
-from csflow.sdk.errors import BadInput, NotFound
-from csflow.sdk.jobstore import open_job_store
-from csflow.sdk.redis_jobs import JobStoreError, RedisJobStore
+from csflow.sdk.core.errors import BadInput, NotFound
+from csflow.sdk.dataplane.jobstore import open_job_store
+from csflow.sdk.dataplane.redis_jobs import JobStoreError, RedisJobStore
 
 from .conftest import MODEL_SOURCE, REPO
 
@@ -176,7 +176,7 @@ def test_the_model_step_with_a_wrong_password(redis_server, redis_admin, tmp_pat
 
 
 def test_the_model_step_reports_an_expired_file_job(tmp_path):
-    from csflow.sdk.jobstore import FileJobStore
+    from csflow.sdk.dataplane.jobstore import FileJobStore
 
     job_id = str(uuid.uuid4())
     jobs = (tmp_path / "jobs").as_uri()

@@ -1,4 +1,4 @@
-"""The model registry and inputs cache on Cloud Storage (``sdk/registry_gcs.py``),
+"""The model registry and inputs cache on Cloud Storage (``sdk/registry/gcs.py``),
 with the real google-cloud-storage client.
 
 Servers: gcp-storage-emulator, in this process, always. It does NOT honour
@@ -34,11 +34,11 @@ import requests
 from google.cloud import storage
 
 from csflow.runtime import publish_step
-from csflow.sdk import registry_gcs
-from csflow.sdk.errors import BadInput, NotFound
-from csflow.sdk.inputs_cache import InputsCache
-from csflow.sdk.registry import Registry, open_inputs_cache, open_registry
-from csflow.sdk.registry_gcs import GCSInputsCache, GCSRegistry, RegistryBusy
+from csflow.sdk.registry import gcs as registry_gcs
+from csflow.sdk.core.errors import BadInput, NotFound
+from csflow.sdk.registry.inputs_cache import InputsCache
+from csflow.sdk.registry.local import Registry, open_inputs_cache, open_registry
+from csflow.sdk.registry.gcs import GCSInputsCache, GCSRegistry, RegistryBusy
 
 from .conftest import free_port
 

@@ -144,7 +144,7 @@ def test_the_embedded_engine_on_a_redis_job_store(home, redis_server, redis_admi
     """The submitter writes as the scheduler (its user from the environment);
     the model reads as the model user, whose password the engine takes from
     the secret store. Neither password lands under CSFLOW_HOME."""
-    from csflow.sdk.secrets import LocalSecretStore
+    from csflow.sdk.dataplane.secrets import LocalSecretStore
 
     monkeypatch.setenv("CSFLOW_REDIS_USER", "scheduler")
     monkeypatch.setenv("CSFLOW_REDIS_PASSWORD", redis_server.passwords["scheduler"])
@@ -162,7 +162,7 @@ def test_the_embedded_engine_on_a_redis_job_store(home, redis_server, redis_admi
     assert leaks(home, [VALUE, *redis_server.passwords.values()]) == []
 
     # a missing model password is one clear line, before anything runs
-    from csflow.sdk.errors import NotFound
+    from csflow.sdk.core.errors import NotFound
 
     store.delete("REDIS_MODEL_PW")
     try:  # refused at submit (when the engine warms up) or when the run starts

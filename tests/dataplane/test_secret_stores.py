@@ -6,9 +6,9 @@ from __future__ import annotations
 import stat
 
 import pytest
-from csflow.sdk.errors import BadInput, NotFound
-from csflow.sdk.secrets import LocalSecretStore, SecretError, SecretManagerStore, open_secret_store
-from csflow.sdk.settings import Settings
+from csflow.sdk.core.errors import BadInput, NotFound
+from csflow.sdk.dataplane.secrets import LocalSecretStore, SecretError, SecretManagerStore, open_secret_store
+from csflow.sdk.core.settings import Settings
 
 
 @pytest.fixture(params=["local", "gcp"])

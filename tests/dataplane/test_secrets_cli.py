@@ -11,7 +11,8 @@ import pytest
 import typer
 import yaml
 from csflow.cli.secrets import model_app, service_app
-from csflow.sdk import redis_acl, secret_sync
+from csflow.sdk.ops import redis_acl
+from csflow.sdk.ops import secret_sync
 from typer.testing import CliRunner
 
 from .conftest import MODEL_CONFIGS
@@ -225,8 +226,6 @@ def test_sync_one_model_only(cli):
 def test_the_names_match_what_the_workflows_reference():
     from csflow.flows import _common, simulate
 
-    assert secret_sync.MODEL_JOBS_SECRET == _common.MODEL_JOB_STORE_SECRET
-    assert secret_sync.PLATFORM_SECRET == _common.PLATFORM_SECRET
     workflow = simulate.simulation_workflow(
         owner="dataplane",
         title="SecretReader",

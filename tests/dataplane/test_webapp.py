@@ -7,8 +7,8 @@ import uuid
 
 import pytest
 from csflow.runtime import platform_step
-from csflow.sdk.errors import BadInput
-from csflow.sdk.webapp import WebappClient, WebappError
+from csflow.sdk.core.errors import BadInput
+from csflow.sdk.dataplane.webapp import WebappClient, WebappError
 
 from .doubles import RecordingWebapp
 

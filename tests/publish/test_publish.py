@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 
 from csflow.engine.store import RunStore
-from csflow.sdk.errors import BadInput, NotFound
-from csflow.sdk.inputs_cache import InputsCache
-from csflow.sdk.registry import Registry, version_dir
+from csflow.sdk.core.errors import BadInput, NotFound
+from csflow.sdk.registry.inputs_cache import InputsCache
+from csflow.sdk.registry.local import Registry, version_dir
 
 from .conftest import OK_INPUTS, OWNER, TINY, tiny_config
 
@@ -240,7 +240,7 @@ def test_registry_writers_in_two_processes_lose_nothing(home):
     script = (
         "import sys, time\n"
         "from pathlib import Path\n"
-        "from csflow.sdk.registry import Registry\n"
+        "from csflow.sdk.registry.local import Registry\n"
         "r = Registry(Path(sys.argv[1]))\n"
         "for i in range(40):\n"
         "    tag = f'{sys.argv[2]}{i:03d}'\n"
@@ -290,14 +290,15 @@ def test_publish_runs_show_in_runs_and_logs(client, configs):
 
 
 def test_the_store_keeps_suspended_runs_active(home):
-    from csflow.engine import store
+    from csflow.sdk.core.run import Run
+    from csflow.sdk.core.status import ACTIVE, FINAL, RunStatus
 
-    assert store.SUSPENDED in store.ACTIVE and store.SUSPENDED not in store.FINAL
+    assert RunStatus.SUSPENDED in ACTIVE and RunStatus.SUSPENDED not in FINAL
     runs = RunStore(home / "runs.db")
-    runs.create(store.Run(id="r1", owner="o", title="t", tag="", status=store.SUSPENDED))
-    assert not runs.update_if("r1", store.RUNNING, status=store.PENDING)
-    assert runs.update_if("r1", store.SUSPENDED, status=store.PENDING)
-    assert runs.get("r1").status == store.PENDING
+    runs.create(Run(id="r1", owner="o", title="t", tag="", status=RunStatus.SUSPENDED))
+    assert not runs.update_if("r1", RunStatus.RUNNING, status=RunStatus.PENDING)
+    assert runs.update_if("r1", RunStatus.SUSPENDED, status=RunStatus.PENDING)
+    assert runs.get("r1").status == RunStatus.PENDING
 
 
 def test_every_step_works_in_the_clients_home_not_the_environments(configs, tmp_path, monkeypatch):
@@ -318,7 +319,7 @@ def test_the_webapp_is_told_of_staging_and_latest(home, configs):
     from dataplane.doubles import RecordingWebapp
 
     from csflow.sdk.client import Client
-    from csflow.sdk.secrets import LocalSecretStore
+    from csflow.sdk.dataplane.secrets import LocalSecretStore
 
     LocalSecretStore(home).set("CS_API_TOKEN", "token-value-1234")
     webapp = RecordingWebapp().start()

@@ -16,8 +16,8 @@ import pytest
 import yaml
 
 from csflow import flows
-from csflow.engine import dag
-from csflow.engine.environments import (
+from csflow.sdk.argo import semantics
+from csflow.sdk.builds.environments import (
     build_process_env,
     plan_build,
     uv_bin,
@@ -26,9 +26,11 @@ from csflow.engine.environments import (
 from csflow.flows import _common as c
 from csflow.flows import publish
 from csflow.runtime.image_build import _run as run_or_fail
-from csflow.sdk import lint, manifests, model_image
-from csflow.sdk.errors import BadInput
-from csflow.sdk.model_config import load_model_config
+from csflow.sdk.argo import lint
+from csflow.sdk.argo import schema
+from csflow.sdk.builds import model_image
+from csflow.sdk.core.errors import BadInput
+from csflow.sdk.core.model_config import load_model_config
 
 from .conftest import REPO, TINY, tiny_config
 
@@ -51,15 +53,15 @@ def _workflow(**overrides) -> dict:
 
 
 def test_the_template_passes_the_strict_schema_and_lint(template):
-    assert manifests.schema_findings(template) == []
+    assert schema.schema_findings(template) == []
     assert lint.lint_document(template) == []
 
 
 def test_a_publish_workflow_passes_with_its_template(template):
     workflow = _workflow()
-    assert manifests.schema_findings(workflow) == []
+    assert schema.schema_findings(workflow) == []
     assert lint.lint_documents([template, workflow]) == []
-    merged = dag.merge_workflow(workflow, template)  # every parameter has a value
+    merged = semantics.merge_workflow(workflow, template)  # every parameter has a value
     values = {p["name"]: p["value"] for p in merged["spec"]["arguments"]["parameters"]}
     assert values["require-approval"] == "true" and json.loads(values["config"])["title"] == "Tax-Cruncher"
 
@@ -75,7 +77,7 @@ def test_argo_lints_the_template_and_a_workflow(template, tmp_path):
 
 def test_the_dag_is_clone_build_test_verify_push_approve_deploy(template):
     spec = template["spec"]
-    tasks = {t.name: t for t in dag.dag_tasks(spec, spec["entrypoint"])}
+    tasks = {t.name: t for t in semantics.dag_tasks(spec, spec["entrypoint"])}
     assert list(tasks) == ["clone", "build", "test", "verify", "push", "approve", "deploy"]
     assert tasks["build"].when == "{{tasks.clone.outputs.parameters.built}} != true"
     assert tasks["verify"].depends == "test.Succeeded" and tasks["push"].depends == "verify.Succeeded"

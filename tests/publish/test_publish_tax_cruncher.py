@@ -10,7 +10,7 @@ import io
 import pytest
 
 from csflow.sdk.client import Client
-from csflow.sdk.registry import Registry
+from csflow.sdk.registry.local import Registry
 
 from .conftest import REPO
 

@@ -3,7 +3,7 @@
 The submitter writes the key as the ``scheduler`` ACL user, value and expiry
 in one ``SET ... EX`` so no job ever lives without one; a model step reads
 its own key as the ``model`` user, which can do nothing but GET ``job-*``
-(``sdk/redis_acl.py``). An expired key is gone, so it reads as missing, with
+(``sdk/ops/redis_acl.py``). An expired key is gone, so it reads as missing, with
 an error that says so.
 
 URL: ``redis://host:port/db`` (``rediss://`` for TLS). The user and password
@@ -20,9 +20,9 @@ from typing import Any, TypeVar
 from urllib.parse import urlparse
 
 import redis
-from csflow.sdk.errors import BadInput, CsflowError, NotFound
-from csflow.sdk.jobstore import DEFAULT_TTL, job_key
-from csflow.sdk.redis_acl import REDIS_PASSWORD_ENV, REDIS_USER_ENV
+from csflow.sdk.core.errors import BadInput, CsflowError, NotFound
+from csflow.sdk.dataplane.jobstore import DEFAULT_TTL, job_key
+from csflow.sdk.ops.redis_acl import REDIS_PASSWORD_ENV, REDIS_USER_ENV
 
 T = TypeVar("T")
 

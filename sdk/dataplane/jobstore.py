@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import unquote, urlparse
 
-from csflow.sdk import names
-from csflow.sdk.errors import BadInput, NotFound
-from csflow.sdk.fileutil import write_json_atomic
+from csflow.sdk.core import names
+from csflow.sdk.core.errors import BadInput, NotFound
+from csflow.sdk.core.fileutil import write_json_atomic
 
 DEFAULT_TTL = 7 * 24 * 3600
 
@@ -59,7 +59,7 @@ def open_job_store(url: str) -> JobStore:
     if scheme == "file":
         return FileJobStore(url)
     if scheme in ("redis", "rediss"):
-        from csflow.sdk.redis_jobs import RedisJobStore
+        from csflow.sdk.dataplane.redis_jobs import RedisJobStore
 
         return RedisJobStore(url)
     raise BadInput(f"unsupported job store URL {url!r}: use file:// or redis://")

@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import unquote, urlparse
 
-from csflow.sdk import names
-from csflow.sdk.errors import BadInput, NotFound
-from csflow.sdk.fileutil import write_bytes_atomic
+from csflow.sdk.core import names
+from csflow.sdk.core.errors import BadInput, NotFound
+from csflow.sdk.core.fileutil import write_bytes_atomic
 
 
 def run_prefix(owner: str, title: str, job_id: str) -> str:
@@ -82,7 +82,7 @@ def open_storage(url: str) -> Storage:
     if scheme == "file":
         return FileStorage(url)
     if scheme == "gs":
-        from csflow.sdk.gcs import GCSStorage
+        from csflow.sdk.dataplane.gcs import GCSStorage
 
         return GCSStorage(url)
     raise BadInput(f"unsupported storage URL {url!r}: use file:// or gs://")

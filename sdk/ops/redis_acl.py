@@ -1,7 +1,7 @@
 """Redis ACL users: who may touch which keys of the job store.
 
 The job store keeps each simulation's inputs under ``job-<uuid>`` with an
-expiry (``sdk/redis_jobs.py``). Redis ACL users fence it
+expiry (``sdk/dataplane/redis_jobs.py``). Redis ACL users fence it
 (https://redis.io/docs/latest/operate/oss_and_stack/management/security/acl/):
 
 - ``default``: disabled, so no connection works without a user and password;
@@ -43,7 +43,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from csflow.sdk.errors import BadInput, NotFound
+from csflow.sdk.core.errors import BadInput, NotFound
 
 ADMIN, SCHEDULER, MODEL, DEFAULT = "admin", "scheduler", "model", "default"
 

@@ -16,9 +16,10 @@ import yaml
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from csflow.sdk.model_image import BASE_IMAGE
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+# The image a model's image is built on, unless configured (e.g. a mirror).
+BASE_IMAGE = "python:{python}-slim-bookworm"
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def default_home() -> Path:

@@ -20,15 +20,14 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from csflow.sdk.errors import CsflowError
+from csflow.sdk.core.errors import CsflowError
+from csflow.sdk.core.status import StepPhase
 
 
 class SpecError(CsflowError):
     """The compiled workflow uses something the embedded engine does not support."""
 
 
-# Task results, as Argo names them in ``depends``.
-SUCCEEDED, FAILED, ERRORED, SKIPPED, OMITTED = "Succeeded", "Failed", "Errored", "Skipped", "Omitted"
 
 _VARIABLE = re.compile(r"\{\{\s*([^{}]+?)\s*\}\}")
 
@@ -154,7 +153,7 @@ def evaluate_depends(expression: str, results: dict[str, str]) -> bool:
         if result is None:
             raise SpecError(f"depends names a task that has not finished: {task!r}")
         if not outcome:
-            return result in (SUCCEEDED, SKIPPED)
+            return result in (StepPhase.SUCCEEDED, StepPhase.SKIPPED)
         if outcome == "AnySucceeded" or outcome == "AllFailed":
             raise SpecError(f"{outcome} applies to loops, which csflow flows do not use")
         return result == outcome

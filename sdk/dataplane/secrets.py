@@ -28,12 +28,12 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
-from csflow.sdk import names
-from csflow.sdk.errors import BadInput, CsflowError, NotFound
-from csflow.sdk.fileutil import file_lock, write_json_atomic
+from csflow.sdk.core import names
+from csflow.sdk.core.errors import BadInput, CsflowError, NotFound
+from csflow.sdk.core.fileutil import file_lock, write_json_atomic
 
 if TYPE_CHECKING:
-    from csflow.sdk.settings import Settings
+    from csflow.sdk.core.settings import Settings
 
 T = TypeVar("T")
 

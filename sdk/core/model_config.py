@@ -16,8 +16,8 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from csflow.sdk import names
-from csflow.sdk.errors import BadInput, NotFound
+from csflow.sdk.core import names
+from csflow.sdk.core.errors import BadInput, NotFound
 
 
 class _Strict(BaseModel):

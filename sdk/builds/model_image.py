@@ -3,7 +3,7 @@ container runtime, root or a Dockerfile.
 
 The publish flow's ``build`` step (``runtime/image_build.py``) runs as the
 same unprivileged user as every other step. From the build context the
-``clone`` step laid out (``engine/environments.py``):
+``clone`` step laid out (``sdk/builds/environments.py``):
 
 - ``build.json``: the version's record (owner, title, content tag, Python, the config);
 - ``requirements.lock``: the requirements resolved to exact pins;
@@ -35,13 +35,13 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from csflow.sdk.errors import BadInput
+from csflow.sdk.core.errors import BadInput
+from csflow.sdk.core.settings import BASE_IMAGE
+from csflow.sdk.core.steps import PROGRAMS as STEP_PROGRAMS
 
 # The model steps read job inputs from Redis on a cluster; this is the only
 # package csflow adds to a model image.
 REDIS_CLIENT = "redis==5.2.1"
-# Overridable per installation (CSFLOW_MODEL_BASE_IMAGE), e.g. a mirror.
-BASE_IMAGE = "python:{python}-slim-bookworm"
 # The images' platform: uv installs wheels for it, crane picks it from the base.
 IMAGE_PLATFORM = "linux/amd64"
 WHEEL_PLATFORM = "x86_64-manylinux_2_28"
@@ -50,11 +50,8 @@ SOURCE_DIR = "/opt/csflow/model"
 PACKAGES_DIR = "/opt/csflow/packages"
 # On PATH in the official Python images (and csflow's stand-ins for them).
 BIN_DIR = "/usr/local/bin"
-# What the image puts on PATH -> the program it runs (flows/_common.py names them).
-PROGRAMS = {
-    "csflow-model-step": "model_step.py",
-    "csflow-contract-tests": "contract_tests.py",
-}
+# What the image puts on PATH -> the program file it runs (the standalone step programs).
+PROGRAMS = {p.command: p.script.name for p in STEP_PROGRAMS.values() if p.standalone}
 UID = 1000
 
 

@@ -1,6 +1,6 @@
 """Semantic lint of Argo Workflows manifests: what ``argo lint`` checks beyond the schema.
 
-The CRD schema (``sdk/manifests.py``) says whether each field has the right
+The CRD schema (``sdk/argo/schema.py``) says whether each field has the right
 shape; it cannot say whether a DAG task names a template that exists or a
 ``{{tasks.x.outputs.parameters.y}}`` reference points at a real output. Argo
 makes those checks in ``workflow/validate/validate.go`` when a workflow is
@@ -37,7 +37,7 @@ import re
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from csflow.sdk.manifests import Finding, document_name
+from csflow.sdk.argo.schema import Finding, document_name
 
 MAX_OBJECT_NAME = 63
 MAX_CRON_NAME = 52

@@ -44,10 +44,10 @@ from google.api_core import exceptions as google_errors
 from google.auth import exceptions as auth_errors
 from google.cloud import storage
 
-from csflow.sdk import names
-from csflow.sdk.errors import CsflowError, NotFound
-from csflow.sdk.gcs import GCSStorage, StorageError
-from csflow.sdk.registry import Registry, empty_document
+from csflow.sdk.core import names
+from csflow.sdk.core.errors import CsflowError, NotFound
+from csflow.sdk.dataplane.gcs import GCSStorage, StorageError
+from csflow.sdk.registry.local import Registry, empty_document
 
 T = TypeVar("T")
 

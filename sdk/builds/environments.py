@@ -12,7 +12,7 @@ skipped. Environments live in ``$CSFLOW_HOME/envs/OWNER/TITLE/TAG/``:
 
 A build is planned (``plan_build``: source, lock, content tag), laid out as a
 build context (``write_build_context``: what a cluster builds the model's image
-from, ``sdk/model_image.py``) and installed
+from, ``sdk/builds/model_image.py``) and installed
 (``install_environment``: the embedded engine's uv environment, from the same
 source and lock). ``build_environment`` does all three for a simulation of a
 model that was never published.
@@ -34,10 +34,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from csflow.sdk.errors import BadInput, CsflowError
-from csflow.sdk.fileutil import file_lock, write_json_atomic, write_text_atomic
-from csflow.sdk.model_config import ModelConfig
-from csflow.sdk.registry import version_dir
+from csflow.sdk.core.errors import BadInput, CsflowError
+from csflow.sdk.core.steps import MODEL_SIDE_PROGRAMS, RUNTIME_DIR
+from csflow.sdk.core.fileutil import file_lock, write_json_atomic, write_text_atomic
+from csflow.sdk.core.model_config import ModelConfig
+from csflow.sdk.registry.local import version_dir
 
 Progress = Callable[[str], None]
 _IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc", ".git", ".venv", "*.egg-info")
@@ -213,20 +214,16 @@ def plan_build(
         yield BuildPlan(config, source, lock, tag, info)
 
 
-# The model-side programs a model image carries (standard library only).
-MODEL_SIDE_PROGRAMS = ("model_step.py", "contract_tests.py")
-
 
 def write_build_context(plan: BuildPlan, context: Path) -> None:
     """Lay out the build context: what a cluster builds the model's image from
-    (``sdk/model_image.py``), and the embedded engine its uv environment."""
-    runtime = Path(__file__).resolve().parent.parent / "runtime"
+    (``sdk/builds/model_image.py``), and the embedded engine its uv environment."""
     context.mkdir(parents=True, exist_ok=True)
     shutil.copytree(plan.source, context / "src", ignore=_IGNORED, dirs_exist_ok=True)
     write_text_atomic(context / "requirements.lock", plan.lock)
     (context / "csflow").mkdir(exist_ok=True)
     for name in MODEL_SIDE_PROGRAMS:
-        shutil.copy2(runtime / name, context / "csflow" / name)
+        shutil.copy2(RUNTIME_DIR / name, context / "csflow" / name)
     write_json_atomic(context / "build.json", plan.info)
 
 

@@ -25,8 +25,8 @@ from collections.abc import Callable
 from typing import TypeVar
 from urllib.parse import urlparse
 
-from csflow.sdk.errors import BadInput, CsflowError, NotFound
-from csflow.sdk.storage import _check_key
+from csflow.sdk.core.errors import BadInput, CsflowError, NotFound
+from csflow.sdk.dataplane.storage import _check_key
 from google.api_core import exceptions as google_errors
 from google.auth import exceptions as auth_errors
 from google.cloud import storage

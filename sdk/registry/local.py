@@ -9,7 +9,7 @@ publishes at once cannot corrupt it.
 
 ``open_registry(url, home)`` picks where the documents live: under
 ``$CSFLOW_HOME`` (the default), in another folder (``file://``), or on Cloud
-Storage (``gs://``, ``sdk/registry_gcs.py``), where the push and deploy pods
+Storage (``gs://``, ``sdk/registry/gcs.py``), where the push and deploy pods
 of a cluster share them. Only ``document`` and ``change`` differ between them.
 
 Publishing records a version (``record_version``: when, from what, how its
@@ -36,9 +36,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
 
-from csflow.sdk import names
-from csflow.sdk.errors import BadInput, NotFound
-from csflow.sdk.fileutil import file_lock, write_json_atomic
+from csflow.sdk.core import names
+from csflow.sdk.core.errors import BadInput, NotFound
+from csflow.sdk.core.fileutil import file_lock, write_json_atomic
 
 MOVING_TAGS = ("latest", "staging")
 
@@ -181,11 +181,11 @@ class Registry:
 def open_registry(url: str, home: Path) -> Registry:
     """The registry at ``url``: empty for ``$CSFLOW_HOME`` (``home``), ``file:///DIR``
     for a folder (``DIR/registry/...``; it must be shared by whoever publishes and
-    simulates) or ``gs://BUCKET[/PREFIX]`` (``sdk/registry_gcs.py``, for clusters)."""
+    simulates) or ``gs://BUCKET[/PREFIX]`` (``sdk/registry/gcs.py``, for clusters)."""
     if not url:
         return Registry(home)
     if url.startswith("gs://"):
-        from csflow.sdk.registry_gcs import GCSRegistry
+        from csflow.sdk.registry.gcs import GCSRegistry
 
         return GCSRegistry(url, home)
     return Registry(_folder(url))
@@ -194,10 +194,10 @@ def open_registry(url: str, home: Path) -> Registry:
 def open_inputs_cache(url: str, home: Path):
     """The inputs cache beside the registry at ``url`` (see ``open_registry``)."""
     if url.startswith("gs://"):
-        from csflow.sdk.registry_gcs import GCSInputsCache
+        from csflow.sdk.registry.gcs import GCSInputsCache
 
         return GCSInputsCache(url)
-    from csflow.sdk.inputs_cache import InputsCache
+    from csflow.sdk.registry.inputs_cache import InputsCache
 
     return InputsCache(_folder(url) if url else home)
 

@@ -1,6 +1,6 @@
 """Delivering secrets to a cluster: the Kubernetes Secrets pods read by ``envFrom``.
 
-The secret store (``sdk/secrets.py``) holds the values; a Kubernetes Secret
+The secret store (``sdk/dataplane/secrets.py``) holds the values; a Kubernetes Secret
 is how they reach pods (https://kubernetes.io/docs/concepts/configuration/secret/).
 Workflow manifests only name these Secrets; this module, behind
 ``csflow svc secrets sync``, is the one place that writes values into them:
@@ -12,7 +12,7 @@ Workflow manifests only name these Secrets; this module, behind
   user, for every model step;
 - ``csflow-platform``: the webapp token and the ``scheduler`` Redis user, for
   the platform steps only;
-- ``csflow-redis-acl``: Redis' ``users.acl`` (password hashes; ``sdk/redis_acl.py``).
+- ``csflow-redis-acl``: Redis' ``users.acl`` (password hashes; ``sdk/ops/redis_acl.py``).
 
 ``plan`` renders them and warns (by name, never value) about what is missing;
 ``summary`` describes them without values; ``apply`` creates or replaces them
@@ -26,18 +26,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import yaml
-from csflow.sdk import names, redis_acl
-from csflow.sdk.errors import CsflowError, NotFound
-from csflow.sdk.model_config import ModelConfig, load_model_config
-from csflow.sdk.secrets import SecretStore
+from csflow.sdk.core import names
+from csflow.sdk.ops import redis_acl
+from csflow.sdk.core.errors import CsflowError, NotFound
+from csflow.sdk.core.model_config import ModelConfig, load_model_config
+from csflow.sdk.core.steps import MODEL_JOB_STORE_SECRET, PLATFORM_SECRET
+from csflow.sdk.dataplane.secrets import SecretStore
 
 if TYPE_CHECKING:
-    from csflow.sdk.settings import Settings
+    from csflow.sdk.core.settings import Settings
 
 MANAGED_BY = {"app.kubernetes.io/managed-by": "csflow"}
-# Must match flows/_common.py (MODEL_JOB_STORE_SECRET, PLATFORM_SECRET); a test checks.
-MODEL_JOBS_SECRET = "csflow-model-jobs"
-PLATFORM_SECRET = "csflow-platform"
 
 
 def model_secret_name(owner: str, title: str) -> str:
@@ -144,7 +143,7 @@ def plan(
         )
         result.secrets.append(
             secret_object(
-                MODEL_JOBS_SECRET,
+                MODEL_JOB_STORE_SECRET,
                 namespace,
                 {
                     redis_acl.JOB_STORE_ENV: job_store,
@@ -155,7 +154,7 @@ def plan(
             )
         )
     else:
-        result.warnings.append(f"skipped {MODEL_JOBS_SECRET}: REDIS_MODEL_PW is not set")
+        result.warnings.append(f"skipped {MODEL_JOB_STORE_SECRET}: REDIS_MODEL_PW is not set")
 
     platform: dict[str, str] = {}
     if service.get(redis_acl.SCHEDULER):

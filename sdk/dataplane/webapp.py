@@ -24,8 +24,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import requests
-from csflow.sdk import names
-from csflow.sdk.errors import CsflowError
+from csflow.sdk.core import names
+from csflow.sdk.core.errors import CsflowError
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 

@@ -19,9 +19,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from csflow.sdk import names
-from csflow.sdk.contract import flat_meta_param_dict
-from csflow.sdk.fileutil import write_json_atomic
+from csflow.sdk.core import names
+from csflow.sdk.core.contract import flat_meta_param_dict
+from csflow.sdk.core.fileutil import write_json_atomic
 
 
 class InputsCache:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 import uuid
 
-from csflow.sdk.errors import BadInput
+from csflow.sdk.core.errors import BadInput
 
 # C/S owners and titles keep their case ("PSLmodels/Tax-Cruncher"); they may
 # hold letters, digits, '-', '_' and '.', but never start with a dot, so no
@@ -82,3 +82,16 @@ _ATTEMPT = re.compile(r"\(\d+\)$")
 def without_attempt(display_name: str) -> str:
     """A workflow node's step name without Argo's attempt suffix."""
     return _ATTEMPT.sub("", display_name)
+
+
+def model_image(registry: str, owner: str, title: str, tag: str) -> str:
+    """The model's image, ``REGISTRY/owner_title:TAG`` (as C/S named them). Owner,
+    title and tag are validated names; the repository part must also fit Docker's
+    grammar (lowercase, no separator at either end)."""
+    repository = f"{owner}_{title}".lower()
+    if not _DOCKER_PATH_COMPONENT.match(repository):
+        raise BadInput(f"cannot derive an image name from {owner}/{title}")
+    return f"{registry.rstrip('/')}/{repository}:{check_tag(tag)}"
+
+
+_DOCKER_PATH_COMPONENT = re.compile(r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$")

@@ -31,8 +31,8 @@ import jsonschema
 import yaml
 from jsonschema.exceptions import best_match
 
-from csflow.sdk.errors import BadInput, CsflowError
-from csflow.sdk.settings import REPO_ROOT
+from csflow.sdk.core.errors import BadInput, CsflowError
+from csflow.sdk.core.settings import REPO_ROOT
 
 ARGO_VERSION = "v4.0.5"
 ARGO_GROUP = "argoproj.io"
@@ -220,77 +220,3 @@ def dump_documents(docs: Iterable[dict[str, Any]]) -> str:
         "---\n" + yaml.safe_dump(doc, sort_keys=False, default_flow_style=False, allow_unicode=True)
         for doc in docs
     )
-
-
-# -- the cluster's manifests (``csflow svc config``) ---------------------------
-
-CLUSTER_DIR = REPO_ROOT / "cluster" / "argo"
-PLATFORM_CONFIG = "csflow-platform"  # flows/_common.py PLATFORM_CONFIG
-GOLDEN_DIR = CLUSTER_DIR / "golden"
-_CLUSTER_SCOPED = frozenset({"Namespace", "ClusterRole", "ClusterRoleBinding", "PriorityClass",
-                             "CustomResourceDefinition", "ClusterWorkflowTemplate"})
-
-
-def flow_templates(platform_image: str | None = None) -> tuple[list[dict[str, Any]], list[str]]:
-    """Every flow's WorkflowTemplate, built fresh, and the names of flows whose
-    module does not exist yet (skipped)."""
-    import importlib
-    import inspect
-
-    from csflow import flows
-
-    templates, missing = [], []
-    for name in flows.FLOW_NAMES:
-        module_name = f"csflow.flows.{name}"
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name != module_name:
-                raise
-            missing.append(name)
-            continue
-        kwargs = {}
-        if platform_image and "platform_image" in inspect.signature(module.build).parameters:
-            kwargs["platform_image"] = platform_image
-        templates.append(module.build(**kwargs).to_dict())
-    return templates, missing
-
-
-def golden_path(template_name: str) -> Path:
-    return GOLDEN_DIR / f"{template_name}.yaml"
-
-
-def service_manifests(platform_image: str | None = None, artifact_bucket: str | None = None,
-                      platform_env: dict[str, str] | None = None) -> tuple[list[dict[str, Any]], list[str]]:
-    """Every document an operator applies, in ``cluster/argo/kustomization.yaml``'s
-    order, with the flows' WorkflowTemplates built fresh in place of their golden
-    files; and the flows skipped because their module does not exist yet.
-
-    This reads the kustomization's ``resources`` and ``namespace`` only: csflow's
-    base uses no other kustomize feature, and the kustomize binary is not a
-    Python dependency (``kubectl apply -k cluster/argo`` gives the same set)."""
-    kustomization = yaml.safe_load((CLUSTER_DIR / "kustomization.yaml").read_text())
-    namespace = kustomization.get("namespace")
-    templates, missing = flow_templates(platform_image)
-    fresh = {t["metadata"]["name"]: t for t in templates}
-    docs: list[dict[str, Any]] = []
-    for resource in kustomization["resources"]:
-        path = CLUSTER_DIR / resource
-        if path.parent == GOLDEN_DIR:
-            template = fresh.pop(path.stem, None)
-            if template is not None:
-                docs.append(template)
-            continue
-        docs.extend(load_documents(path.read_text(), str(path)))
-    docs.extend(fresh.values())  # a flow not yet listed in the kustomization
-    for doc in docs:
-        if namespace and doc.get("kind") not in _CLUSTER_SCOPED:
-            doc.setdefault("metadata", {})["namespace"] = namespace
-        if artifact_bucket and doc.get("kind") == "ConfigMap" and \
-                doc["metadata"]["name"] == "workflow-controller-configmap":
-            repository = yaml.safe_load(doc["data"]["artifactRepository"])
-            repository["gcs"]["bucket"] = artifact_bucket
-            doc["data"]["artifactRepository"] = yaml.safe_dump(repository, sort_keys=False)
-        if platform_env and doc.get("kind") == "ConfigMap" and doc["metadata"]["name"] == PLATFORM_CONFIG:
-            doc["data"].update(platform_env)
-    return docs, missing

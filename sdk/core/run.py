@@ -1,0 +1,67 @@
+"""``Run``: one simulation or publish, as every backend reports it.
+
+The embedded engine keeps runs in SQLite (``engine/store.py``); the argo
+backend reads them from Workflows. Both return this record.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from csflow.sdk.core.status import FINAL
+
+__all__ = ["Run"]
+
+
+@dataclass
+class Run:
+    id: str
+    owner: str
+    title: str
+    tag: str
+    status: str
+    kind: str = "simulate"
+    reason: str = ""
+    created: float = 0.0
+    started: float | None = None
+    finished: float | None = None
+    engine_pid: int | None = None
+    model_version: str = ""
+    steps: dict[str, dict[str, Any]] = field(default_factory=dict)
+    errors_warnings: dict[str, Any] = field(default_factory=dict)
+    results_uri: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def model(self) -> str:
+        return f"{self.owner}/{self.title}"
+
+    @property
+    def done(self) -> bool:
+        return self.status in FINAL
+
+    @property
+    def duration(self) -> float | None:
+        if self.started is None:
+            return None
+        return (self.finished or time.time()) - self.started
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "job_id": self.id,
+            "kind": self.kind,
+            "model": self.model,
+            "tag": self.tag,
+            "status": self.status,
+            "reason": self.reason,
+            "model_version": self.model_version,
+            "created": self.created,
+            "started": self.started,
+            "finished": self.finished,
+            "duration": self.duration,
+            "steps": self.steps,
+            "errors_warnings": self.errors_warnings,
+            "results_uri": self.results_uri,
+        }
