@@ -19,19 +19,26 @@ import uuid
 import yaml
 
 from csflow import flows
-from csflow.sdk.argo.semantics import merge_workflow
 from csflow.flows import simulate
-from csflow.sdk.argo import lint
-from csflow.sdk.argo import schema
+from csflow.sdk.argo import lint, schema
+from csflow.sdk.argo.semantics import merge_workflow
 
-RESOURCES = {"requests": {"cpu": "1", "memory": "1908Mi"}, "limits": {"cpu": "1", "memory": "2290Mi"}}
+RESOURCES = {
+    "requests": {"cpu": "1", "memory": "1908Mi"},
+    "limits": {"cpu": "1", "memory": "2290Mi"},
+}
 
 
 def workflow(job_id: str) -> dict:
     return simulate.simulation_workflow(
-        owner="PSLmodels", title="Tax-Cruncher", tag="42ce5647434e",
-        image="gcr.io/csflow/pslmodels_tax-cruncher:42ce5647434e", job_id=job_id,
-        resources=RESOURCES, timeout=600, model_secret="pslmodels-tax-cruncher-secrets",
+        owner="PSLmodels",
+        title="Tax-Cruncher",
+        tag="42ce5647434e",
+        image="gcr.io/csflow/pslmodels_tax-cruncher:42ce5647434e",
+        job_id=job_id,
+        resources=RESOURCES,
+        timeout=600,
+        model_secret="pslmodels-tax-cruncher-secrets",
     ).to_dict()
 
 
@@ -43,13 +50,21 @@ def main(count: int = 1000) -> None:
     template = flows.compiled("simulate")
     one = workflow(str(uuid.uuid4()))
     merged = merge_workflow(one, template)
-    inlined = {"apiVersion": one["apiVersion"], "kind": "Workflow", "metadata": one["metadata"],
-               "spec": merged["spec"]}
+    inlined = {
+        "apiVersion": one["apiVersion"],
+        "kind": "Workflow",
+        "metadata": one["metadata"],
+        "spec": merged["spec"],
+    }
     small, big = size(one), size(inlined)
     print(f"one simulation Workflow: {small:,} bytes (YAML)")
-    print(f"the same DAG inlined:    {big:,} bytes (YAML); the reference is {small / big:.2f}x its size")
-    print(f"headroom under etcd's 1 MiB object limit: {2**20 / small:,.0f}x (reference), "
-          f"{2**20 / big:,.0f}x (inlined)")
+    print(
+        f"the same DAG inlined:    {big:,} bytes (YAML); the reference is {small / big:.2f}x its size"
+    )
+    print(
+        f"headroom under etcd's 1 MiB object limit: {2**20 / small:,.0f}x (reference), "
+        f"{2**20 / big:,.0f}x (inlined)"
+    )
 
     library = lint.library_of([template])
     schema.crd_validator("Workflow")  # built once per process; not part of the per-workflow cost
@@ -58,13 +73,17 @@ def main(count: int = 1000) -> None:
     after_build = time.perf_counter()
     problems = 0
     for document in built:
-        problems += len(schema.schema_findings(document)) + len(lint.lint_document(document, library))
+        problems += len(schema.schema_findings(document)) + len(
+            lint.lint_document(document, library)
+        )
     finished = time.perf_counter()
     build_ms = (after_build - started) * 1000 / count
     check_ms = (finished - after_build) * 1000 / count
-    print(f"{count} simulation Workflows built and validated in {finished - started:.2f} s: "
-          f"{build_ms + check_ms:.2f} ms each ({build_ms:.2f} ms build, {check_ms:.2f} ms schema + lint); "
-          f"problems found: {problems}")
+    print(
+        f"{count} simulation Workflows built and validated in {finished - started:.2f} s: "
+        f"{build_ms + check_ms:.2f} ms each ({build_ms:.2f} ms build, {check_ms:.2f} ms schema + lint); "
+        f"problems found: {problems}"
+    )
 
 
 if __name__ == "__main__":

@@ -39,7 +39,9 @@ functions.run_model(meta, adjustment)
 
 def timed(command: list[str], env: dict[str, str]) -> float:
     started = time.perf_counter()
-    subprocess.run(command, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    subprocess.run(
+        command, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     return time.perf_counter() - started
 
 
@@ -52,8 +54,15 @@ def main() -> None:
     version = client.backend.resolve(*MODEL.split("/"), None, print)  # builds the env once
     env = {**os.environ, "CSFLOW_HOME": str(home)}
     model_env = {**env, **version.config["env"], "PYTHONPATH": str(version.source)}
-    csflow = [str(Path(sys.executable).parent / "csflow"), "simulate", MODEL,
-              "--inputs", str(EXAMPLE_INPUTS), "-o", "json"]
+    csflow = [
+        str(Path(sys.executable).parent / "csflow"),
+        "simulate",
+        MODEL,
+        "--inputs",
+        str(EXAMPLE_INPUTS),
+        "-o",
+        "json",
+    ]
     direct = [str(version.python), "-c", DIRECT, version.config["functions"], str(EXAMPLE_INPUTS)]
     timed(csflow, env)  # warm the OS file cache and the compiled-flow cache
     engine_times, direct_times = [], []
@@ -61,8 +70,12 @@ def main() -> None:
         direct_times.append(timed(direct, model_env))
         engine_times.append(timed(csflow, env))
     engine, plain = statistics.median(engine_times), statistics.median(direct_times)
-    print(f"direct four functions: {plain:.2f}s  (rounds: {', '.join(f'{t:.2f}' for t in direct_times)})")
-    print(f"csflow simulate:       {engine:.2f}s  (rounds: {', '.join(f'{t:.2f}' for t in engine_times)})")
+    print(
+        f"direct four functions: {plain:.2f}s  (rounds: {', '.join(f'{t:.2f}' for t in direct_times)})"
+    )
+    print(
+        f"csflow simulate:       {engine:.2f}s  (rounds: {', '.join(f'{t:.2f}' for t in engine_times)})"
+    )
     print(f"overhead ratio: {engine / plain:.3f}  (target <= 1.15)")
 
 

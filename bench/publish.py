@@ -44,11 +44,14 @@ STEPS = ("clone", "build", "test", "verify", "push", "approve", "deploy")
 def publish(home: Path, extra_env: dict[str, str] | None = None) -> tuple[float, dict]:
     env = {**os.environ, "CSFLOW_HOME": str(home), **(extra_env or {})}
     started = time.perf_counter()
-    result = subprocess.run([CSFLOW, "publish", str(CONFIG), "-o", "json"], env=env,
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        [CSFLOW, "publish", str(CONFIG), "-o", "json"], env=env, capture_output=True, text=True
+    )
     seconds = time.perf_counter() - started
     if result.returncode != 0:
-        sys.exit(f"publish failed ({result.returncode}): {result.stderr.strip() or result.stdout[-2000:]}")
+        sys.exit(
+            f"publish failed ({result.returncode}): {result.stderr.strip() or result.stdout[-2000:]}"
+        )
     return seconds, json.loads(result.stdout)
 
 
@@ -66,7 +69,9 @@ def steps_text(run: dict) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=2, help="warm publishes (median)")
-    parser.add_argument("--no-download", action="store_true", help="skip the cold run with an empty uv cache")
+    parser.add_argument(
+        "--no-download", action="store_true", help="skip the cold run with an empty uv cache"
+    )
     args = parser.parse_args()
 
     rows: list[tuple[str, float, dict]] = []
@@ -82,12 +87,16 @@ def main() -> None:
     rows.append(("cold home (fresh home, warm uv cache)", seconds, first))
     warm = [publish(home) for _ in range(max(1, args.rounds))]
     for _, run in warm:
-        assert run["tag"] == first["tag"] and run["steps"]["build"]["phase"] == "Skipped", run["steps"]
+        assert run["tag"] == first["tag"] and run["steps"]["build"]["phase"] == "Skipped", run[
+            "steps"
+        ]
     median = statistics.median(s for s, _ in warm)
     rows.append((f"warm (nothing changed; median of {len(warm)})", median, warm[0][1]))
 
-    print(f"csflow publish {CONFIG.relative_to(REPO)} -> {first['tag']} "
-          f"({os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f})")
+    print(
+        f"csflow publish {CONFIG.relative_to(REPO)} -> {first['tag']} "
+        f"({os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f})"
+    )
     width = max(len(label) for label, _, _ in rows)
     for label, seconds, run in rows:
         print(f"  {label:{width}}  {seconds:6.1f}s   {steps_text(run)}")

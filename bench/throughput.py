@@ -42,8 +42,12 @@ def main() -> None:
     wall = time.perf_counter() - started
     statuses = {run.status for run in finished}
     ideal = args.count * one / cores
-    print(f"one simulation: {one:.2f}s; cores: {cores}; max_parallel: {client.settings.max_parallel}")
-    print(f"{args.count} at once: {wall:.2f}s wall (ideal {ideal:.2f}s); statuses: {sorted(statuses)}")
+    print(
+        f"one simulation: {one:.2f}s; cores: {cores}; max_parallel: {client.settings.max_parallel}"
+    )
+    print(
+        f"{args.count} at once: {wall:.2f}s wall (ideal {ideal:.2f}s); statuses: {sorted(statuses)}"
+    )
     print(f"throughput ratio: {wall / ideal:.3f}  (target <= 1.2)")
 
 

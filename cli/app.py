@@ -8,7 +8,6 @@ Configuration comes from flags, then ``CSFLOW_*`` variables, then
 from __future__ import annotations
 
 import importlib
-from typing import Optional
 
 import typer
 
@@ -27,7 +26,7 @@ app = typer.Typer(
 @app.callback()
 def main_options(
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks."),
-    home: Optional[str] = typer.Option(None, "--home", help="Data directory (CSFLOW_HOME)."),
+    home: str | None = typer.Option(None, "--home", help="Data directory (CSFLOW_HOME)."),
 ) -> None:
     State.debug = debug
     State.overrides = {"home": home} if home else {}

@@ -89,6 +89,8 @@ def handle_errors(func: Callable) -> Callable:
         except Exception as exc:  # an unexpected bug: still one line, unless --debug
             if State.debug:
                 raise
-            raise fail(f"{type(exc).__name__}: {exc} (run with --debug for the traceback)", EXIT_FAILED) from None
+            raise fail(
+                f"{type(exc).__name__}: {exc} (run with --debug for the traceback)", EXIT_FAILED
+            ) from None
 
     return wrapper

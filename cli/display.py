@@ -23,7 +23,13 @@ STATUS_STYLE = {
     "RUNNING": "cyan",
     "PENDING": "dim",
 }
-PHASE_STYLE = {"Succeeded": "green", "Failed": "red", "Errored": "red", "Skipped": "dim", "Omitted": "dim"}
+PHASE_STYLE = {
+    "Succeeded": "green",
+    "Failed": "red",
+    "Errored": "red",
+    "Skipped": "dim",
+    "Omitted": "dim",
+}
 
 
 def status_text(status: str) -> str:
@@ -87,8 +93,15 @@ def runs_table(runs: list[Run]) -> Table:
     for column in ("job id", "kind", "model", "tag", "status", "created", "duration"):
         table.add_column(column)
     for run in runs:
-        table.add_row(run.id, run.kind, run.model, run.tag, status_text(run.status), when(run.created),
-                      seconds(run.duration))
+        table.add_row(
+            run.id,
+            run.kind,
+            run.model,
+            run.tag,
+            status_text(run.status),
+            when(run.created),
+            seconds(run.duration),
+        )
     return table
 
 
@@ -98,13 +111,20 @@ def steps_table(run: Run) -> Table:
         table.add_column(column)
     for name, step in run.steps.items():
         phase = step.get("phase", "")
-        table.add_row(name, f"[{PHASE_STYLE.get(phase, 'white')}]{phase}[/]", seconds(step.get("seconds")),
-                      str(step.get("attempts", "")), step.get("message", ""))
+        table.add_row(
+            name,
+            f"[{PHASE_STYLE.get(phase, 'white')}]{phase}[/]",
+            seconds(step.get("seconds")),
+            str(step.get("attempts", "")),
+            step.get("message", ""),
+        )
     return table
 
 
 def show_run(console: Console, run: Run) -> None:
-    console.print(f"[bold]{run.model}[/] job [bold]{run.id}[/] at tag {run.tag}: {status_text(run.status)}")
+    console.print(
+        f"[bold]{run.model}[/] job [bold]{run.id}[/] at tag {run.tag}: {status_text(run.status)}"
+    )
     if run.reason:
         console.print(f"reason: {run.reason}", highlight=False)
     if run.model_version:
@@ -146,7 +166,9 @@ def show_outputs(console: Console, outputs: dict[str, Any]) -> None:
         listing.add_column(column)
     for kind in ("renderable", "downloadable"):
         for output in outputs.get(kind, []):
-            size = len(output["data"]) if isinstance(output["data"], str) else len(str(output["data"]))
+            size = (
+                len(output["data"]) if isinstance(output["data"], str) else len(str(output["data"]))
+            )
             listing.add_row(kind, output["title"], output["media_type"], f"{size:,} B")
     console.print(listing)
 

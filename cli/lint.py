@@ -29,11 +29,12 @@ def _read(path: str) -> str:
 @handle_errors
 def command(
     file: str = typer.Argument(..., help="A YAML or JSON file of manifests, or '-' for stdin."),
-    schema: bool = typer.Option(True, "--schema/--no-schema", help="Also check each document's schema."),
+    schema: bool = typer.Option(
+        True, "--schema/--no-schema", help="Also check each document's schema."
+    ),
 ) -> None:
     """Lint Argo Workflows manifests (schema and semantics) without a cluster."""
-    from csflow.sdk.argo import lint
-    from csflow.sdk.argo import schema
+    from csflow.sdk.argo import lint, schema
     from csflow.sdk.ops import manifests
 
     docs = schema.load_documents(_read(file), "stdin" if file == "-" else file)

@@ -12,7 +12,7 @@
 from __future__ import annotations
 
 import json
-from typing import Any, Optional
+from typing import Any
 
 import typer
 from rich.markup import escape
@@ -26,15 +26,18 @@ from csflow.sdk.core.errors import BadInput
 # Where the group's -n puts the model for subgroups (cli/secrets.py reads it).
 MODEL_KEY = "csflow.model"
 
-app = typer.Typer(help="Published models: versions, tags (latest, staging), inputs, secrets.",
-                  no_args_is_help=True)
+app = typer.Typer(
+    help="Published models: versions, tags (latest, staging), inputs, secrets.",
+    no_args_is_help=True,
+)
 
 
 @app.callback()
 def models_options(
     ctx: typer.Context,
-    name: Optional[str] = typer.Option(None, "--name", "-n", metavar="OWNER/TITLE",
-                                       help="The model, for `secrets`."),
+    name: str | None = typer.Option(
+        None, "--name", "-n", metavar="OWNER/TITLE", help="The model, for `secrets`."
+    ),
 ) -> None:
     if name is not None:
         ctx.meta[MODEL_KEY] = name
@@ -49,7 +52,7 @@ except ModuleNotFoundError as _exc:
         raise
 
 
-def _tag_text(tag: Optional[str]) -> str:
+def _tag_text(tag: str | None) -> str:
     return tag or "-"
 
 
@@ -65,8 +68,13 @@ def list_models(output: OutputFormat = OutputOption) -> None:
     for column in ("model", "latest", "staging", "versions", "updated"):
         table.add_column(column)
     for row in rows:
-        table.add_row(row["model"], _tag_text(row["latest"]), _tag_text(row["staging"]),
-                      str(row["versions"]), when(row["updated"]))
+        table.add_row(
+            row["model"],
+            _tag_text(row["latest"]),
+            _tag_text(row["staging"]),
+            str(row["versions"]),
+            when(row["updated"]),
+        )
     console.print(table)
 
 
@@ -81,7 +89,7 @@ def _origin_text(origin: dict[str, Any]) -> str:
     return origin.get("config", "") or "-"
 
 
-def _tests_text(tests: Optional[dict[str, Any]]) -> str:
+def _tests_text(tests: dict[str, Any] | None) -> str:
     if not tests:
         return "not tested"
     return f"{tests['passed']}/{tests['total']} passed"
@@ -89,7 +97,9 @@ def _tests_text(tests: Optional[dict[str, Any]]) -> str:
 
 @app.command()
 @handle_errors
-def show(model: str = typer.Argument(..., metavar="OWNER/TITLE"), output: OutputFormat = OutputOption) -> None:
+def show(
+    model: str = typer.Argument(..., metavar="OWNER/TITLE"), output: OutputFormat = OutputOption
+) -> None:
     """A model's versions: tags, when and from what each was built, its tests."""
     info = client().model(model)
     if output != OutputFormat.table:
@@ -101,14 +111,22 @@ def show(model: str = typer.Argument(..., metavar="OWNER/TITLE"), output: Output
     for column in ("version", "tags", "built", "from", "tests"):
         table.add_column(column, overflow="fold")
     for version in info["versions"]:
-        build = [f"{version['build_seconds']:.1f}s" if version.get("build_seconds") is not None else None,
-                 f"Python {version['python']}" if version.get("python") else None,
-                 f"{version['requirements']} packages" if version.get("requirements") is not None else None]
+        build = [
+            f"{version['build_seconds']:.1f}s"
+            if version.get("build_seconds") is not None
+            else None,
+            f"Python {version['python']}" if version.get("python") else None,
+            f"{version['requirements']} packages"
+            if version.get("requirements") is not None
+            else None,
+        ]
         table.add_row(
             version["tag"],
             ", ".join(version["tags"]),
             when(version.get("built")) + "\n" + ", ".join(b for b in build if b),
-            escape(_origin_text(version.get("origin") or {})) + "\n" + escape(version.get("model_version") or ""),
+            escape(_origin_text(version.get("origin") or {}))
+            + "\n"
+            + escape(version.get("model_version") or ""),
             _tests_text(version.get("tests")),
         )
     console.print(table)
@@ -118,7 +136,9 @@ def show(model: str = typer.Argument(..., metavar="OWNER/TITLE"), output: Output
             history.add_column(column)
         for entry in reversed(info["history"]):
             by = entry.get("action", "move") + (f" {entry['run']}" if entry.get("run") else "")
-            history.add_row(when(entry["at"]), entry["tag"], _tag_text(entry.get("from")), entry["to"], by)
+            history.add_row(
+                when(entry["at"]), entry["tag"], _tag_text(entry.get("from")), entry["to"], by
+            )
         console.print(history)
 
 
@@ -142,9 +162,14 @@ def parse_meta(pairs: list[str]) -> dict[str, Any]:
 @handle_errors
 def inputs(
     model: str = typer.Argument(..., metavar="OWNER/TITLE"),
-    meta: list[str] = typer.Option([], "--meta", "-m", metavar="NAME=VALUE",
-                                   help="A meta parameter (repeat for more), e.g. year=2024."),
-    tag: Optional[str] = typer.Option(None, "--tag", "-t", help="Version or tag (default: latest)."),
+    meta: list[str] = typer.Option(
+        [],
+        "--meta",
+        "-m",
+        metavar="NAME=VALUE",
+        help="A meta parameter (repeat for more), e.g. year=2024.",
+    ),
+    tag: str | None = typer.Option(None, "--tag", "-t", help="Version or tag (default: latest)."),
     output: OutputFormat = OutputOption,
 ) -> None:
     """A model's inputs (get_version, get_inputs): cached for the defaults, computed otherwise."""
@@ -152,9 +177,15 @@ def inputs(
     if output != OutputFormat.table:
         emit(result, output)
         return
-    source = "inputs cache" if result["source"] == "cache" else f"computed in {result.get('seconds', 0):.2f}s"
-    console.print(f"[bold]{escape(model)}[/] at {result['tag']}: {escape(result['version'])} ({source})",
-                  highlight=False)
+    source = (
+        "inputs cache"
+        if result["source"] == "cache"
+        else f"computed in {result.get('seconds', 0):.2f}s"
+    )
+    console.print(
+        f"[bold]{escape(model)}[/] at {result['tag']}: {escape(result['version'])} ({source})",
+        highlight=False,
+    )
     specs = result["inputs"]
     table = Table(title="Meta parameters", header_style="bold")
     for column in ("name", "title", "value"):
@@ -206,9 +237,13 @@ def _moved(result: dict[str, Any], output: OutputFormat) -> None:
         emit(result, output)
         return
     if result["from"] == result["to"]:
-        console.print(f"{result['model']}: {result['tag']} already points at {result['to']}", highlight=False)
+        console.print(
+            f"{result['model']}: {result['tag']} already points at {result['to']}", highlight=False
+        )
     else:
-        console.print(f"{result['model']}: {result['tag']} {_tag_text(result['from'])} → {result['to']}",
-                      highlight=False)
+        console.print(
+            f"{result['model']}: {result['tag']} {_tag_text(result['from'])} → {result['to']}",
+            highlight=False,
+        )
     if result.get("webapp") not in (None, "not configured"):
         console.print(f"webapp: {result['webapp']}", highlight=False)

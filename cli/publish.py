@@ -10,7 +10,7 @@ command instead.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import typer
 from rich.markup import escape
@@ -61,9 +61,14 @@ app = typer.Typer(
 def publish(
     config: Path = typer.Argument(..., help="The model's config, config/OWNER/TITLE.yaml."),
     require_approval: bool = typer.Option(
-        False, "--require-approval", help="Stop after push (staging) until `csflow publish approve RUN`."),
-    detach: bool = typer.Option(False, "--detach", "-d", help="Print the run id and return at once."),
-    backend: Optional[str] = typer.Option(None, "--backend", help="local (default) or argo."),
+        False,
+        "--require-approval",
+        help="Stop after push (staging) until `csflow publish approve RUN`.",
+    ),
+    detach: bool = typer.Option(
+        False, "--detach", "-d", help="Print the run id and return at once."
+    ),
+    backend: str | None = typer.Option(None, "--backend", help="local (default) or argo."),
     output: OutputFormat = OutputOption,
 ) -> None:
     """Publish the model CONFIG describes."""
@@ -85,7 +90,7 @@ def publish(
 def approve(
     run_id: str = typer.Argument(..., metavar="RUN", help="The publish run waiting for approval."),
     detach: bool = typer.Option(False, "--detach", "-d", help="Approve and return at once."),
-    backend: Optional[str] = typer.Option(None, "--backend", help="local (default) or argo."),
+    backend: str | None = typer.Option(None, "--backend", help="local (default) or argo."),
     output: OutputFormat = OutputOption,
 ) -> None:
     """Approve a publish waiting at its approval step: it deploys (moves latest)."""
@@ -113,10 +118,15 @@ def finish(sdk, run, output: OutputFormat) -> None:
             show_report(report)
         show_run(console, run)
         if run.status == "SUCCESS":
-            console.print(f"[green]{run.model}: latest and staging are now {run.tag}[/]", highlight=False)
+            console.print(
+                f"[green]{run.model}: latest and staging are now {run.tag}[/]", highlight=False
+            )
         elif run.status == "SUSPENDED":
-            console.print(f"{run.model}: {run.tag} is on staging, waiting for approval: "
-                          f"csflow publish approve {run.id}", highlight=False)
+            console.print(
+                f"{run.model}: {run.tag} is on staging, waiting for approval: "
+                f"csflow publish approve {run.id}",
+                highlight=False,
+            )
         elif run.done:
             console.print("nothing was promoted; logs: " + _log_hint(run), highlight=False)
     if run.done and run.status != "SUCCESS":
@@ -124,15 +134,19 @@ def finish(sdk, run, output: OutputFormat) -> None:
 
 
 def _log_hint(run) -> str:
-    failed = [name for name, step in run.steps.items() if step.get("phase") in ("Failed", "Errored")]
+    failed = [
+        name for name, step in run.steps.items() if step.get("phase") in ("Failed", "Errored")
+    ]
     step = failed[0] if failed else None
     return f"csflow runs logs {run.id}" + (f" --step {step}" if step else "")
 
 
 def show_report(report: dict[str, Any]) -> None:
     """Every contract test's result, then the model's own output for each failure."""
-    table = Table(title=f"Contract tests: {escape(report.get('model', ''))} {escape(report.get('version', ''))}",
-                  header_style="bold")
+    table = Table(
+        title=f"Contract tests: {escape(report.get('model', ''))} {escape(report.get('version', ''))}",
+        header_style="bold",
+    )
     for column in ("test", "result", "time", "detail"):
         table.add_column(column)
     for test in report["tests"]:
@@ -140,9 +154,16 @@ def show_report(report: dict[str, Any]) -> None:
         detail = escape(test.get("detail", ""))
         for warning in test.get("warnings", []):
             detail += f"\n[yellow]warning: {escape(warning)}[/]"
-        table.add_row(escape(test["title"]), f"[{style}]{test['status']}[/]", f"{test.get('seconds', 0):.2f}s", detail)
+        table.add_row(
+            escape(test["title"]),
+            f"[{style}]{test['status']}[/]",
+            f"{test.get('seconds', 0):.2f}s",
+            detail,
+        )
     console.print(table)
     for test in report["tests"]:
         if test["status"] == "failed" and test.get("output"):
-            console.print(f"[bold red]{escape(test['title'])}[/]: the model's output", highlight=False)
+            console.print(
+                f"[bold red]{escape(test['title'])}[/]: the model's output", highlight=False
+            )
             console.print(escape(test["output"].rstrip()), highlight=False, soft_wrap=True)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -43,7 +42,9 @@ def show(job_id: str, output: OutputFormat = OutputOption) -> None:
 @handle_errors
 def logs(
     job_id: str,
-    step: Optional[str] = typer.Option(None, "--step", "-s", help="One step (inputs, run, outputs, upload, notify)."),
+    step: str | None = typer.Option(
+        None, "--step", "-s", help="One step (inputs, run, outputs, upload, notify)."
+    ),
 ) -> None:
     """Print a run's step logs (the model's traceback is in the run step's)."""
     typer.echo(client().logs(job_id, step), nl=False)
@@ -53,7 +54,7 @@ def logs(
 @handle_errors
 def results(
     job_id: str,
-    out: Optional[Path] = typer.Option(None, "--out", help="Write the downloadable files here."),
+    out: Path | None = typer.Option(None, "--out", help="Write the downloadable files here."),
     output: OutputFormat = OutputOption,
 ) -> None:
     """Show a run's outputs, or write its downloadable files with --out."""
@@ -73,7 +74,9 @@ def results(
 @handle_errors
 def wait(
     job_id: str,
-    timeout: Optional[float] = typer.Option(None, "--timeout", help="Give up after this many seconds (exit 1)."),
+    timeout: float | None = typer.Option(
+        None, "--timeout", help="Give up after this many seconds (exit 1)."
+    ),
     output: OutputFormat = OutputOption,
 ) -> None:
     """Wait for a run to end; exit as `csflow simulate` would."""

@@ -20,9 +20,11 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import typer
+from rich.table import Table
+
 from csflow.cli.common import (
     OutputFormat,
     OutputOption,
@@ -33,10 +35,9 @@ from csflow.cli.common import (
     settings,
 )
 from csflow.sdk.core import names
-from csflow.sdk.ops import redis_acl
 from csflow.sdk.core.errors import BadInput
 from csflow.sdk.core.fileutil import write_text_atomic
-from rich.table import Table
+from csflow.sdk.ops import redis_acl
 
 MODEL_KEY = "csflow.model"
 
@@ -91,7 +92,7 @@ def _model(ctx: typer.Context) -> tuple[str, str]:
     return names.parse_model_name(models[0])
 
 
-def _read_value(value: Optional[str], generate: bool) -> str:
+def _read_value(value: str | None, generate: bool) -> str:
     if generate:
         if value is not None:
             raise BadInput("give a VALUE or --generate, not both")
@@ -137,7 +138,7 @@ def _declared(owner: str, title: str) -> list[str] | None:
 @model_app.callback()
 def model_scope(
     ctx: typer.Context,
-    name: Optional[str] = typer.Option(
+    name: str | None = typer.Option(
         None,
         "-n",
         "--name",
@@ -154,7 +155,7 @@ def model_scope(
 def model_set(
     ctx: typer.Context,
     secret_name: str = typer.Argument(..., metavar="NAME", help="An environment variable name."),
-    value: Optional[str] = ValueArgument,
+    value: str | None = ValueArgument,
     generate: bool = GenerateOption,
 ) -> None:
     """Set a model secret; its steps see it as a variable if its config declares it."""
@@ -220,7 +221,7 @@ def _service_uses() -> dict[str, str]:
 @handle_errors
 def service_set(
     secret_name: str = typer.Argument(..., metavar="NAME"),
-    value: Optional[str] = ValueArgument,
+    value: str | None = ValueArgument,
     generate: bool = GenerateOption,
 ) -> None:
     """Set a service secret (e.g. CS_API_TOKEN, REDIS_SCHEDULER_PW)."""
@@ -266,7 +267,7 @@ def service_sync(
         metavar="OWNER/TITLE",
         help="Only these models' Secrets (repeat). Default: every model, and the service's.",
     ),
-    out: Optional[str] = typer.Option(
+    out: str | None = typer.Option(
         None,
         "--out",
         "-o",
@@ -276,12 +277,10 @@ def service_sync(
     apply: bool = typer.Option(
         False, "--apply", help="Create or replace the Secrets in the cluster."
     ),
-    kubeconfig: Optional[str] = typer.Option(
+    kubeconfig: str | None = typer.Option(
         None, "--kubeconfig", help="For --apply (default: ~/.kube/config)."
     ),
-    context: Optional[str] = typer.Option(
-        None, "--context", help="kubeconfig context for --apply."
-    ),
+    context: str | None = typer.Option(None, "--context", help="kubeconfig context for --apply."),
     output: OutputFormat = typer.Option(
         OutputFormat.table, "--format", help="The summary's format: table, json or yaml."
     ),

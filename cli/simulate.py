@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import typer
 
@@ -20,16 +20,18 @@ from csflow.cli.common import (
     fail,
     handle_errors,
 )
-from csflow.cli.display import StepProgress, show_errors_warnings, show_outputs, show_run, run_json
+from csflow.cli.display import StepProgress, run_json, show_errors_warnings, show_outputs, show_run
 
 
-def read_inputs(path: Optional[Path]) -> Any:
+def read_inputs(path: Path | None) -> Any:
     if path is None:
         return {"meta_param_dict": {}, "adjustment": {}}
     try:
         text = path.read_text() if str(path) != "-" else typer.get_text_stream("stdin").read()
     except OSError as exc:
-        raise fail(f"cannot read inputs file {path}: {exc.strerror or exc}", EXIT_BAD_INPUT) from None
+        raise fail(
+            f"cannot read inputs file {path}: {exc.strerror or exc}", EXIT_BAD_INPUT
+        ) from None
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
@@ -39,25 +41,39 @@ def read_inputs(path: Optional[Path]) -> Any:
 @handle_errors
 def simulate(
     model: str = typer.Argument(..., help="OWNER/TITLE, e.g. PSLmodels/Tax-Cruncher."),
-    inputs: Optional[Path] = typer.Option(
+    inputs: Path | None = typer.Option(
         None, "--inputs", "-i", help="JSON file {meta_param_dict, adjustment} ('-' for stdin)."
     ),
-    tag: Optional[str] = typer.Option(None, "--tag", "-t", help="Model version or tag (default: latest)."),
-    detach: bool = typer.Option(False, "--detach", "-d", help="Print the job id and return at once."),
-    backend: Optional[str] = typer.Option(None, "--backend", help="local (default) or argo."),
-    dry_run: bool = typer.Option(False, "--dry-run", help="Print the Workflow that would be submitted."),
+    tag: str | None = typer.Option(
+        None, "--tag", "-t", help="Model version or tag (default: latest)."
+    ),
+    detach: bool = typer.Option(
+        False, "--detach", "-d", help="Print the job id and return at once."
+    ),
+    backend: str | None = typer.Option(None, "--backend", help="local (default) or argo."),
+    dry_run: bool = typer.Option(
+        False, "--dry-run", help="Print the Workflow that would be submitted."
+    ),
     output: OutputFormat = OutputOption,
 ) -> None:
     """Run a model on a set of inputs and show its results."""
     data = read_inputs(inputs)
     sdk = client(backend=backend)
     if dry_run:
-        emit(sdk.render(model, data, tag=tag), OutputFormat.yaml if output == OutputFormat.table else output)
+        emit(
+            sdk.render(model, data, tag=tag),
+            OutputFormat.yaml if output == OutputFormat.table else output,
+        )
         return
     quiet = output != OutputFormat.table
     if detach:
-        run = sdk.simulate(model, data, tag=tag, detach=True,
-                           progress=(lambda _: None) if quiet else err_console.print)
+        run = sdk.simulate(
+            model,
+            data,
+            tag=tag,
+            detach=True,
+            progress=(lambda _: None) if quiet else err_console.print,
+        )
         if quiet:
             emit({"job_id": run.id, "status": run.status}, output)
         else:
@@ -67,7 +83,9 @@ def simulate(
         run = sdk.simulate(model, data, tag=tag)
     else:
         with StepProgress(err_console) as progress:
-            run = sdk.simulate(model, data, tag=tag, progress=progress.message, events=progress.event)
+            run = sdk.simulate(
+                model, data, tag=tag, progress=progress.message, events=progress.event
+            )
     finish(sdk, run, output)
 
 

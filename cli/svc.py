@@ -11,28 +11,32 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Optional
 
 import typer
 
 from csflow.cli.common import err_console, fail, handle_errors, settings
 
-app = typer.Typer(help="The cluster: manifests for Argo Workflows, service secrets.", no_args_is_help=True)
+app = typer.Typer(
+    help="The cluster: manifests for Argo Workflows, service secrets.", no_args_is_help=True
+)
 
 
 @app.command("config")
 @handle_errors
 def config(
     output: str = typer.Option("-", "--output", "-o", help="File to write, or '-' for stdout."),
-    image: Optional[str] = typer.Option(None, "--image", help="The csflow platform image (CSFLOW_IMAGE)."),
-    artifact_bucket: Optional[str] = typer.Option(
-        None, "--artifact-bucket", help="GCS bucket for Argo's artifacts (default: csflow-artifacts)."
+    image: str | None = typer.Option(
+        None, "--image", help="The csflow platform image (CSFLOW_IMAGE)."
+    ),
+    artifact_bucket: str | None = typer.Option(
+        None,
+        "--artifact-bucket",
+        help="GCS bucket for Argo's artifacts (default: csflow-artifacts).",
     ),
     check: bool = typer.Option(True, "--check/--no-check", help="Validate every document first."),
 ) -> None:
     """Print every manifest for `kubectl apply -f -`."""
-    from csflow.sdk.argo import lint
-    from csflow.sdk.argo import schema
+    from csflow.sdk.argo import lint, schema
     from csflow.sdk.ops import manifests
 
     config = settings(image=image)
@@ -45,8 +49,10 @@ def config(
         platform_env["CSFLOW_MODEL_REGISTRY_URL"] = config.model_registry_url
     docs, missing = manifests.service_manifests(config.image, artifact_bucket, platform_env)
     for name in missing:
-        err_console.print(f"note: flow {name!r} has no module yet; its WorkflowTemplate is left out",
-                          highlight=False)
+        err_console.print(
+            f"note: flow {name!r} has no module yet; its WorkflowTemplate is left out",
+            highlight=False,
+        )
     if check:
         findings = [f for doc in docs for f in schema.schema_findings(doc)]
         findings += lint.lint_documents(docs)

@@ -154,7 +154,9 @@ class WarmLauncher:
     def _failure(self) -> str:
         self.process.wait()
         lines = [ln for ln in self.log.read_text(errors="replace").splitlines() if ln.strip()]
-        return f"the step worker exited before starting: {lines[-1].strip() if lines else 'no output'}"
+        return (
+            f"the step worker exited before starting: {lines[-1].strip() if lines else 'no output'}"
+        )
 
     def wait_ready(self, timeout: float | None = None) -> None:
         with self._lock:

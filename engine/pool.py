@@ -32,7 +32,9 @@ class WorkerPool:
         self._count = 0
         atexit.register(self.close)
 
-    def acquire(self, python: str, entry: str, preload: list[str], env: dict[str, str]) -> WarmLauncher:
+    def acquire(
+        self, python: str, entry: str, preload: list[str], env: dict[str, str]
+    ) -> WarmLauncher:
         """An idle live worker for this key, or a newly started one."""
         key = _key(python, entry, preload, env)
         with self._lock:

@@ -29,10 +29,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from csflow.sdk.argo import semantics
 from csflow.engine.launchers import Launcher, LaunchError, StepProcess
-from csflow.sdk.core.status import RunStatus, StepPhase, classify, failure_reason
 from csflow.engine.store import RunStore
+from csflow.sdk.argo import semantics
+from csflow.sdk.core.status import RunStatus, StepPhase, classify, failure_reason
 from csflow.sdk.core.steps import (
     ENVIRONMENT_LABEL,
     MODEL_STEP_COMMAND,
@@ -55,7 +55,13 @@ class Suspended(Exception):
 
 
 # Phases after which a step is not run again when a run resumes.
-_DONE = (StepPhase.SUCCEEDED, StepPhase.FAILED, StepPhase.ERRORED, StepPhase.SKIPPED, StepPhase.OMITTED)
+_DONE = (
+    StepPhase.SUCCEEDED,
+    StepPhase.FAILED,
+    StepPhase.ERRORED,
+    StepPhase.SKIPPED,
+    StepPhase.OMITTED,
+)
 
 
 @dataclass
@@ -124,13 +130,16 @@ class SimulationRunner:
 
     # -- the walk ---------------------------------------------------------
 
-    def execute(self, run_id: str, workflow: dict[str, Any],
-                resume: dict[str, dict[str, Any]] | None = None) -> tuple[str, str]:
+    def execute(
+        self, run_id: str, workflow: dict[str, Any], resume: dict[str, dict[str, Any]] | None = None
+    ) -> tuple[str, str]:
         """Run the Workflow; return (final status, reason). ``resume``: the step
         records of an earlier, suspended execution (its approval given)."""
         spec = workflow["spec"]
         self.templates = {t["name"]: t for t in spec["templates"]}
-        self.scope = {f"workflow.parameters.{p['name']}": p["value"] for p in spec["arguments"]["parameters"]}
+        self.scope = {
+            f"workflow.parameters.{p['name']}": p["value"] for p in spec["arguments"]["parameters"]
+        }
         self.scope["workflow.name"] = workflow["metadata"].get("name", run_id)
         self.deadline = time.monotonic() + float(spec.get("activeDeadlineSeconds") or 24 * 3600)
         self.resume = resume or {}
@@ -143,11 +152,19 @@ class SimulationRunner:
         try:
             for task in semantics.dag_tasks(spec, spec["entrypoint"]):
                 results[task.name] = self._run_task(run_id, task, results)
-            failed = {n: r for n, r in results.items() if r.phase in (StepPhase.FAILED, StepPhase.ERRORED)}
+            failed = {
+                n: r for n, r in results.items() if r.phase in (StepPhase.FAILED, StepPhase.ERRORED)
+            }
             status = "Failed" if failed else "Succeeded"
-            failures = [{"displayName": n, "message": r.message, "phase": r.phase} for n, r in failed.items()]
+            failures = [
+                {"displayName": n, "message": r.message, "phase": r.phase}
+                for n, r in failed.items()
+            ]
         except Cancelled:
-            status, failures = "Failed", [{"displayName": "run", "message": "cancelled", "phase": "Failed"}]
+            status, failures = (
+                "Failed",
+                [{"displayName": "run", "message": "cancelled", "phase": "Failed"}],
+            )
         except Suspended as suspended:
             return RunStatus.SUSPENDED, f"waiting for approval at step {suspended}"
         finally:
@@ -161,7 +178,11 @@ class SimulationRunner:
             self._run_task(run_id, exit_task, results)
         errors_warnings = json.loads(self.scope["workflow.outputs.parameters.errors-warnings"])
         final = RunStatus.CANCELLED if self.cancelled else classify(status, errors_warnings)
-        reason = "cancelled" if self.cancelled else (failure_reason(failures) if final == RunStatus.FAIL else "")
+        reason = (
+            "cancelled"
+            if self.cancelled
+            else (failure_reason(failures) if final == RunStatus.FAIL else "")
+        )
         return final, reason
 
     def _on_term(self, signum, frame) -> None:
@@ -172,7 +193,9 @@ class SimulationRunner:
 
     # -- one task -----------------------------------------------------------
 
-    def _run_task(self, run_id: str, task: semantics.Task, results: dict[str, TaskResult]) -> TaskResult:
+    def _run_task(
+        self, run_id: str, task: semantics.Task, results: dict[str, TaskResult]
+    ) -> TaskResult:
         phases = {name: r.phase for name, r in results.items()}
         if not semantics.evaluate_depends(task.depends, phases):
             self._record(run_id, task.name, StepPhase.OMITTED)
@@ -193,7 +216,9 @@ class SimulationRunner:
         if "suspend" in template:
             return self._suspend(run_id, task.name, earlier == StepPhase.SUSPENDED)
         for parameter in task.arguments.get("parameters", []):
-            scope[f"inputs.parameters.{parameter['name']}"] = semantics.substitute(str(parameter.get("value", "")), scope)
+            scope[f"inputs.parameters.{parameter['name']}"] = semantics.substitute(
+                str(parameter.get("value", "")), scope
+            )
         artifacts = {}
         for argument in task.arguments.get("artifacts", []):
             producer, _, name = semantics.substitute(argument["from"], scope).partition("/")
@@ -203,7 +228,9 @@ class SimulationRunner:
         self._set_globals(template, result)
         return result
 
-    def _resumed(self, task: semantics.Task, template: dict, phase: str, message: str) -> TaskResult:
+    def _resumed(
+        self, task: semantics.Task, template: dict, phase: str, message: str
+    ) -> TaskResult:
         """A step finished before the run was suspended: its outputs, read back."""
         result = TaskResult(phase, message)
         if phase == StepPhase.SUCCEEDED and "container" in template:
@@ -216,15 +243,21 @@ class SimulationRunner:
         walk and records the run as RunStatus.SUSPENDED. A resumed run comes back with the
         step recorded as Suspended: it was approved, so it succeeds."""
         if approved:
-            self._record(run_id, name, StepPhase.SUCCEEDED, finished=time.time(), message="approved")
+            self._record(
+                run_id, name, StepPhase.SUCCEEDED, finished=time.time(), message="approved"
+            )
             return TaskResult(StepPhase.SUCCEEDED)
-        self._record(run_id, name, StepPhase.SUSPENDED, started=time.time(), message="waiting for approval")
+        self._record(
+            run_id, name, StepPhase.SUSPENDED, started=time.time(), message="waiting for approval"
+        )
         raise Suspended(name)
 
     def _set_globals(self, template: dict, result: TaskResult) -> None:
         for parameter in template.get("outputs", {}).get("parameters", []):
             if parameter.get("globalName") and parameter["name"] in result.parameters:
-                self.scope[f"workflow.outputs.parameters.{parameter['globalName']}"] = result.parameters[parameter["name"]]
+                self.scope[f"workflow.outputs.parameters.{parameter['globalName']}"] = (
+                    result.parameters[parameter["name"]]
+                )
 
     def launcher(self, kind: str, command: list[str], image: str) -> Launcher:
         """The launcher for a step, by its environment label. Runners of other
@@ -238,15 +271,25 @@ class SimulationRunner:
         self.store.set_step(run_id, step, phase=phase, **info)
         self.events(step, phase, info)
 
-    def _run_container(self, run_id: str, name: str, template: dict, scope: dict[str, str],
-                       artifacts: dict[str, Path]) -> TaskResult:
+    def _run_container(
+        self,
+        run_id: str,
+        name: str,
+        template: dict,
+        scope: dict[str, str],
+        artifacts: dict[str, Path],
+    ) -> TaskResult:
         container = template.get("container")
         if container is None:
-            raise semantics.SpecError(f"template {template['name']!r}: only container templates run locally")
+            raise semantics.SpecError(
+                f"template {template['name']!r}: only container templates run locally"
+            )
         command = container.get("command", [])
         kind = template.get("metadata", {}).get("labels", {}).get(ENVIRONMENT_LABEL, "platform")
         try:
-            launcher = self.launcher(kind, command, semantics.substitute(container.get("image", ""), scope))
+            launcher = self.launcher(
+                kind, command, semantics.substitute(container.get("image", ""), scope)
+            )
         except semantics.SpecError as exc:
             raise semantics.SpecError(f"template {template['name']!r}: {exc}") from None
         except LaunchError as exc:  # its environment is missing: the step errs, the run goes on
@@ -260,7 +303,9 @@ class SimulationRunner:
             if artifact["name"] in artifacts:
                 self._place(artifacts[artifact["name"]], self._local(work, artifact["path"]))
             elif not artifact.get("optional"):
-                raise semantics.SpecError(f"template {template['name']!r}: input artifact {artifact['name']!r} has no source")
+                raise semantics.SpecError(
+                    f"template {template['name']!r}: input artifact {artifact['name']!r} has no source"
+                )
         retry = template.get("retryStrategy") or {}
         attempts = 1 + int(str(retry.get("limit", 0)))
         backoff = retry.get("backoff") or {}
@@ -274,11 +319,15 @@ class SimulationRunner:
             limit = remaining
             if step_deadline is not None:
                 limit = min(limit, float(semantics.substitute(str(step_deadline), scope)))
-            phase, message = self._attempt(launcher, args, work, log, limit, step_deadline is not None and limit < remaining)
+            phase, message = self._attempt(
+                launcher, args, work, log, limit, step_deadline is not None and limit < remaining
+            )
             if phase == StepPhase.SUCCEEDED or attempt == attempts or self.cancelled:
                 break
             with open(log, "a") as handle:
-                handle.write(f"\n[csflow: attempt {attempt} failed ({message}); retrying in {delay:g}s]\n")
+                handle.write(
+                    f"\n[csflow: attempt {attempt} failed ({message}); retrying in {delay:g}s]\n"
+                )
             time.sleep(delay)
             delay *= factor
         _trim_log(log)
@@ -286,12 +335,27 @@ class SimulationRunner:
         if phase == StepPhase.SUCCEEDED:
             result = self._collect(template, work, result)
         finished = time.time()
-        self._record(run_id, name, result.phase, started=started, finished=finished,
-                     seconds=round(finished - started, 3), attempts=attempt, message=result.message)
+        self._record(
+            run_id,
+            name,
+            result.phase,
+            started=started,
+            finished=finished,
+            seconds=round(finished - started, 3),
+            attempts=attempt,
+            message=result.message,
+        )
         return result
 
-    def _attempt(self, launcher: Launcher, args: list[str], work: Path, log: Path, limit: float,
-                 step_limit: bool) -> tuple[str, str]:
+    def _attempt(
+        self,
+        launcher: Launcher,
+        args: list[str],
+        work: Path,
+        log: Path,
+        limit: float,
+        step_limit: bool,
+    ) -> tuple[str, str]:
         if limit <= 0:
             return StepPhase.FAILED, "the workflow's deadline passed"
         try:
@@ -339,12 +403,16 @@ class SimulationRunner:
             elif "default" in source:
                 result.parameters[parameter["name"]] = source["default"]
             else:
-                return TaskResult(StepPhase.FAILED, f"output parameter {parameter['name']!r} was not produced")
+                return TaskResult(
+                    StepPhase.FAILED, f"output parameter {parameter['name']!r} was not produced"
+                )
         for artifact in outputs.get("artifacts", []):
             path = self._local(work, artifact["path"])
             if not path.exists():
                 if artifact.get("optional"):
                     continue
-                return TaskResult(StepPhase.FAILED, f"output artifact {artifact['name']!r} was not produced")
+                return TaskResult(
+                    StepPhase.FAILED, f"output artifact {artifact['name']!r} was not produced"
+                )
             result.artifacts[artifact["name"]] = path
         return result

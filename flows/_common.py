@@ -18,6 +18,9 @@ import json
 
 from hera.workflows import Container, EmptyDirVolume, Parameter
 from hera.workflows.models import (
+    Backoff as BackoffModel,
+)
+from hera.workflows.models import (
     Capabilities,
     ConfigMapEnvSource,
     EnvFromSource,
@@ -30,31 +33,23 @@ from hera.workflows.models import (
     SecurityContext,
     TTLStrategy,
 )
-from hera.workflows.models import (
-    Backoff as BackoffModel,
-)
 
 from csflow.sdk.core.steps import (
-    NAMESPACE,
-    LABEL_PREFIX,
     ENVIRONMENT_LABEL,
-    MODEL,
-    PLATFORM,
-    WORK_DIR,
-    MODEL_STEP_COMMAND,
-    PLATFORM_STEP_COMMAND,
-    CONTRACT_TESTS_COMMAND,
-    PUBLISH_STEP_COMMAND,
-    BUILD,
-    IMAGE_BUILD_COMMAND,
-    WORKFLOW_SERVICE_ACCOUNT,
-    MODEL_SERVICE_ACCOUNT,
     EXECUTOR_SERVICE_ACCOUNT,
-    PLATFORM_SECRET,
-    PLATFORM_CONFIG,
+    MODEL,
     MODEL_JOB_STORE_SECRET,
+    MODEL_SERVICE_ACCOUNT,
+    MODEL_STEP_COMMAND,
+    PLATFORM,
+    PLATFORM_CONFIG,
+    PLATFORM_SECRET,
+    PLATFORM_STEP_COMMAND,
     RUN_AS_USER,
+    WORK_DIR,
+    WORKFLOW_SERVICE_ACCOUNT,
 )
+
 
 def param(name: str) -> str:
     """The Argo expression for a workflow parameter."""

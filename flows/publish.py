@@ -60,6 +60,7 @@ from hera.workflows.models import (
 )
 
 from csflow.flows import _common as c
+from csflow.sdk.core import steps
 
 NAME = "csflow-publish"
 ENTRYPOINT = "publish"
@@ -89,21 +90,27 @@ PLATFORM_DEADLINE = 1800
 PLATFORM_RESOURCES = Resources(
     cpu_request="100m", cpu_limit="1", memory_request="256Mi", memory_limit="1Gi"
 )
-BUILD_RESOURCES = Resources(cpu_request="1", cpu_limit="2", memory_request="2Gi", memory_limit="4Gi")
+BUILD_RESOURCES = Resources(
+    cpu_request="1", cpu_limit="2", memory_request="2Gi", memory_limit="4Gi"
+)
 
 MODEL_ARGS = ["--owner", c.param("owner"), "--title", c.param("title")]
 CLONE = "tasks.clone.outputs.parameters"
 
 
 def _file_output(name: str, default: str | None = None) -> Parameter:
-    return Parameter(name=name, value_from=ValueFrom(path=f"{c.WORK_DIR}/{name}", default=default))
+    return Parameter(
+        name=name, value_from=ValueFrom(path=f"{steps.WORK_DIR}/{name}", default=default)
+    )
 
 
-def _artifact(name: str, path: str, archive: bool = False, optional: bool | None = None) -> Artifact:
+def _artifact(
+    name: str, path: str, archive: bool = False, optional: bool | None = None
+) -> Artifact:
     # Small files travel unarchived; the build context is a folder, tarred.
     return Artifact(
         name=name,
-        path=f"{c.WORK_DIR}/{path}",
+        path=f"{steps.WORK_DIR}/{path}",
         archive=None if archive else NoneArchiveStrategy(),
         optional=optional,
     )
@@ -112,10 +119,10 @@ def _artifact(name: str, path: str, archive: bool = False, optional: bool | None
 def build(platform_image: str = "gcr.io/csflow/csflow:0.1.0") -> WorkflowTemplate:
     with WorkflowTemplate(
         name=NAME,
-        namespace=c.NAMESPACE,
+        namespace=steps.NAMESPACE,
         entrypoint=ENTRYPOINT,
         **c.workflow_safety(),
-        labels={f"{c.LABEL_PREFIX}/flow": "publish"},
+        labels={f"{steps.LABEL_PREFIX}/flow": "publish"},
         annotations={
             "workflows.argoproj.io/title": "csflow publish",
             "workflows.argoproj.io/description": "clone → build → test → push → approve → deploy",
@@ -124,13 +131,21 @@ def build(platform_image: str = "gcr.io/csflow/csflow:0.1.0") -> WorkflowTemplat
     ) as template:
         clone = c.platform_step(
             "clone",
-            command=c.PUBLISH_STEP_COMMAND,
-            args=["clone", *MODEL_ARGS, "--config", c.param("config"),
-                  "--config-dir", c.param("config-dir"), "--registry", c.param("registry")],
+            command=steps.PUBLISH_STEP_COMMAND,
+            args=[
+                "clone",
+                *MODEL_ARGS,
+                "--config",
+                c.param("config"),
+                "--config-dir",
+                c.param("config-dir"),
+                "--registry",
+                c.param("registry"),
+            ],
             image=platform_image,
             # No platform secrets: locking may build a requirement's sdist, which
             # runs code the model's author chose.
-            env_from=[EnvFromSource(config_map_ref=ConfigMapEnvSource(name=c.PLATFORM_CONFIG))],
+            env_from=[EnvFromSource(config_map_ref=ConfigMapEnvSource(name=steps.PLATFORM_CONFIG))],
             resources=PLATFORM_RESOURCES,
             active_deadline_seconds=PLATFORM_DEADLINE,
             # No retries: a wrong URL or ref fails the same way each time.
@@ -148,13 +163,16 @@ def build(platform_image: str = "gcr.io/csflow/csflow:0.1.0") -> WorkflowTemplat
         image_build = Container(
             name="build",
             image=platform_image,
-            command=c.IMAGE_BUILD_COMMAND,
-            args=[f"--context={c.WORK_DIR}/context", "--image={{inputs.parameters.image}}",
-                  f"--digest-file={c.WORK_DIR}/digest"],
-            labels={c.ENVIRONMENT_LABEL: c.BUILD},
+            command=steps.IMAGE_BUILD_COMMAND,
+            args=[
+                f"--context={steps.WORK_DIR}/context",
+                "--image={{inputs.parameters.image}}",
+                f"--digest-file={steps.WORK_DIR}/digest",
+            ],
+            labels={steps.ENVIRONMENT_LABEL: steps.BUILD},
             automount_service_account_token=False,
             security_context=c.container_security_context(),
-            env_from=[EnvFromSource(config_map_ref=ConfigMapEnvSource(name=c.PLATFORM_CONFIG))],
+            env_from=[EnvFromSource(config_map_ref=ConfigMapEnvSource(name=steps.PLATFORM_CONFIG))],
             env=[Env(name="DOCKER_CONFIG", value=DOCKER_CONFIG_DIR)],
             resources=BUILD_RESOURCES,
             active_deadline_seconds=BUILD_DEADLINE,
@@ -167,17 +185,21 @@ def build(platform_image: str = "gcr.io/csflow/csflow:0.1.0") -> WorkflowTemplat
                     mount_path=DOCKER_CONFIG_DIR,
                     read_only=True,
                     optional=True,
-                )
+                ),
             ],
             inputs=[Parameter(name="image"), _artifact("context", "context", archive=True)],
         )
         test = c.model_step(
             "test",
-            command=c.CONTRACT_TESTS_COMMAND,
+            command=steps.CONTRACT_TESTS_COMMAND,
             args=["test"],
             image="{{inputs.parameters.image}}",
             # The model's own secrets only: the tests need no job store.
-            env_from=[EnvFromSource(secret_ref=SecretEnvSource(name=c.param("model-secret"), optional=True))],
+            env_from=[
+                EnvFromSource(
+                    secret_ref=SecretEnvSource(name=c.param("model-secret"), optional=True)
+                )
+            ],
             active_deadline_seconds=c.param("test-timeout"),
             inputs=[Parameter(name="image"), _artifact("tests", "tests.json")],
             outputs=[
@@ -189,7 +211,7 @@ def build(platform_image: str = "gcr.io/csflow/csflow:0.1.0") -> WorkflowTemplat
         )
         verify = c.platform_step(
             "verify",
-            command=c.PUBLISH_STEP_COMMAND,
+            command=steps.PUBLISH_STEP_COMMAND,
             args=["verify", *MODEL_ARGS],
             image=platform_image,
             resources=PLATFORM_RESOURCES,
@@ -202,9 +224,17 @@ def build(platform_image: str = "gcr.io/csflow/csflow:0.1.0") -> WorkflowTemplat
         )
         push = c.platform_step(
             "push",
-            command=c.PUBLISH_STEP_COMMAND,
-            args=["push", *MODEL_ARGS, "--tag", "{{inputs.parameters.tag}}",
-                  "--image", "{{inputs.parameters.image}}", "--run", "{{workflow.name}}"],
+            command=steps.PUBLISH_STEP_COMMAND,
+            args=[
+                "push",
+                *MODEL_ARGS,
+                "--tag",
+                "{{inputs.parameters.tag}}",
+                "--image",
+                "{{inputs.parameters.image}}",
+                "--run",
+                "{{workflow.name}}",
+            ],
             image=platform_image,
             resources=PLATFORM_RESOURCES,
             active_deadline_seconds=PLATFORM_DEADLINE,
@@ -219,13 +249,23 @@ def build(platform_image: str = "gcr.io/csflow/csflow:0.1.0") -> WorkflowTemplat
         approve = Suspend(name="approve")
         deploy = c.platform_step(
             "deploy",
-            command=c.PUBLISH_STEP_COMMAND,
-            args=["deploy", *MODEL_ARGS, "--tag", "{{inputs.parameters.tag}}", "--run", "{{workflow.name}}"],
+            command=steps.PUBLISH_STEP_COMMAND,
+            args=[
+                "deploy",
+                *MODEL_ARGS,
+                "--tag",
+                "{{inputs.parameters.tag}}",
+                "--run",
+                "{{workflow.name}}",
+            ],
             image=platform_image,
             resources=PLATFORM_RESOURCES,
             active_deadline_seconds=PLATFORM_DEADLINE,
             retry_strategy=c.transient_retry(),
-            inputs=[Parameter(name="tag"), _artifact("inputs-cache", "inputs-cache.json", optional=True)],
+            inputs=[
+                Parameter(name="tag"),
+                _artifact("inputs-cache", "inputs-cache.json", optional=True),
+            ],
         )
         with DAG(name=ENTRYPOINT):
             clone_task = clone(name="clone")
@@ -250,7 +290,10 @@ def build(platform_image: str = "gcr.io/csflow/csflow:0.1.0") -> WorkflowTemplat
             verify_task = verify(
                 name="verify",
                 depends="test.Succeeded",
-                arguments=[test_task.get_artifact("test-results"), test_task.get_artifact("raw-outputs")],
+                arguments=[
+                    test_task.get_artifact("test-results"),
+                    test_task.get_artifact("raw-outputs"),
+                ],
             )
             push(
                 name="push",
@@ -297,13 +340,13 @@ def publish_workflow(
     owner, title = config["owner"], config["title"]
     return Workflow(
         name=f"publish-{run_id}",
-        namespace=c.NAMESPACE,
+        namespace=steps.NAMESPACE,
         workflow_template_ref=WorkflowTemplateRef(name=NAME),
         **c.workflow_safety(),
         labels={
-            f"{c.LABEL_PREFIX}/owner": owner,
-            f"{c.LABEL_PREFIX}/title": title,
-            f"{c.LABEL_PREFIX}/flow": "publish",
+            f"{steps.LABEL_PREFIX}/owner": owner,
+            f"{steps.LABEL_PREFIX}/title": title,
+            f"{steps.LABEL_PREFIX}/flow": "publish",
         },
         annotations={
             "workflows.argoproj.io/title": f"publish {owner}/{title}",

@@ -31,6 +31,7 @@ from hera.workflows import (
 from hera.workflows.models import ValueFrom, WorkflowTemplateRef
 
 from csflow.flows import _common as c
+from csflow.sdk.core import steps
 
 NAME = "csflow-simulate"
 ENTRYPOINT = "simulate"
@@ -61,23 +62,25 @@ RUN_ARGS = JOB_ARGS + ["--owner", c.param("owner"), "--title", c.param("title")]
 def _file_output(name: str, default: str = "", global_name: str | None = None) -> Parameter:
     return Parameter(
         name=name,
-        value_from=ValueFrom(path=f"{c.WORK_DIR}/{name}", default=default),
+        value_from=ValueFrom(path=f"{steps.WORK_DIR}/{name}", default=default),
         global_name=global_name,
     )
 
 
 def _artifact(name: str, path: str, **kwargs) -> Artifact:
-    return Artifact(name=name, path=f"{c.WORK_DIR}/{path}", archive=NoneArchiveStrategy(), **kwargs)
+    return Artifact(
+        name=name, path=f"{steps.WORK_DIR}/{path}", archive=NoneArchiveStrategy(), **kwargs
+    )
 
 
 def build(platform_image: str = "gcr.io/csflow/csflow:0.1.0") -> WorkflowTemplate:
     with WorkflowTemplate(
         name=NAME,
-        namespace=c.NAMESPACE,
+        namespace=steps.NAMESPACE,
         entrypoint=ENTRYPOINT,
         on_exit="notify",
         **c.workflow_safety(),
-        labels={f"{c.LABEL_PREFIX}/flow": "simulate"},
+        labels={f"{steps.LABEL_PREFIX}/flow": "simulate"},
         annotations={
             "workflows.argoproj.io/title": "csflow simulate",
             "workflows.argoproj.io/description": "inputs → run → outputs → upload",
@@ -168,7 +171,7 @@ def simulation_workflow(
     model = f"{owner}/{title}"
     return Workflow(
         name=f"sim-{job_id}",
-        namespace=c.NAMESPACE,
+        namespace=steps.NAMESPACE,
         workflow_template_ref=WorkflowTemplateRef(name=NAME),
         # Also set on the template; repeated so each run carries its own clean-up
         # and identity even if the template is edited (the Workflow's fields win).
@@ -176,10 +179,10 @@ def simulation_workflow(
         # Room beyond the model's own timeout for the inputs and platform steps.
         active_deadline_seconds=timeout + WORKFLOW_DEADLINE_MARGIN,
         labels={
-            f"{c.LABEL_PREFIX}/owner": owner,
-            f"{c.LABEL_PREFIX}/title": title,
-            f"{c.LABEL_PREFIX}/job-id": job_id,
-            f"{c.LABEL_PREFIX}/tag": tag,
+            f"{steps.LABEL_PREFIX}/owner": owner,
+            f"{steps.LABEL_PREFIX}/title": title,
+            f"{steps.LABEL_PREFIX}/job-id": job_id,
+            f"{steps.LABEL_PREFIX}/tag": tag,
         },
         annotations={
             "workflows.argoproj.io/title": f"simulate {model}:{tag}",
@@ -213,7 +216,8 @@ def simulation_workflow_for(version, job_id: str, registry: str) -> Workflow:
         owner=version.owner,
         title=version.title,
         tag=version.tag,
-        image=version.record.get("image") or names.model_image(registry, version.owner, version.title, version.tag),
+        image=version.record.get("image")
+        or names.model_image(registry, version.owner, version.title, version.tag),
         job_id=job_id,
         resources=config.resources.kubernetes(),
         timeout=config.timeout,

@@ -153,8 +153,15 @@ class Harness:
     def run(self, name: str, title: str, check, needs: tuple[str, ...] = ()) -> None:
         status = {r["name"]: r["status"] for r in self.results}
         blocked = [n for n in needs if status.get(n) != "passed"]
-        result = {"name": name, "title": title, "status": "not run", "seconds": 0.0,
-                  "detail": "", "warnings": [], "output": ""}
+        result = {
+            "name": name,
+            "title": title,
+            "status": "not run",
+            "seconds": 0.0,
+            "detail": "",
+            "warnings": [],
+            "output": "",
+        }
         self.results.append(result)
         if blocked:
             result["detail"] = f"needs {', '.join(blocked)}"
@@ -211,7 +218,9 @@ class Harness:
         seconds = time.perf_counter() - started
         if not isinstance(inputs, dict) or set(inputs) != INPUT_KEYS:
             keys = sorted(inputs) if isinstance(inputs, dict) else type(inputs).__name__
-            raise Failed(f"get_inputs({label}) must return exactly {sorted(INPUT_KEYS)}, got {keys}")
+            raise Failed(
+                f"get_inputs({label}) must return exactly {sorted(INPUT_KEYS)}, got {keys}"
+            )
         for key in INPUT_KEYS:
             if not isinstance(inputs[key], dict):
                 raise Failed(f"get_inputs({label})[{key!r}] must be an object")
@@ -232,7 +241,10 @@ class Harness:
         return f"{len(sections)} section(s): {', '.join(sections)} in {seconds:.2f}s"
 
     def t_sections(self, warnings: list) -> str:
-        counts = {name: len(_parameters(params)) for name, params in self.defaults["model_parameters"].items()}
+        counts = {
+            name: len(_parameters(params))
+            for name, params in self.defaults["model_parameters"].items()
+        }
         if not counts:
             raise Failed("model_parameters has no sections")
         empty = [name for name, count in counts.items() if count == 0]
@@ -249,15 +261,21 @@ class Harness:
         except ImportError:
             if not self.noted_no_paramtools:
                 self.noted_no_paramtools = True
-                warnings.append("ParamTools is not installed in the model environment: checked the structure only")
+                warnings.append(
+                    "ParamTools is not installed in the model environment: checked the structure only"
+                )
             return
-        for where, defaults in [("meta_parameters", inputs["meta_parameters"]),
-                                *inputs["model_parameters"].items()]:
+        for where, defaults in [
+            ("meta_parameters", inputs["meta_parameters"]),
+            *inputs["model_parameters"].items(),
+        ]:
             try:
                 _paramtools_load(defaults)
             except Exception as exc:
                 message = " ".join(str(exc).split())[:300]
-                raise Failed(f"get_inputs({label}): {where} does not load in ParamTools: {message}") from None
+                raise Failed(
+                    f"get_inputs({label}): {where} does not load in ParamTools: {message}"
+                ) from None
 
     def t_paramtools(self, warnings: list) -> str:
         self._load_all(self.defaults, "{}", warnings)
@@ -272,14 +290,20 @@ class Harness:
             self._load_all(inputs, label, warnings)
             empty = [s for s, p in inputs["model_parameters"].items() if not _parameters(p)]
             if empty:
-                raise Failed(f"get_inputs({label}): section(s) without parameters: {', '.join(empty)}")
+                raise Failed(
+                    f"get_inputs({label}): section(s) without parameters: {', '.join(empty)}"
+                )
             timings.append((label, seconds))
             print(f"  get_inputs({label}): {seconds:.2f}s", flush=True)
         slow = [t for t in timings if t[1] > SLOW_INPUTS_SECONDS]
         if slow:
-            warnings.append(f"get_inputs took over {SLOW_INPUTS_SECONDS:g}s for {len(slow)} of "
-                            f"{len(timings)} combinations ({SLOW_NOTE})")
-        return f"{len(grid)} combination(s): " + ", ".join(f"{label} {seconds:.2f}s" for label, seconds in timings)
+            warnings.append(
+                f"get_inputs took over {SLOW_INPUTS_SECONDS:g}s for {len(slow)} of "
+                f"{len(timings)} combinations ({SLOW_NOTE})"
+            )
+        return f"{len(grid)} combination(s): " + ", ".join(
+            f"{label} {seconds:.2f}s" for label, seconds in timings
+        )
 
     def t_meta_shapes(self, warnings: list) -> str:
         flat = flat_form(self.meta) or _default_meta(self.defaults["meta_parameters"])
@@ -287,11 +311,15 @@ class Harness:
         by_flat, _ = self._get_inputs(flat, None, json.dumps(flat))
         by_spec, _ = self._get_inputs(spec, None, json.dumps(spec))
         if json.dumps(by_flat, sort_keys=True) != json.dumps(by_spec, sort_keys=True):
-            raise Failed(f"get_inputs gives different inputs for {json.dumps(flat)} and {json.dumps(spec)}")
+            raise Failed(
+                f"get_inputs gives different inputs for {json.dumps(flat)} and {json.dumps(spec)}"
+            )
         return f"{json.dumps(flat)} and {json.dumps(spec)} agree"
 
     def _validate(self, adjustment: dict, label: str) -> dict:
-        template = {name: {"errors": {}, "warnings": {}} for name in self.defaults["model_parameters"]}
+        template = {
+            name: {"errors": {}, "warnings": {}} for name in self.defaults["model_parameters"]
+        }
         result = self.module.validate_inputs(self.meta, adjustment, template)
         if not isinstance(result, dict) or "errors_warnings" not in result:
             raise Failed(f"validate_inputs({label}) must return {{'errors_warnings': ...}}")
@@ -302,13 +330,17 @@ class Harness:
             try:
                 json.dumps(result["custom_adjustment"])
             except (TypeError, ValueError) as exc:
-                raise Failed(f"validate_inputs({label}): custom_adjustment is not JSON: {exc}") from None
+                raise Failed(
+                    f"validate_inputs({label}): custom_adjustment is not JSON: {exc}"
+                ) from None
         errors_warnings = result["errors_warnings"]
         if not isinstance(errors_warnings, dict):
             raise Failed(f"validate_inputs({label}): errors_warnings must be an object")
         missing = [s for s in template if not isinstance(errors_warnings.get(s), dict)]
         if missing:
-            raise Failed(f"validate_inputs({label}): errors_warnings lacks section(s) {', '.join(missing)}")
+            raise Failed(
+                f"validate_inputs({label}): errors_warnings lacks section(s) {', '.join(missing)}"
+            )
         return errors_warnings
 
     def t_ok_adjustment(self, warnings: list) -> str:
@@ -349,19 +381,48 @@ class Harness:
     def run_all(self) -> None:
         self.run("functions", "the four functions exist", self.t_functions)
         self.run("get_version", "get_version() is truthy", self.t_get_version, ("functions",))
-        self.run("get_inputs", "get_inputs() returns the two keys, as JSON", self.t_get_inputs, ("functions",))
-        self.run("sections", "every section has at least one parameter", self.t_sections, ("get_inputs",))
-        self.run("paramtools", "the defaults load in ParamTools", self.t_paramtools, ("get_inputs",))
-        self.run("meta_grid", "get_inputs() for each meta-parameter combination", self.t_meta_grid,
-                 ("get_inputs",))
-        self.run("meta_shapes", "both meta_param_dict shapes give the same inputs", self.t_meta_shapes,
-                 ("get_inputs",))
-        self.run("ok_adjustment", "the ok adjustment validates cleanly", self.t_ok_adjustment,
-                 ("get_inputs",))
-        self.run("bad_adjustment", "the bad adjustment has errors in every section", self.t_bad_adjustment,
-                 ("get_inputs",))
-        self.run("run_model", "run_model() on the ok adjustment returns outputs", self.t_run_model,
-                 ("ok_adjustment",))
+        self.run(
+            "get_inputs",
+            "get_inputs() returns the two keys, as JSON",
+            self.t_get_inputs,
+            ("functions",),
+        )
+        self.run(
+            "sections", "every section has at least one parameter", self.t_sections, ("get_inputs",)
+        )
+        self.run(
+            "paramtools", "the defaults load in ParamTools", self.t_paramtools, ("get_inputs",)
+        )
+        self.run(
+            "meta_grid",
+            "get_inputs() for each meta-parameter combination",
+            self.t_meta_grid,
+            ("get_inputs",),
+        )
+        self.run(
+            "meta_shapes",
+            "both meta_param_dict shapes give the same inputs",
+            self.t_meta_shapes,
+            ("get_inputs",),
+        )
+        self.run(
+            "ok_adjustment",
+            "the ok adjustment validates cleanly",
+            self.t_ok_adjustment,
+            ("get_inputs",),
+        )
+        self.run(
+            "bad_adjustment",
+            "the bad adjustment has errors in every section",
+            self.t_bad_adjustment,
+            ("get_inputs",),
+        )
+        self.run(
+            "run_model",
+            "run_model() on the ok adjustment returns outputs",
+            self.t_run_model,
+            ("ok_adjustment",),
+        )
 
 
 def _indent(text: str) -> str:
@@ -407,8 +468,11 @@ def _first_value(spec: dict):
 
 
 def _default_meta(meta_parameters: dict) -> dict:
-    return {name: _first_value(spec) for name, spec in meta_parameters.items()
-            if name != "schema" and isinstance(spec, dict)}
+    return {
+        name: _first_value(spec)
+        for name, spec in meta_parameters.items()
+        if name != "schema" and isinstance(spec, dict)
+    }
 
 
 def meta_values(spec: dict) -> list:
@@ -422,15 +486,22 @@ def meta_values(spec: dict) -> list:
         return [True, False]
     bounds = validators.get("range") or {}
     low, high = bounds.get("min"), bounds.get("max")
-    if spec.get("type") == "int" and isinstance(low, int) and isinstance(high, int) and 0 <= high - low < MAX_RANGE_VALUES:
+    if (
+        spec.get("type") == "int"
+        and isinstance(low, int)
+        and isinstance(high, int)
+        and 0 <= high - low < MAX_RANGE_VALUES
+    ):
         return list(range(low, high + 1))
     return [_first_value(spec)]
 
 
 def meta_grid(meta_parameters: dict) -> list[dict]:
     names = [n for n in meta_parameters if n != "schema" and isinstance(meta_parameters[n], dict)]
-    combinations = [dict(zip(names, values))
-                    for values in itertools.product(*(meta_values(meta_parameters[n]) for n in names))]
+    combinations = [
+        dict(zip(names, values))
+        for values in itertools.product(*(meta_values(meta_parameters[n]) for n in names))
+    ]
     if len(combinations) > GRID_LIMIT:
         combinations = combinations[::3]
     return combinations
@@ -444,26 +515,48 @@ def command_test() -> int:
         harness.run_all()
     finally:
         passed = all(r["status"] == "passed" for r in harness.results)
-        write_atomic(out / "test-results.json", json.dumps(
-            {"version": harness.version, "passed": passed, "tests": harness.results}, indent=1))
+        write_atomic(
+            out / "test-results.json",
+            json.dumps(
+                {"version": harness.version, "passed": passed, "tests": harness.results}, indent=1
+            ),
+        )
         if harness.defaults is not None and harness.version:
-            write_atomic(out / "inputs-cache.json", json.dumps(
-                {"version": harness.version, "meta_param_dict": {}, "inputs": harness.defaults}))
+            write_atomic(
+                out / "inputs-cache.json",
+                json.dumps(
+                    {"version": harness.version, "meta_param_dict": {}, "inputs": harness.defaults}
+                ),
+            )
     failed = [r["name"] for r in harness.results if r["status"] != "passed"]
-    print(f"{len(harness.results) - len(failed)} of {len(harness.results)} model-side tests passed"
-          + (f"; not passed: {', '.join(failed)}" if failed else ""), flush=True)
+    print(
+        f"{len(harness.results) - len(failed)} of {len(harness.results)} model-side tests passed"
+        + (f"; not passed: {', '.join(failed)}" if failed else ""),
+        flush=True,
+    )
     return 0
 
 
 def command_inputs(meta_json: str, out_file: str) -> int:
-    module = importlib.import_module(os.environ.get("CSFLOW_MODEL_FUNCTIONS", "cs_config.functions"))
+    module = importlib.import_module(
+        os.environ.get("CSFLOW_MODEL_FUNCTIONS", "cs_config.functions")
+    )
     meta = spec_form(json.loads(meta_json or "{}"))
     started = time.perf_counter()
     version = str(module.get_version())
     inputs = module.get_inputs(meta)
     seconds = round(time.perf_counter() - started, 3)
-    write_atomic(Path(out_file), json.dumps(
-        {"version": version, "meta_param_dict": flat_form(meta), "inputs": inputs, "seconds": seconds}))
+    write_atomic(
+        Path(out_file),
+        json.dumps(
+            {
+                "version": version,
+                "meta_param_dict": flat_form(meta),
+                "inputs": inputs,
+                "seconds": seconds,
+            }
+        ),
+    )
     return 0
 
 
@@ -471,7 +564,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="csflow-contract-tests")
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("test", help="run the contract tests with the work dir's tests.json")
-    inputs = commands.add_parser("inputs", help="get_version and get_inputs for some meta parameters")
+    inputs = commands.add_parser(
+        "inputs", help="get_version and get_inputs for some meta parameters"
+    )
     inputs.add_argument("--meta", default="{}", help="meta parameters as JSON")
     inputs.add_argument("--out", required=True)
     args = parser.parse_args(argv)

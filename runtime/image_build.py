@@ -37,7 +37,9 @@ def _run(command: list[str], what: str) -> subprocess.CompletedProcess:
     if done.returncode != 0:
         sys.stderr.write(done.stdout + done.stderr)
         lines = [ln for ln in (done.stderr or done.stdout).splitlines() if ln.strip()]
-        raise BuildFailed(f"{what} failed: {lines[-1].strip() if lines else f'exit {done.returncode}'}")
+        raise BuildFailed(
+            f"{what} failed: {lines[-1].strip() if lines else f'exit {done.returncode}'}"
+        )
     return done
 
 
@@ -60,9 +62,12 @@ def main(argv: list[str] | None = None) -> int:
             layer = Path(tmp) / "layer.tar"
             model_image.write_layer(context, info, layer, uv_bin(), _run)
             print(f"layer: {layer.stat().st_size / 1e6:.1f} MB", flush=True)
-            pushed = _run(model_image.crane_mutate_command(
-                crane, info, layer, args.image, base, insecure=settings.registry_insecure),
-                f"appending the layer to {base} and pushing {args.image}").stdout.strip()
+            pushed = _run(
+                model_image.crane_mutate_command(
+                    crane, info, layer, args.image, base, insecure=settings.registry_insecure
+                ),
+                f"appending the layer to {base} and pushing {args.image}",
+            ).stdout.strip()
     except (OSError, KeyError, json.JSONDecodeError) as exc:
         print(f"csflow: the build context is incomplete: {exc}", file=sys.stderr)
         return 1

@@ -48,8 +48,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"csflow: the build context is incomplete: {exc}", file=sys.stderr)
         return 1
     if not args.image.endswith(f":{info['tag']}"):
-        print(f"csflow: image {args.image} does not carry the context's tag {info['tag']}",
-              file=sys.stderr)
+        print(
+            f"csflow: image {args.image} does not carry the context's tag {info['tag']}",
+            file=sys.stderr,
+        )
         return 1
     try:
         record = install_environment(info, context / "src", lock, default_home(), progress=print)

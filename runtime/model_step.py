@@ -75,7 +75,9 @@ def load_job(job_id: str) -> dict:
             )
             raw = client.get(key)  # the model user may only GET job-*; an expired key is gone
         except redis.AuthenticationError:
-            raise JobError(f"the job store refused user {user!r}: wrong password, or the user is disabled")
+            raise JobError(
+                f"the job store refused user {user!r}: wrong password, or the user is disabled"
+            )
         except redis.RedisError as exc:
             raise JobError(f"cannot read job {job_id} from the job store as user {user!r}: {exc}")
         if raw is None:

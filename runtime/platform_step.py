@@ -27,11 +27,10 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from csflow.sdk.core import names
-from csflow.sdk.core.contract import ErrorsWarnings, ModelResult, RemoteResult, output_filenames
+from csflow.sdk.core.contract import ModelResult, RemoteResult, output_filenames
 from csflow.sdk.core.errors import CsflowError
-from csflow.sdk.core.status import RunStatus, classify, failure_reason
 from csflow.sdk.core.fileutil import write_bytes_atomic, write_json_atomic
+from csflow.sdk.core.status import RunStatus, classify, failure_reason
 from csflow.sdk.dataplane.storage import open_storage, run_prefix
 
 RESULT_FILES = ("outputs.json", "remote.json", "renderable.zip", "downloadable.zip")
@@ -101,7 +100,9 @@ def step_outputs(args: argparse.Namespace) -> None:
     for name, data in files.items():
         write_bytes_atomic(work / "results" / name, data)
     counts = {c: len(raw.get(c, [])) for c in CATEGORIES}
-    print(f"outputs valid: {counts['renderable']} renderable, {counts['downloadable']} downloadable")
+    print(
+        f"outputs valid: {counts['renderable']} renderable, {counts['downloadable']} downloadable"
+    )
 
 
 def step_upload(args: argparse.Namespace) -> None:
@@ -127,7 +128,9 @@ def step_notify(args: argparse.Namespace) -> None:
     errors_warnings = load(args.errors_warnings, {})
     status = classify(args.status, errors_warnings)
     reason = failure_reason(load(args.failures, []))
-    if status == RunStatus.FAIL and not reason:  # e.g. a deleted pod or a deadline with no step failure
+    if (
+        status == RunStatus.FAIL and not reason
+    ):  # e.g. a deleted pod or a deadline with no step failure
         reason = f"the workflow ended {args.status or 'without a status'}"
     print(f"job {args.job_id}: {status}{' - ' + reason if reason else ''}")
     if status != RunStatus.SUCCESS:  # upload already told the webapp of a success

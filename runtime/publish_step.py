@@ -73,8 +73,10 @@ def registry_url() -> str:
 
     url = Settings().model_registry_url
     if not url:
-        raise StepError("no shared model registry: set CSFLOW_MODEL_REGISTRY_URL=gs://BUCKET/PREFIX "
-                        "(the csflow-platform ConfigMap); this pod's CSFLOW_HOME vanishes with it")
+        raise StepError(
+            "no shared model registry: set CSFLOW_MODEL_REGISTRY_URL=gs://BUCKET/PREFIX "
+            "(the csflow-platform ConfigMap); this pod's CSFLOW_HOME vanishes with it"
+        )
     return url
 
 
@@ -115,7 +117,9 @@ def load_config(raw: str, owner: str, title: str, config_dir: str):
     if (config.owner, config.title) != (owner, title):
         raise StepError(f"the config is for {config.name}, not {owner}/{title}")
     if config.source.path is not None and not config_dir:
-        raise StepError(f"{config.name}: source.path is a local folder; a cluster publishes from source.git")
+        raise StepError(
+            f"{config.name}: source.path is a local folder; a cluster publishes from source.git"
+        )
     return config
 
 
@@ -125,7 +129,9 @@ def step_clone(args: argparse.Namespace) -> None:
     from csflow.sdk.registry.local import version_dir
 
     config = load_config(args.config, args.owner, args.title, args.config_dir)
-    registry = None if local_builds() else model_registry()  # before the lock: a missing one fails fast
+    registry = (
+        None if local_builds() else model_registry()
+    )  # before the lock: a missing one fails fast
     work = work_dir()
     with plan_build(config, home() / "cache", progress=print) as plan:
         write_build_context(plan, work / "context")
@@ -142,8 +148,14 @@ def step_clone(args: argparse.Namespace) -> None:
     _write("image", image)
     _write("built", "true" if built else "false")
     origin = info["origin"]
-    where = origin.get("git") and f"{origin['git']}@{origin.get('commit') or origin['ref']}" or origin.get("path")
-    print(f"{config.name}: content tag {plan.tag} ({info['requirements']} locked packages) from {where}")
+    where = (
+        origin.get("git")
+        and f"{origin['git']}@{origin.get('commit') or origin['ref']}"
+        or origin.get("path")
+    )
+    print(
+        f"{config.name}: content tag {plan.tag} ({info['requirements']} locked packages) from {where}"
+    )
     print(f"image {image}: {'already built, the build is skipped' if built else 'to build'}")
 
 
@@ -156,8 +168,15 @@ def outputs_check(raw_path: Path, model_output: str = "") -> dict[str, Any]:
     from csflow.runtime.platform_step import StepError as OutputsError
     from csflow.runtime.platform_step import build_results
 
-    result = {"name": "outputs_schema", "title": "run_model()'s outputs pass the schema",
-              "status": "failed", "seconds": 0.0, "detail": "", "warnings": [], "output": ""}
+    result = {
+        "name": "outputs_schema",
+        "title": "run_model()'s outputs pass the schema",
+        "status": "failed",
+        "seconds": 0.0,
+        "detail": "",
+        "warnings": [],
+        "output": "",
+    }
     started = time.perf_counter()
     try:
         raw = json.loads(raw_path.read_text())
@@ -165,8 +184,10 @@ def outputs_check(raw_path: Path, model_output: str = "") -> dict[str, Any]:
         counts = {c: len(raw.get(c, [])) for c in ("renderable", "downloadable")}
         size = sum(len(data) for data in files.values())
         result["status"] = "passed"
-        result["detail"] = (f"{counts['renderable']} renderable, {counts['downloadable']} downloadable; "
-                            f"{size:,} bytes of results")
+        result["detail"] = (
+            f"{counts['renderable']} renderable, {counts['downloadable']} downloadable; "
+            f"{size:,} bytes of results"
+        )
     except OutputsError as exc:
         result["detail"] = str(exc)
         printed = f"{model_output.rstrip()}\n" if model_output.strip() else ""
@@ -195,15 +216,19 @@ def format_report(report: dict[str, Any]) -> str:
     lines = []
     width = max((len(t["title"]) for t in report["tests"]), default=10)
     for test in report["tests"]:
-        lines.append(f"{test['status'].upper():8} {test['title']:{width}}  {test['seconds']:7.2f}s  {test['detail']}")
+        lines.append(
+            f"{test['status'].upper():8} {test['title']:{width}}  {test['seconds']:7.2f}s  {test['detail']}"
+        )
         for warning in test.get("warnings", []):
             lines.append(f"{'':8} warning: {warning}")
         if test["status"] == "failed" and test.get("output"):
             lines.append("         model output:")
             lines.extend("           " + line for line in test["output"].rstrip().splitlines())
     counts = report["summary"]
-    lines.append(f"{counts['passed']} of {counts['total']} contract tests passed"
-                 + ("" if report["passed"] else f"; {counts['failed']} failed, {counts['not run']} not run"))
+    lines.append(
+        f"{counts['passed']} of {counts['total']} contract tests passed"
+        + ("" if report["passed"] else f"; {counts['failed']} failed, {counts['not run']} not run")
+    )
     return "\n".join(lines)
 
 
@@ -214,22 +239,39 @@ def step_verify(args: argparse.Namespace) -> None:
     except (OSError, json.JSONDecodeError) as exc:
         raise StepError(f"the test step left no results: {exc}") from None
     tests = list(results["tests"])
-    ran_model = next((t for t in tests if t["name"] == "run_model" and t["status"] == "passed"), None)
+    ran_model = next(
+        (t for t in tests if t["name"] == "run_model" and t["status"] == "passed"), None
+    )
     raw = work / "raw-outputs.json"
     if ran_model and raw.is_file():
         tests.append(outputs_check(raw, ran_model.pop("output", "")))
     else:
-        tests.append({"name": "outputs_schema", "title": "run_model()'s outputs pass the schema",
-                      "status": "not run", "seconds": 0.0, "detail": "needs run_model",
-                      "warnings": [], "output": ""})
+        tests.append(
+            {
+                "name": "outputs_schema",
+                "title": "run_model()'s outputs pass the schema",
+                "status": "not run",
+                "seconds": 0.0,
+                "detail": "needs run_model",
+                "warnings": [],
+                "output": "",
+            }
+        )
     passed = all(t["status"] == "passed" for t in tests)
-    report = {"model": f"{args.owner}/{args.title}", "version": results.get("version", ""),
-              "passed": passed, "tests": tests, "summary": summarize(tests)}
+    report = {
+        "model": f"{args.owner}/{args.title}",
+        "version": results.get("version", ""),
+        "passed": passed,
+        "tests": tests,
+        "summary": summarize(tests),
+    }
     _write(REPORT, json.dumps(report, indent=1))
     print(format_report(report))
     if not passed:
         failed = [t["name"] for t in tests if t["status"] == "failed"]
-        raise StepError(f"{len(failed)} of {len(tests)} contract tests failed: {', '.join(failed)}; nothing was promoted")
+        raise StepError(
+            f"{len(failed)} of {len(tests)} contract tests failed: {', '.join(failed)}; nothing was promoted"
+        )
 
 
 # -- push and deploy ------------------------------------------------------------------
@@ -254,8 +296,10 @@ def step_push(args: argparse.Namespace) -> None:
     info = json.loads((work / "build-info.json").read_text())
     report = json.loads((work / REPORT).read_text())
     if info["tag"] != args.tag or (info["owner"], info["title"]) != (args.owner, args.title):
-        raise StepError(f"build info is for {info['owner']}/{info['title']}:{info['tag']}, "
-                        f"not {args.owner}/{args.title}:{args.tag}")
+        raise StepError(
+            f"build info is for {info['owner']}/{info['title']}:{info['tag']}, "
+            f"not {args.owner}/{args.title}:{args.tag}"
+        )
     if not report.get("passed"):
         raise StepError("the contract tests did not pass; nothing is pushed")
     record = dict(info)
@@ -264,18 +308,24 @@ def step_push(args: argparse.Namespace) -> None:
         if not environment.is_file():
             raise StepError(f"no built environment for {args.owner}/{args.title}:{args.tag}")
         record.update(json.loads(environment.read_text()))
-    record.update({
-        "image": args.image,
-        "model_version": report.get("version", ""),
-        "tests": report["summary"],
-        "pushed": time.time(),
-        "publish_run": args.run,
-    })
+    record.update(
+        {
+            "image": args.image,
+            "model_version": report.get("version", ""),
+            "tests": report["summary"],
+            "pushed": time.time(),
+            "publish_run": args.run,
+        }
+    )
     registry = model_registry()
     registry.record_version(record)
-    previous = registry.move_tag(args.owner, args.title, "staging", args.tag, action="push", run=args.run)
-    print(f"{args.owner}/{args.title}: version {args.tag} recorded ({args.image}); "
-          f"staging {previous or '(none)'} -> {args.tag}")
+    previous = registry.move_tag(
+        args.owner, args.title, "staging", args.tag, action="push", run=args.run
+    )
+    print(
+        f"{args.owner}/{args.title}: version {args.tag} recorded ({args.image}); "
+        f"staging {previous or '(none)'} -> {args.tag}"
+    )
     _tell_webapp(args.owner, args.title, {"staging_tag": args.tag})
 
 
@@ -287,9 +337,13 @@ def step_deploy(args: argparse.Namespace) -> None:
         path = inputs_cache().put(args.owner, args.title, args.tag, entry)
         print(f"inputs cache: {path}")
     else:
-        print("inputs cache: the test step left no default inputs; `csflow models inputs` will compute them")
+        print(
+            "inputs cache: the test step left no default inputs; `csflow models inputs` will compute them"
+        )
     # Last, and alone: the one write that changes what simulations run.
-    previous = registry.move_tag(args.owner, args.title, "latest", args.tag, action="deploy", run=args.run)
+    previous = registry.move_tag(
+        args.owner, args.title, "latest", args.tag, action="deploy", run=args.run
+    )
     print(f"{args.owner}/{args.title}: latest {previous or '(none)'} -> {args.tag}")
     _tell_webapp(args.owner, args.title, {"latest_tag": args.tag})
 

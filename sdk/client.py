@@ -15,9 +15,9 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from csflow.sdk.core.run import Run
 from csflow.sdk.core.contract import JobInputs
 from csflow.sdk.core.errors import BadInput
+from csflow.sdk.core.run import Run
 from csflow.sdk.core.settings import Settings
 
 
@@ -42,14 +42,27 @@ class Client:
 
             self.backend = ArgoBackend(self.settings)
 
-    def submit(self, model: str, inputs: Any, tag: str | None = None, progress=lambda _: None,
-               warm_up: bool = False) -> Run:
+    def submit(
+        self,
+        model: str,
+        inputs: Any,
+        tag: str | None = None,
+        progress=lambda _: None,
+        warm_up: bool = False,
+    ) -> Run:
         """Record the job and return at once (the run has not started)."""
         extra = {"warm_up": warm_up} if self.settings.backend == "local" else {}
         return self.backend.submit(model, parse_inputs(inputs), tag=tag, progress=progress, **extra)
 
-    def simulate(self, model: str, inputs: Any, tag: str | None = None, detach: bool = False,
-                 progress=lambda _: None, events=None) -> Run:
+    def simulate(
+        self,
+        model: str,
+        inputs: Any,
+        tag: str | None = None,
+        detach: bool = False,
+        progress=lambda _: None,
+        events=None,
+    ) -> Run:
         run = self.submit(model, inputs, tag=tag, progress=progress, warm_up=not detach)
         if detach:
             self.backend.detach(run.id)
@@ -83,8 +96,9 @@ class Client:
 
     # -- publishing and the model registry ------------------------------------------
 
-    def publish(self, config: str | Path, require_approval: bool = False, detach: bool = False,
-                events=None) -> Run:
+    def publish(
+        self, config: str | Path, require_approval: bool = False, detach: bool = False, events=None
+    ) -> Run:
         """Publish a model from its config (``config/OWNER/TITLE.yaml``): build, test,
         push to ``staging``, then (after approval, if asked) deploy to ``latest``."""
         self._supports("submit_publish", "publish")
@@ -105,7 +119,9 @@ class Client:
 
     def _supports(self, method: str, what: str) -> None:
         if not hasattr(self.backend, method):
-            raise BadInput(f"the {self.settings.backend} backend cannot {what} yet; use the local backend")
+            raise BadInput(
+                f"the {self.settings.backend} backend cannot {what} yet; use the local backend"
+            )
 
     def publish_report(self, run_id: str) -> dict[str, Any] | None:
         """A publish's contract-test results (None if the tests never ran)."""
@@ -121,8 +137,9 @@ class Client:
         self._supports("model", "show a model")
         return self.backend.model(*_model_name(model))
 
-    def inputs(self, model: str, meta_param_dict: dict[str, Any] | None = None,
-               tag: str | None = None) -> dict[str, Any]:
+    def inputs(
+        self, model: str, meta_param_dict: dict[str, Any] | None = None, tag: str | None = None
+    ) -> dict[str, Any]:
         """``get_version`` and ``get_inputs`` of a model version (default: latest),
         from the inputs cache for the default meta parameters."""
         self._supports("model_inputs", "compute inputs")

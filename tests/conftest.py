@@ -8,10 +8,9 @@ import json
 from pathlib import Path
 
 import pytest
+from paths import REPO, TAX_INPUTS, TOY_CONFIGS
 
 from csflow.sdk.client import Client
-
-from paths import REPO, TAX_INPUTS, TOY_CONFIGS
 
 
 @pytest.fixture

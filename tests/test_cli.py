@@ -5,14 +5,16 @@ from __future__ import annotations
 import json
 
 import pytest
+from paths import TOY_CONFIGS
 from typer.testing import CliRunner
 
 from csflow.cli.app import app
 
-from paths import TOY_CONFIGS
-
 runner = CliRunner()
-OK = {"meta_param_dict": {"year": [{"value": 2024}]}, "adjustment": {"Knobs": {"x": [{"value": 3}]}}}
+OK = {
+    "meta_param_dict": {"year": [{"value": 2024}]},
+    "adjustment": {"Knobs": {"x": [{"value": 3}]}},
+}
 
 
 @pytest.fixture
@@ -61,7 +63,11 @@ def test_json_output_is_one_object_with_outputs_and_timings(cli, tmp_path):
     "args, text, fragment",
     [
         (["tests/ToyOk"], "{not json", "is not valid JSON"),
-        (["tests/ToyOk"], json.dumps({"adjustment": [], "meta_param_dict": {}}), "inputs: adjustment"),
+        (
+            ["tests/ToyOk"],
+            json.dumps({"adjustment": [], "meta_param_dict": {}}),
+            "inputs: adjustment",
+        ),
         (["tests/Nobody"], json.dumps(OK), "unknown model tests/Nobody"),
         (["../etc/passwd"], json.dumps(OK), "invalid model name"),
         (["tests/ToyOk", "--tag", "../x"], json.dumps(OK), "invalid tag"),
@@ -115,7 +121,12 @@ def test_runs_commands(cli, tmp_path):
 
 
 def test_help_everywhere(cli):
-    for args in (["--help"], ["simulate", "--help"], ["runs", "--help"], ["runs", "logs", "--help"]):
+    for args in (
+        ["--help"],
+        ["simulate", "--help"],
+        ["runs", "--help"],
+        ["runs", "logs", "--help"],
+    ):
         result = cli(*args)
         assert result.exit_code == 0 and "Usage" in result.output
 

@@ -3,12 +3,20 @@ import base64
 import pytest
 from pydantic import ValidationError
 
-from csflow.sdk.core.contract import JobInputs, ModelResult, Output, flat_meta_param_dict, output_filenames
+from csflow.sdk.core.contract import (
+    JobInputs,
+    ModelResult,
+    Output,
+    flat_meta_param_dict,
+    output_filenames,
+)
 
 
 def test_both_meta_param_shapes_become_the_paramtools_spec():
     flat = JobInputs.model_validate({"meta_param_dict": {"year": 2024}, "adjustment": {}})
-    spec = JobInputs.model_validate({"meta_param_dict": {"year": [{"value": 2024}]}, "adjustment": {}})
+    spec = JobInputs.model_validate(
+        {"meta_param_dict": {"year": [{"value": 2024}]}, "adjustment": {}}
+    )
     assert flat.meta_param_dict == spec.meta_param_dict == {"year": [{"value": 2024}]}
     assert flat_meta_param_dict(spec.meta_param_dict) == {"year": 2024}
 
@@ -35,12 +43,18 @@ def test_text_and_bokeh_outputs_are_checked():
         Output(media_type="CSV", title="c", data=b"bytes")
     with pytest.raises(ValidationError):
         Output(media_type="bokeh", title="b", data={"doc": {}})
-    Output(media_type="bokeh", title="b", data={"target_id": None, "root_id": "1", "doc": {}, "version": "3.4"})
+    Output(
+        media_type="bokeh",
+        title="b",
+        data={"target_id": None, "root_id": "1", "doc": {}, "version": "3.4"},
+    )
 
 
 def test_model_result_rejects_unknown_media_types_and_keys():
     with pytest.raises(ValidationError):
-        ModelResult.model_validate({"renderable": [{"media_type": "movie", "title": "t", "data": ""}], "downloadable": []})
+        ModelResult.model_validate(
+            {"renderable": [{"media_type": "movie", "title": "t", "data": ""}], "downloadable": []}
+        )
     with pytest.raises(ValidationError):
         ModelResult.model_validate({"renderable": [], "downloadable": [], "extra": []})
     with pytest.raises(ValidationError):

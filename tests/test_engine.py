@@ -10,8 +10,8 @@ import time
 
 import pytest
 
-from csflow.sdk.argo import semantics
 from csflow import flows
+from csflow.sdk.argo import semantics
 
 OK_INPUTS = {"meta_param_dict": {"year": 2024}, "adjustment": {"Knobs": {"x": [{"value": 2}]}}}
 
@@ -22,7 +22,10 @@ def test_success_writes_results_laid_out_as_the_bucket(toy, home):
     assert run.model_version == "toy 1.0"
     prefix = home / "results" / "tests" / "ToyOk" / run.id
     assert sorted(p.name for p in prefix.iterdir()) == [
-        "downloadable.zip", "outputs.json", "remote.json", "renderable.zip"
+        "downloadable.zip",
+        "outputs.json",
+        "remote.json",
+        "renderable.zip",
     ]
     outputs = toy.results(run.id)
     assert outputs["downloadable"][0]["data"] == "x,double\n2.0,4.0\n"
@@ -99,15 +102,21 @@ def test_engine_keeps_working_after_failures(toy):
 
 
 def test_fresh_subprocess_launcher_gives_the_same_results(home):
-    from csflow.sdk.client import Client
     from paths import TOY_CONFIGS
+
+    from csflow.sdk.client import Client
 
     warm = Client(home=home, config_dirs=[TOY_CONFIGS]).simulate("tests/ToyOk", OK_INPUTS)
     cold = Client(home=home, config_dirs=[TOY_CONFIGS], warm_workers=False)
     run = cold.simulate("tests/ToyOk", OK_INPUTS)
     assert run.status == "SUCCESS"
-    assert cold.results(run.id)["downloadable"][0]["data"] == cold.results(warm.id)["downloadable"][0]["data"]
-    crash = Client(home=home, config_dirs=[TOY_CONFIGS], warm_workers=False).simulate("tests/ToyCrash", OK_INPUTS)
+    assert (
+        cold.results(run.id)["downloadable"][0]["data"]
+        == cold.results(warm.id)["downloadable"][0]["data"]
+    )
+    crash = Client(home=home, config_dirs=[TOY_CONFIGS], warm_workers=False).simulate(
+        "tests/ToyCrash", OK_INPUTS
+    )
     assert crash.reason == "run: ZeroDivisionError: float division by zero"
 
 
@@ -119,9 +128,15 @@ def test_engine_runs_the_compiled_manifest(toy, home):
     manifest_edges = {t.name: t.upstream() for t in tasks}
     run = toy.simulate("tests/ToyOk", OK_INPUTS)
     assert list(run.steps) == [t.name for t in tasks] + [template["spec"]["onExit"]]
-    raw = {t["name"]: t.get("depends", "") for t in
-           next(x for x in template["spec"]["templates"] if x["name"] == "simulate")["dag"]["tasks"]}
-    assert manifest_edges == {name: semantics.Task(name, "", depends).upstream() for name, depends in raw.items()}
+    raw = {
+        t["name"]: t.get("depends", "")
+        for t in next(x for x in template["spec"]["templates"] if x["name"] == "simulate")["dag"][
+            "tasks"
+        ]
+    }
+    assert manifest_edges == {
+        name: semantics.Task(name, "", depends).upstream() for name, depends in raw.items()
+    }
     cached = flows.compiled("simulate", cache_dir=home / "cache")
     assert cached == template
 

@@ -1,11 +1,10 @@
 from pathlib import Path
 
 import pytest
+from paths import REPO
 
 from csflow.sdk.core.errors import BadInput
 from csflow.sdk.core.model_config import find_model_config, load_model_config
-
-from paths import REPO
 
 EXAMPLE = REPO / "config" / "PSLmodels" / "Tax-Cruncher.yaml"
 

@@ -5,7 +5,18 @@ from csflow.sdk.core.errors import BadInput
 
 
 @pytest.mark.parametrize(
-    "name", ["../etc/passwd", "a/b/c", "PSLmodels", "PSLmodels/", "/Tax", "a/.hidden", "o/t;rm -rf", "o/t t", "o/" + "x" * 64]
+    "name",
+    [
+        "../etc/passwd",
+        "a/b/c",
+        "PSLmodels",
+        "PSLmodels/",
+        "/Tax",
+        "a/.hidden",
+        "o/t;rm -rf",
+        "o/t t",
+        "o/" + "x" * 64,
+    ],
 )
 def test_hostile_or_malformed_model_names_are_rejected(name):
     with pytest.raises(BadInput):
@@ -31,4 +42,7 @@ def test_kube_name_is_rfc1123():
 def test_job_ids_are_uuids():
     with pytest.raises(BadInput):
         names.check_job_id("../../x")
-    assert names.check_job_id("6F1C2B1E-1111-4111-8111-111111111111") == "6f1c2b1e-1111-4111-8111-111111111111"
+    assert (
+        names.check_job_id("6F1C2B1E-1111-4111-8111-111111111111")
+        == "6f1c2b1e-1111-4111-8111-111111111111"
+    )

@@ -27,8 +27,11 @@ def test_married_couple_anchor(tax, tax_inputs):
     detail = _table(outputs, "Calculation of Liabilities")
     assert detail["Taxable Income"][:2] == ["70800.00", "60000.00"]
     kinds = [(o["media_type"], o["title"]) for o in outputs["renderable"]]
-    assert kinds == [("table", "Basic Liabilities"), ("table", "Calculation of Liabilities"),
-                     ("bokeh", "Income Tax Across Wages")]
+    assert kinds == [
+        ("table", "Basic Liabilities"),
+        ("table", "Calculation of Liabilities"),
+        ("bokeh", "Income Tax Across Wages"),
+    ]
     assert "taxcalc 6.8.5" in run.model_version
 
 

@@ -53,8 +53,12 @@ def documents(paths: list[str]) -> list[dict]:
     return docs
 
 
-def apply(api_client: client.ApiClient, docs: list[dict], dry_run: bool = False,
-          exclude: frozenset[str] = frozenset()) -> list[str]:
+def apply(
+    api_client: client.ApiClient,
+    docs: list[dict],
+    dry_run: bool = False,
+    exclude: frozenset[str] = frozenset(),
+) -> list[str]:
     """Server-side apply each document, in order; returns ``kind/name`` of each applied.
 
     A CRD is waited for (Established) before the next document, so custom
@@ -74,10 +78,17 @@ def apply(api_client: client.ApiClient, docs: list[dict], dry_run: bool = False,
         if dry_run:
             query.append(("dryRun", "All"))
         try:
-            dynamic.server_side_apply(resource, body=doc, field_manager=FIELD_MANAGER,
-                                      force_conflicts=True, query_params=query)
+            dynamic.server_side_apply(
+                resource,
+                body=doc,
+                field_manager=FIELD_MANAGER,
+                force_conflicts=True,
+                query_params=query,
+            )
         except ApiException as exc:
-            raise SystemExit(f"kube.py: apply {key} refused: {exc.status} {exc.reason}: {_message(exc)}")
+            raise SystemExit(
+                f"kube.py: apply {key} refused: {exc.status} {exc.reason}: {_message(exc)}"
+            )
         applied.append(key)
         if doc["kind"] == "CustomResourceDefinition" and not dry_run:
             wait_established(api_client, doc["metadata"]["name"])
@@ -100,7 +111,9 @@ def wait_established(api_client: client.ApiClient, name: str, timeout: float = 6
         if conditions.get("Established") == "True":
             return
         if time.monotonic() > deadline:
-            raise SystemExit(f"kube.py: CRD {name} not Established after {timeout:g}s: {conditions}")
+            raise SystemExit(
+                f"kube.py: CRD {name} not Established after {timeout:g}s: {conditions}"
+            )
         time.sleep(0.5)
 
 
@@ -109,8 +122,9 @@ def wait_ready(api_client: client.ApiClient, timeout: float) -> None:
     last = ""
     while time.monotonic() < deadline:
         try:
-            method, url, headers, _, _ = api_client.param_serialize("GET", "/readyz",
-                                                                    auth_settings=["BearerToken"])
+            method, url, headers, _, _ = api_client.param_serialize(
+                "GET", "/readyz", auth_settings=["BearerToken"]
+            )
             response = api_client.call_api(method, url, header_params=headers, _request_timeout=5)
             response.read()
             if response.status == 200:
@@ -134,8 +148,10 @@ def token(api_client: client.ApiClient, namespace: str, secret: str, timeout: fl
             if exc.status != 404:
                 raise
         if time.monotonic() > deadline:
-            raise SystemExit(f"kube.py: no token in Secret {namespace}/{secret} after {timeout:g}s "
-                             "(is kube-controller-manager running with --service-account-private-key-file?)")
+            raise SystemExit(
+                f"kube.py: no token in Secret {namespace}/{secret} after {timeout:g}s "
+                "(is kube-controller-manager running with --service-account-private-key-file?)"
+            )
         time.sleep(0.5)
 
 
@@ -148,15 +164,26 @@ def rollout_ready(api_client: client.ApiClient, namespace: str, name: str) -> bo
     if (deployment.status.ready_replicas or 0) >= 1:
         return True
     selector = ",".join(f"{k}={v}" for k, v in deployment.spec.selector.match_labels.items())
-    for pod in client.CoreV1Api(api_client).list_namespaced_pod(namespace, label_selector=selector).items:
-        waiting = [f"{c.name}: {c.state.waiting.reason}: {c.state.waiting.message or ''}"
-                   for c in pod.status.container_statuses or [] if c.state and c.state.waiting]
+    for pod in (
+        client.CoreV1Api(api_client).list_namespaced_pod(namespace, label_selector=selector).items
+    ):
+        waiting = [
+            f"{c.name}: {c.state.waiting.reason}: {c.state.waiting.message or ''}"
+            for c in pod.status.container_statuses or []
+            if c.state and c.state.waiting
+        ]
         print(f"{pod.metadata.name}: {pod.status.phase} {'; '.join(waiting)}", file=sys.stderr)
     return False
 
 
-def dev_overlay(api_client: client.ApiClient, namespace: str, gcs_url: str, gcs_key_pem: str,
-                registry: str, model_registry_url: str) -> None:
+def dev_overlay(
+    api_client: client.ApiClient,
+    namespace: str,
+    gcs_url: str,
+    gcs_key_pem: str,
+    registry: str,
+    model_registry_url: str,
+) -> None:
     """The dev node's changes to csflow's configuration, and nothing else: the GCS
     emulator's address for the platform steps (ConfigMap csflow-platform) and for Argo's
     executor (its env in the controller's ConfigMap), a service-account key in the
@@ -167,30 +194,52 @@ def dev_overlay(api_client: client.ApiClient, namespace: str, gcs_url: str, gcs_
     import json
 
     core = client.CoreV1Api(api_client)
-    platform = {"apiVersion": "v1", "kind": "ConfigMap",
-                "metadata": {"name": "csflow-platform", "namespace": namespace},
-                "data": {"STORAGE_EMULATOR_HOST": gcs_url,
-                         "CSFLOW_MODEL_REGISTRY_URL": model_registry_url,
-                         "CSFLOW_REGISTRY_INSECURE": "true",
-                         "CSFLOW_MODEL_BASE_IMAGE": f"{registry}/library/python:{{python}}-slim-bookworm"}}
+    platform = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": "csflow-platform", "namespace": namespace},
+        "data": {
+            "STORAGE_EMULATOR_HOST": gcs_url,
+            "CSFLOW_MODEL_REGISTRY_URL": model_registry_url,
+            "CSFLOW_REGISTRY_INSECURE": "true",
+            "CSFLOW_MODEL_BASE_IMAGE": f"{registry}/library/python:{{python}}-slim-bookworm",
+        },
+    }
     controller = core.read_namespaced_config_map("workflow-controller-configmap", namespace)
     executor = yaml.safe_load(controller.data.get("executor") or "{}") or {}
     env = [e for e in executor.get("env") or [] if e.get("name") != "STORAGE_EMULATOR_HOST"]
     executor["env"] = env + [{"name": "STORAGE_EMULATOR_HOST", "value": gcs_url}]
-    controller_patch = {"apiVersion": "v1", "kind": "ConfigMap",
-                        "metadata": {"name": "workflow-controller-configmap", "namespace": namespace},
-                        "data": {"executor": yaml.safe_dump(executor, sort_keys=False)}}
-    key = {"type": "service_account", "project_id": "csflow-dev", "private_key_id": "csflow-dev",
-           "private_key": gcs_key_pem, "client_email": "argo@csflow-dev.iam.gserviceaccount.com",
-           "client_id": "1", "token_uri": f"{gcs_url}/token"}
-    artifacts = {"apiVersion": "v1", "kind": "Secret",
-                 "metadata": {"name": "csflow-artifacts", "namespace": namespace},
-                 "stringData": {"serviceAccountKey": json.dumps(key)}}
+    controller_patch = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": "workflow-controller-configmap", "namespace": namespace},
+        "data": {"executor": yaml.safe_dump(executor, sort_keys=False)},
+    }
+    key = {
+        "type": "service_account",
+        "project_id": "csflow-dev",
+        "private_key_id": "csflow-dev",
+        "private_key": gcs_key_pem,
+        "client_email": "argo@csflow-dev.iam.gserviceaccount.com",
+        "client_id": "1",
+        "token_uri": f"{gcs_url}/token",
+    }
+    artifacts = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": "csflow-artifacts", "namespace": namespace},
+        "stringData": {"serviceAccountKey": json.dumps(key)},
+    }
     dynamic = DynamicClient(api_client)
     for doc in (platform, controller_patch, artifacts):
         resource = dynamic.resources.get(api_version=doc["apiVersion"], kind=doc["kind"])
-        dynamic.server_side_apply(resource, body=doc, field_manager="csflow-dev-overlay",
-                                  force_conflicts=True, query_params=[("fieldValidation", "Strict")])
+        dynamic.server_side_apply(
+            resource,
+            body=doc,
+            field_manager="csflow-dev-overlay",
+            force_conflicts=True,
+            query_params=[("fieldValidation", "Strict")],
+        )
         print(f"applied {doc['kind']}/{doc['metadata']['name']} (dev overlay)", file=sys.stderr)
 
 
@@ -235,7 +284,10 @@ def main(argv: list[str] | None = None) -> int:
     elif args.command == "token":
         print(token(api_client, args.namespace, args.secret, args.timeout))
     elif args.command == "secret-key":
-        data = client.CoreV1Api(api_client).read_namespaced_secret(args.secret, args.namespace).data or {}
+        data = (
+            client.CoreV1Api(api_client).read_namespaced_secret(args.secret, args.namespace).data
+            or {}
+        )
         if args.key not in data:
             raise SystemExit(f"kube.py: no key {args.key} in Secret {args.namespace}/{args.secret}")
         print(base64.b64decode(data[args.key]).decode())
@@ -244,8 +296,14 @@ def main(argv: list[str] | None = None) -> int:
     elif args.command == "rollout-ready":
         return 0 if rollout_ready(api_client, args.namespace, args.name) else 1
     elif args.command == "dev-overlay":
-        dev_overlay(api_client, args.namespace, args.gcs, Path(args.gcs_key).read_text(),
-                    args.registry, args.model_registry_url)
+        dev_overlay(
+            api_client,
+            args.namespace,
+            args.gcs,
+            Path(args.gcs_key).read_text(),
+            args.registry,
+            args.model_registry_url,
+        )
     return 0
 
 

@@ -42,35 +42,76 @@ from csflow.sdk.argo.schema import Finding, document_name
 MAX_OBJECT_NAME = 63
 MAX_CRON_NAME = 52
 MAX_FIELD_NAME = 128
-TEMPLATE_TYPES = ("container", "containerSet", "steps", "script", "resource", "dag", "suspend",
-                  "data", "http", "plugin")
+TEMPLATE_TYPES = (
+    "container",
+    "containerSet",
+    "steps",
+    "script",
+    "resource",
+    "dag",
+    "suspend",
+    "data",
+    "http",
+    "plugin",
+)
 LEAF_TYPES = frozenset(TEMPLATE_TYPES) - {"steps", "dag"}
 POD_TYPES = frozenset({"container", "containerSet", "script", "resource", "data"})
 RETRY_POLICIES = frozenset({"", "Always", "OnError", "OnFailure", "OnTransientError"})
-POD_GC_STRATEGIES = frozenset({"", "OnPodCompletion", "OnPodSuccess", "OnWorkflowCompletion",
-                               "OnWorkflowSuccess"})
-DEPENDS_RESULTS = frozenset({"Succeeded", "Failed", "Errored", "Skipped", "Omitted", "Daemoned",
-                             "AnySucceeded", "AllFailed"})
-WORKFLOW_KINDS = frozenset({"Workflow", "WorkflowTemplate", "ClusterWorkflowTemplate", "CronWorkflow"})
+POD_GC_STRATEGIES = frozenset(
+    {"", "OnPodCompletion", "OnPodSuccess", "OnWorkflowCompletion", "OnWorkflowSuccess"}
+)
+DEPENDS_RESULTS = frozenset(
+    {
+        "Succeeded",
+        "Failed",
+        "Errored",
+        "Skipped",
+        "Omitted",
+        "Daemoned",
+        "AnySucceeded",
+        "AllFailed",
+    }
+)
+WORKFLOW_KINDS = frozenset(
+    {"Workflow", "WorkflowTemplate", "ClusterWorkflowTemplate", "CronWorkflow"}
+)
 
 _FIELD_NAME = re.compile(r"^[a-zA-Z0-9][-a-zA-Z0-9]*$")
 _PARAM_NAME = re.compile(r"^[-a-zA-Z0-9_]+$")
-_RFC1123_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+_RFC1123_SUBDOMAIN = re.compile(
+    r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+)
 _TAG = re.compile(r"\{\{([^{}]*)\}\}")
 _EXPRESSION_TAG = re.compile(r"\{\{=")
 # Argo checks only references under these roots; anything else is left alone.
 _CHECKED_ROOTS = ("item.", "steps.", "inputs.", "outputs.", "pod.", "workflow.", "tasks.")
 _DEPENDS_TOKEN = re.compile(r"([A-Za-z0-9][-A-Za-z0-9]*)(?:\.([A-Za-z]+))?")
-_ALWAYS_GLOBAL = ("workflow.name", "workflow.namespace", "workflow.mainEntrypoint",
-                  "workflow.serviceAccountName", "workflow.uid", "workflow.status",
-                  "workflow.annotations", "workflow.annotations.json", "workflow.labels",
-                  "workflow.labels.json")
+_ALWAYS_GLOBAL = (
+    "workflow.name",
+    "workflow.namespace",
+    "workflow.mainEntrypoint",
+    "workflow.serviceAccountName",
+    "workflow.uid",
+    "workflow.status",
+    "workflow.annotations",
+    "workflow.annotations.json",
+    "workflow.labels",
+    "workflow.labels.json",
+)
 # Set at run time; Argo accepts anything under these prefixes.
-_RUNTIME_PREFIXES = ("outputs.", "workflow.creationTimestamp", "workflow.scheduledTime",
-                     "workflow.duration", "tasks.name", "steps.name", "node.name")
+_RUNTIME_PREFIXES = (
+    "outputs.",
+    "workflow.creationTimestamp",
+    "workflow.scheduledTime",
+    "workflow.duration",
+    "tasks.name",
+    "steps.name",
+    "node.name",
+)
 
 
 # -- helpers -----------------------------------------------------------------
+
 
 def _strings(value: Any) -> Iterator[str]:
     if isinstance(value, str):
@@ -115,7 +156,9 @@ def task_dependencies(task: dict[str, Any]) -> list[str]:
     return depends_targets(task.get("depends", "")) + list(task.get("dependencies") or [])
 
 
-def _check_names(items: Any, where: str, pattern: re.Pattern, rule: str) -> Iterator[tuple[str, str]]:
+def _check_names(
+    items: Any, where: str, pattern: re.Pattern, rule: str
+) -> Iterator[tuple[str, str]]:
     seen: set[str] = set()
     for index, item in enumerate(items or []):
         name = item.get("name") if isinstance(item, dict) else None
@@ -143,6 +186,7 @@ def _param_names(items: Any, where: str) -> Iterator[tuple[str, str]]:
 
 # -- the linter ----------------------------------------------------------------
 
+
 class _Linter:
     """Lints one workflow-like document; collects (path, message) pairs."""
 
@@ -167,19 +211,25 @@ class _Linter:
         ref = spec.get("workflowTemplateRef")
         if ref:
             if spec.get("templates"):
-                self.add(f"{self.spec_path}.templates",
-                         "Templates is invalid field in spec if workflow referred WorkflowTemplate reference")
+                self.add(
+                    f"{self.spec_path}.templates",
+                    "Templates is invalid field in spec if workflow referred WorkflowTemplate reference",
+                )
             referred = self.library.get(ref.get("name", ""))
             if referred is None:
-                self.add(f"{self.spec_path}.workflowTemplateRef",
-                         f"workflow template '{ref.get('name')}' not found (lint it together with this file)")
+                self.add(
+                    f"{self.spec_path}.workflowTemplateRef",
+                    f"workflow template '{ref.get('name')}' not found (lint it together with this file)",
+                )
                 return self.problems
             spec = self.merged_spec(referred)
         self.effective = spec
         templates = spec.get("templates") or []
         for path, message in _field_names(templates, f"{self.spec_path}.templates"):
             self.add(path, message)
-        self.templates = {t.get("name"): t for t in templates if isinstance(t, dict) and t.get("name")}
+        self.templates = {
+            t.get("name"): t for t in templates if isinstance(t, dict) and t.get("name")
+        }
         self.check_arguments(spec)
         self.globals = self.global_scope(spec)
         entrypoint = spec.get("entrypoint")
@@ -194,7 +244,9 @@ class _Linter:
             self.check_hook(hook, f"{self.spec_path}.hooks.{hook_name}", hook_name)
         strategy = (spec.get("podGC") or {}).get("strategy", "")
         if strategy not in POD_GC_STRATEGIES:
-            self.add(f"{self.spec_path}.podGC.strategy", f"podGC.strategy unknown strategy '{strategy}'")
+            self.add(
+                f"{self.spec_path}.podGC.strategy", f"podGC.strategy unknown strategy '{strategy}'"
+            )
         for index, template in enumerate(templates):
             if isinstance(template, dict):
                 self.check_template(template, f"{self.spec_path}.templates[{index}]")
@@ -208,12 +260,18 @@ class _Linter:
             return
         limit = MAX_CRON_NAME if self.kind == "CronWorkflow" else MAX_OBJECT_NAME
         if metadata.get("name") and len(name) > limit:
-            self.add("metadata.name", f"name {name!r} must not be more than {limit} characters long "
-                                      f"(currently {len(name)})")
+            self.add(
+                "metadata.name",
+                f"name {name!r} must not be more than {limit} characters long "
+                f"(currently {len(name)})",
+            )
         base = name.rstrip("-") if not metadata.get("name") else name
         if not _RFC1123_SUBDOMAIN.match(base):
-            self.add("metadata.name", f"name {name!r} is not a valid RFC 1123 subdomain "
-                                      "(lowercase letters, digits, '-' and '.')")
+            self.add(
+                "metadata.name",
+                f"name {name!r} is not a valid RFC 1123 subdomain "
+                "(lowercase letters, digits, '-' and '.')",
+            )
 
     def merged_spec(self, referred: dict[str, Any]) -> dict[str, Any]:
         """The Workflow as Argo runs it: the template's spec under the Workflow's own
@@ -221,7 +279,9 @@ class _Linter:
         spec = copy.deepcopy(referred.get("spec") or {})
         own = {k: v for k, v in self.spec.items() if k not in ("workflowTemplateRef", "arguments")}
         spec.update(copy.deepcopy(own))
-        values = {p.get("name"): p for p in (self.spec.get("arguments") or {}).get("parameters") or []}
+        values = {
+            p.get("name"): p for p in (self.spec.get("arguments") or {}).get("parameters") or []
+        }
         merged = []
         for parameter in (spec.get("arguments") or {}).get("parameters") or []:
             merged.append({**parameter, **values.pop(parameter.get("name"), {})})
@@ -237,16 +297,23 @@ class _Linter:
         for path, message in _param_names(arguments.get("artifacts"), f"{where}.artifacts"):
             self.add(path, message)
         for parameter in arguments.get("parameters") or []:
-            self.check_argument_value(parameter, f"{where}.parameters", allow_empty=self.is_template)
+            self.check_argument_value(
+                parameter, f"{where}.parameters", allow_empty=self.is_template
+            )
 
-    def check_argument_value(self, parameter: dict[str, Any], where: str, allow_empty: bool) -> None:
+    def check_argument_value(
+        self, parameter: dict[str, Any], where: str, allow_empty: bool
+    ) -> None:
         name = parameter.get("name")
         has_value = parameter.get("value") is not None
         value_from = parameter.get("valueFrom")
         if value_from is not None:
             extra = set(value_from) - {"default", "configMapKeyRef", "supplied"}
             if extra:
-                self.add(f"{where}.{name}", f"{name}.valueFrom only allows: default, configMapKeyRef and supplied")
+                self.add(
+                    f"{where}.{name}",
+                    f"{name}.valueFrom only allows: default, configMapKeyRef and supplied",
+                )
         if not allow_empty and not has_value and value_from is None:
             self.add(f"{where}.{name}", f"{name}.value is required")
         enum = parameter.get("enum")
@@ -264,10 +331,16 @@ class _Linter:
         scope |= {f"workflow.parameters.{p.get('name')}" for p in parameters}
         metadata = self.doc.get("metadata") or {}
         workflow_metadata = spec.get("workflowMetadata") or {}
-        for key in {**(metadata.get("annotations") or {}), **(workflow_metadata.get("annotations") or {})}:
+        for key in {
+            **(metadata.get("annotations") or {}),
+            **(workflow_metadata.get("annotations") or {}),
+        }:
             scope.add(f"workflow.annotations.{key}")
-        for key in {**(metadata.get("labels") or {}), **(workflow_metadata.get("labels") or {}),
-                    **(workflow_metadata.get("labelsFrom") or {})}:
+        for key in {
+            **(metadata.get("labels") or {}),
+            **(workflow_metadata.get("labels") or {}),
+            **(workflow_metadata.get("labelsFrom") or {}),
+        }:
             scope.add(f"workflow.labels.{key}")
         if spec.get("priority") is not None:
             scope.add("workflow.priority")
@@ -303,8 +376,14 @@ class _Linter:
             referred = self.library.get(ref["name"])
             found = None
             if referred is not None:
-                found = next((t for t in (referred.get("spec") or {}).get("templates") or []
-                              if t.get("name") == ref["template"]), None)
+                found = next(
+                    (
+                        t
+                        for t in (referred.get("spec") or {}).get("templates") or []
+                        if t.get("name") == ref["template"]
+                    ),
+                    None,
+                )
             if found is None:
                 self.add(where, f"template reference {ref['name']}.{ref['template']} not found")
             return found
@@ -335,17 +414,25 @@ class _Linter:
         leaf = kind in LEAF_TYPES
         if template.get("activeDeadlineSeconds") is not None:
             if not leaf:
-                self.add(f"{where}.activeDeadlineSeconds",
-                         f"templates.{name}.activeDeadlineSeconds is only valid for leaf templates")
+                self.add(
+                    f"{where}.activeDeadlineSeconds",
+                    f"templates.{name}.activeDeadlineSeconds is only valid for leaf templates",
+                )
             else:
                 value = template["activeDeadlineSeconds"]
                 if not (isinstance(value, str) and references(value)) and not (
                     str(value).isdigit() and int(value) > 0
                 ):
-                    self.add(f"{where}.activeDeadlineSeconds", f"templates.{name}.activeDeadlineSeconds "
-                                                               "must be a positive integer > 0 or an argo variable")
+                    self.add(
+                        f"{where}.activeDeadlineSeconds",
+                        f"templates.{name}.activeDeadlineSeconds "
+                        "must be a positive integer > 0 or an argo variable",
+                    )
         if template.get("parallelism") is not None and leaf:
-            self.add(f"{where}.parallelism", f"templates.{name}.parallelism is only valid for steps and dag templates")
+            self.add(
+                f"{where}.parallelism",
+                f"templates.{name}.parallelism is only valid for steps and dag templates",
+            )
         policy = (template.get("retryStrategy") or {}).get("retryPolicy", "")
         if policy not in RETRY_POLICIES:
             self.add(f"{where}.retryStrategy.retryPolicy", f"{policy} is not a valid RetryPolicy")
@@ -361,11 +448,15 @@ class _Linter:
             self.add(path, message)
         for index, parameter in enumerate(outputs.get("parameters") or []):
             if parameter.get("value") is not None and parameter.get("valueFrom") is not None:
-                self.add(f"{where}.outputs.parameters[{index}]",
-                         f"{parameter.get('name')} has both valueFrom and value specified. Choose one.")
+                self.add(
+                    f"{where}.outputs.parameters[{index}]",
+                    f"{parameter.get('name')} has both valueFrom and value specified. Choose one.",
+                )
             elif parameter.get("value") is None and parameter.get("valueFrom") is None:
-                self.add(f"{where}.outputs.parameters[{index}]",
-                         f"{parameter.get('name')} does not have valueFrom or value specified")
+                self.add(
+                    f"{where}.outputs.parameters[{index}]",
+                    f"{parameter.get('name')} does not have valueFrom or value specified",
+                )
         scope = self.template_scope(template, kind)
         if kind == "dag":
             self.check_dag(template, where, scope)
@@ -405,18 +496,24 @@ class _Linter:
         if kind in ("container", "script") and not body.get("image"):
             self.add(f"{where}.{kind}.image", f"templates.{name}.{kind}.image may not be empty")
         mounts: dict[str, str] = {}
-        for index, mount in enumerate(body.get("volumeMounts") or []) if kind == "container" else []:
+        for index, mount in (
+            enumerate(body.get("volumeMounts") or []) if kind == "container" else []
+        ):
             path = mount.get("mountPath")
             if path in mounts:
-                self.add(f"{where}.container.volumeMounts[{index}]",
-                         f"templates.{name}.container.volumeMounts[{index}].mountPath '{path}' already mounted in {mounts[path]}")
+                self.add(
+                    f"{where}.container.volumeMounts[{index}]",
+                    f"templates.{name}.container.volumeMounts[{index}].mountPath '{path}' already mounted in {mounts[path]}",
+                )
             mounts[path] = f"container.volumeMounts.{mount.get('name')}"
         if kind == "container":
             for index, artifact in enumerate((template.get("inputs") or {}).get("artifacts") or []):
                 path = artifact.get("path")
                 if path and path in mounts:
-                    self.add(f"{where}.inputs.artifacts[{index}]",
-                             f"templates.{name}.inputs.artifacts[{index}].path '{path}' already mounted in {mounts[path]}")
+                    self.add(
+                        f"{where}.inputs.artifacts[{index}]",
+                        f"templates.{name}.inputs.artifacts[{index}].path '{path}' already mounted in {mounts[path]}",
+                    )
                 if path:
                     mounts[path] = f"inputs.artifacts.{artifact.get('name')}"
         leaf_scope = set(scope)
@@ -425,7 +522,9 @@ class _Linter:
                 leaf_scope.add(f"outputs.{kind_name}.{output.get('name')}.path")
         self.check_refs(template, leaf_scope, where)
 
-    def outputs_scope(self, prefix: str, template: dict[str, Any] | None, aggregate: bool) -> set[str]:
+    def outputs_scope(
+        self, prefix: str, template: dict[str, Any] | None, aggregate: bool
+    ) -> set[str]:
         scope = {f"{prefix}.{field}" for field in ("id", "startedAt", "finishedAt", "hostNodeName")}
         if template is None:
             return scope
@@ -451,8 +550,12 @@ class _Linter:
         if loops:
             scope = scope | {"item"}
             # withItems of maps give item.<key>; withParam is only known at run time.
-            scope |= {f"item.{key}" for entry in item.get("withItems") or [] if isinstance(entry, dict)
-                      for key in entry}
+            scope |= {
+                f"item.{key}"
+                for entry in item.get("withItems") or []
+                if isinstance(entry, dict)
+                for key in entry
+            }
             if item.get("withParam") is not None:
                 scope.add("item.*")
         return scope
@@ -473,29 +576,49 @@ class _Linter:
             task_where = f"{where}.dag.tasks[{index}]"
             task_name = task.get("name", "")
             if (using_depends or task.get("dependencies")) and task_name[:1].isdigit():
-                self.add(task_where, f"templates.{name}.tasks.{task_name} name cannot begin with a digit "
-                                     "when using either 'depends' or 'dependencies'")
+                self.add(
+                    task_where,
+                    f"templates.{name}.tasks.{task_name} name cannot begin with a digit "
+                    "when using either 'depends' or 'dependencies'",
+                )
             if using_depends and task.get("dependencies"):
-                self.add(task_where, f"templates.{name} cannot use both 'depends' and 'dependencies' "
-                                     "in the same DAG template")
+                self.add(
+                    task_where,
+                    f"templates.{name} cannot use both 'depends' and 'dependencies' "
+                    "in the same DAG template",
+                )
             if using_depends and task.get("continueOn") is not None:
-                self.add(task_where, f"templates.{name} cannot use 'continueOn' when using 'depends'. "
-                                     "Instead use 'dep-task.Failed'/'dep-task.Errored'")
+                self.add(
+                    task_where,
+                    f"templates.{name} cannot use 'continueOn' when using 'depends'. "
+                    "Instead use 'dep-task.Failed'/'dep-task.Errored'",
+                )
             resolved[task_name] = self.check_template_reference(task, task_where)
             for dependency in task_dependencies(task):
                 if dependency not in by_name:
-                    self.add(task_where, f"templates.{name}.tasks.{task_name} dependency '{dependency}' not defined")
+                    self.add(
+                        task_where,
+                        f"templates.{name}.tasks.{task_name} dependency '{dependency}' not defined",
+                    )
         cycle = self.find_cycle(by_name)
         if cycle:
-            self.add(f"{where}.dag.tasks", f"templates.{name}.tasks dependency cycle detected: {'->'.join(cycle)}")
+            self.add(
+                f"{where}.dag.tasks",
+                f"templates.{name}.tasks dependency cycle detected: {'->'.join(cycle)}",
+            )
             return
         for target in (dag.get("target") or "").split():
             if not references(target) and target not in by_name:
-                self.add(f"{where}.dag.target", f"templates.{name}.targets: target '{target}' is not defined")
+                self.add(
+                    f"{where}.dag.target",
+                    f"templates.{name}.targets: target '{target}' is not defined",
+                )
         every_task = set()
         for task_name, task in by_name.items():
             aggregate = bool(task.get("withItems") or task.get("withParam"))
-            every_task |= self.outputs_scope(f"tasks.{task_name}", resolved.get(task_name), aggregate)
+            every_task |= self.outputs_scope(
+                f"tasks.{task_name}", resolved.get(task_name), aggregate
+            )
         for index, task in enumerate(tasks):
             task_where = f"{where}.dag.tasks[{index}]"
             ancestry = self.ancestors(task.get("name", ""), by_name)
@@ -506,18 +629,24 @@ class _Linter:
             self.check_refs(task, task_scope, task_where)
             arguments = task.get("arguments") or {}
             for parameter in arguments.get("parameters") or []:
-                self.check_argument_value(parameter, f"{task_where}.arguments.parameters", allow_empty=False)
-                self.check_ancestor_reference(parameter.get("value"), ancestry, task_where,
-                                              "parameter", parameter.get("name"))
+                self.check_argument_value(
+                    parameter, f"{task_where}.arguments.parameters", allow_empty=False
+                )
+                self.check_ancestor_reference(
+                    parameter.get("value"), ancestry, task_where, "parameter", parameter.get("name")
+                )
             for artifact in arguments.get("artifacts") or []:
-                self.check_ancestor_reference(artifact.get("from"), ancestry, task_where,
-                                              "artifact", artifact.get("name"))
+                self.check_ancestor_reference(
+                    artifact.get("from"), ancestry, task_where, "artifact", artifact.get("name")
+                )
             for hook_name, hook in (task.get("hooks") or {}).items():
                 self.check_hook(hook, f"{task_where}.hooks.{hook_name}", hook_name)
 
-    def check_ancestor_reference(self, value: Any, ancestry: set[str], where: str, what: str, name: Any) -> None:
+    def check_ancestor_reference(
+        self, value: Any, ancestry: set[str], where: str, what: str, name: Any
+    ) -> None:
         if isinstance(value, str) and value.startswith("{{tasks."):
-            referred = value[len("{{tasks."):].split(".", 1)[0]
+            referred = value[len("{{tasks.") :].split(".", 1)[0]
             if referred not in ancestry:
                 self.add(where, f"missing dependency '{referred}' for {what} '{name}'")
 
@@ -545,7 +674,7 @@ class _Linter:
                 if dependency not in by_name:
                     continue
                 if state.get(dependency) == "active":
-                    return path[path.index(dependency):] + [dependency]
+                    return path[path.index(dependency) :] + [dependency]
                 if dependency not in state:
                     cycle = visit(dependency)
                     if cycle:
@@ -575,15 +704,23 @@ class _Linter:
                     self.add(step_where, f"templates.{name}.steps[{group_index}].name is required")
                     continue
                 if step_name in seen:
-                    self.add(step_where, f"templates.{name}.steps[{group_index}].name '{step_name}' is not unique")
+                    self.add(
+                        step_where,
+                        f"templates.{name}.steps[{group_index}].name '{step_name}' is not unique",
+                    )
                 elif not _FIELD_NAME.match(step_name) or len(step_name) > MAX_FIELD_NAME:
-                    self.add(step_where, f"templates.{name}.steps[{group_index}].name '{step_name}' is invalid: {_FIELD_RULE}")
+                    self.add(
+                        step_where,
+                        f"templates.{name}.steps[{group_index}].name '{step_name}' is invalid: {_FIELD_RULE}",
+                    )
                 seen.add(step_name)
                 resolved = self.check_template_reference(step, step_where)
                 this_scope = self.check_loops(step, step_where, step_scope)
                 self.check_refs(step, this_scope, step_where)
                 for parameter in (step.get("arguments") or {}).get("parameters") or []:
-                    self.check_argument_value(parameter, f"{step_where}.arguments.parameters", allow_empty=False)
+                    self.check_argument_value(
+                        parameter, f"{step_where}.arguments.parameters", allow_empty=False
+                    )
                 aggregate = bool(step.get("withItems") or step.get("withParam"))
                 new_scope |= self.outputs_scope(f"steps.{step_name}", resolved, aggregate)
                 new_scope.add(f"steps.{step_name}.status")
@@ -592,17 +729,21 @@ class _Linter:
 
 # -- public API ----------------------------------------------------------------
 
+
 def library_of(docs: Iterable[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """WorkflowTemplates (and cluster ones) by name, to resolve references offline."""
     return {
         (d.get("metadata") or {}).get("name"): d
         for d in docs
-        if isinstance(d, dict) and d.get("kind") in ("WorkflowTemplate", "ClusterWorkflowTemplate")
+        if isinstance(d, dict)
+        and d.get("kind") in ("WorkflowTemplate", "ClusterWorkflowTemplate")
         and (d.get("metadata") or {}).get("name")
     }
 
 
-def lint_document(doc: dict[str, Any], library: dict[str, dict[str, Any]] | None = None) -> list[Finding]:
+def lint_document(
+    doc: dict[str, Any], library: dict[str, dict[str, Any]] | None = None
+) -> list[Finding]:
     """Semantic findings for one Argo document (other kinds have none)."""
     if not isinstance(doc, dict) or doc.get("kind") not in WORKFLOW_KINDS:
         return []
@@ -612,7 +753,9 @@ def lint_document(doc: dict[str, Any], library: dict[str, dict[str, Any]] | None
     return [Finding(name, path, message) for path, message in unique]
 
 
-def lint_documents(docs: list[dict[str, Any]], library: dict[str, dict[str, Any]] | None = None) -> list[Finding]:
+def lint_documents(
+    docs: list[dict[str, Any]], library: dict[str, dict[str, Any]] | None = None
+) -> list[Finding]:
     """Lint documents together: a Workflow may refer to a WorkflowTemplate among them
     (or in ``library``, e.g. csflow's own flows)."""
     known = {**(library or {}), **library_of(docs)}

@@ -176,12 +176,20 @@ def kubernetes_findings(doc: dict[str, Any]) -> list[Finding]:
     try:
         import kubernetes_validate
     except ModuleNotFoundError:  # a dev dependency; say so rather than pass silently
-        return [Finding(document_name(doc), "", "cannot check: kubernetes-validate is not installed")]
+        return [
+            Finding(document_name(doc), "", "cannot check: kubernetes-validate is not installed")
+        ]
     try:
         kubernetes_validate.validate(doc, KUBERNETES_VERSION, strict=True)
     except kubernetes_validate.SchemaNotFoundError:
-        return [Finding(document_name(doc), "", f"no Kubernetes {KUBERNETES_VERSION} schema for "
-                                                f"{doc.get('apiVersion')} {doc.get('kind')}")]
+        return [
+            Finding(
+                document_name(doc),
+                "",
+                f"no Kubernetes {KUBERNETES_VERSION} schema for "
+                f"{doc.get('apiVersion')} {doc.get('kind')}",
+            )
+        ]
     except kubernetes_validate.ValidationError as exc:
         error = exc  # a copy of the first jsonschema error
         if error.context:
@@ -194,10 +202,14 @@ def schema_findings(doc: Any) -> list[Finding]:
     """Schema problems of any manifest: Argo kinds against the strict CRDs, the
     rest against Kubernetes' own schemas."""
     if not isinstance(doc, dict) or not doc.get("kind") or not doc.get("apiVersion"):
-        return [Finding(document_name(doc), "", "not a Kubernetes object (needs apiVersion and kind)")]
+        return [
+            Finding(document_name(doc), "", "not a Kubernetes object (needs apiVersion and kind)")
+        ]
     if str(doc["apiVersion"]).startswith(ARGO_GROUP + "/"):
         if doc["kind"] not in ARGO_KINDS:
-            return [Finding(document_name(doc), "", f"no {ARGO_VERSION} schema for {doc['kind']} here")]
+            return [
+                Finding(document_name(doc), "", f"no {ARGO_VERSION} schema for {doc['kind']} here")
+            ]
         return argo_schema_findings(doc)
     return kubernetes_findings(doc)
 

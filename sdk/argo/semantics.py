@@ -28,7 +28,6 @@ class SpecError(CsflowError):
     """The compiled workflow uses something the embedded engine does not support."""
 
 
-
 _VARIABLE = re.compile(r"\{\{\s*([^{}]+?)\s*\}\}")
 
 
@@ -39,9 +38,14 @@ def merge_workflow(workflow: dict[str, Any], template: dict[str, Any]) -> dict[s
     if ref is not None and ref != template["metadata"]["name"]:
         raise SpecError(f"workflow refers to {ref!r}, not {template['metadata']['name']!r}")
     spec = copy.deepcopy(template["spec"])
-    own = {k: v for k, v in workflow["spec"].items() if k not in ("workflowTemplateRef", "arguments")}
+    own = {
+        k: v for k, v in workflow["spec"].items() if k not in ("workflowTemplateRef", "arguments")
+    }
     spec.update(copy.deepcopy(own))
-    values = {p["name"]: p.get("value") for p in workflow["spec"].get("arguments", {}).get("parameters", [])}
+    values = {
+        p["name"]: p.get("value")
+        for p in workflow["spec"].get("arguments", {}).get("parameters", [])
+    }
     merged_params = []
     for parameter in template["spec"].get("arguments", {}).get("parameters", []):
         value = values.pop(parameter["name"], parameter.get("value"))

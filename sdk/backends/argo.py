@@ -42,17 +42,17 @@ from urllib.parse import quote, urljoin
 
 import requests
 
-from csflow.sdk.core.run import Run
-from csflow.sdk.core.status import RunStatus, StepPhase, classify, failure_reason
 from csflow.flows import publish, simulate
 from csflow.sdk.core import names
 from csflow.sdk.core.contract import JobInputs
 from csflow.sdk.core.errors import BadInput, CsflowError, NotFound
-from csflow.sdk.dataplane.jobstore import open_job_store
 from csflow.sdk.core.model_config import find_model_config
-from csflow.sdk.registry.local import ModelVersion, open_registry
+from csflow.sdk.core.run import Run
 from csflow.sdk.core.settings import Settings
+from csflow.sdk.core.status import RunStatus, StepPhase, classify, failure_reason
+from csflow.sdk.dataplane.jobstore import open_job_store
 from csflow.sdk.dataplane.storage import open_storage, read_outputs, run_prefix, write_downloadables
+from csflow.sdk.registry.local import ModelVersion, open_registry
 
 Progress = Callable[[str], None]
 EventSink = Callable[[str, str, dict[str, Any]], None]
@@ -72,6 +72,7 @@ class ArgoError(CsflowError):
 
 
 # -- reading Argo's answers -----------------------------------------------------
+
 
 def ndjson(chunks: Iterable[bytes]) -> Iterator[dict[str, Any]]:
     """Objects from a newline-delimited JSON stream, whatever the chunk borders.
@@ -161,11 +162,13 @@ def _output_parameter(node: dict[str, Any] | None, name: str) -> str:
 def run_id_of(workflow_name: str) -> str:
     for prefix in (WORKFLOW_PREFIX, PUBLISH_PREFIX):
         if workflow_name.startswith(prefix):
-            return workflow_name[len(prefix):]
+            return workflow_name[len(prefix) :]
     return workflow_name
 
 
-def run_from_workflow(workflow: dict[str, Any], results_uri: Callable[[Run], str] | None = None) -> Run:
+def run_from_workflow(
+    workflow: dict[str, Any], results_uri: Callable[[Run], str] | None = None
+) -> Run:
     """An Argo Workflow, as a csflow run (the same ``Run`` the local backend returns).
     A publish whose approval step waits is ``RunStatus.SUSPENDED``; its tag is the content
     tag the ``clone`` step computed."""
@@ -175,7 +178,9 @@ def run_from_workflow(workflow: dict[str, Any], results_uri: Callable[[Run], str
     status = workflow.get("status") or {}
     phase = status.get("phase") or "Pending"
     kind = "publish" if labels.get(FLOW_LABEL) == "publish" else "simulate"
-    globals_ = {p["name"]: p.get("value", "") for p in (status.get("outputs") or {}).get("parameters") or []}
+    globals_ = {
+        p["name"]: p.get("value", "") for p in (status.get("outputs") or {}).get("parameters") or []
+    }
     try:
         errors_warnings = json.loads(globals_.get("errors-warnings") or "{}")
     except json.JSONDecodeError:
@@ -186,8 +191,10 @@ def run_from_workflow(workflow: dict[str, Any], results_uri: Callable[[Run], str
     content_tag = ""
     for node in step_nodes(workflow):
         started, finished = _epoch(node.get("startedAt")), _epoch(node.get("finishedAt"))
-        info: dict[str, Any] = {"phase": StepPhase.SUSPENDED if _waiting(node) else node.get("phase", "Pending"),
-                                "message": node.get("message", "")}
+        info: dict[str, Any] = {
+            "phase": StepPhase.SUSPENDED if _waiting(node) else node.get("phase", "Pending"),
+            "message": node.get("message", ""),
+        }
         if _waiting(node):
             waiting.append(step_name(node))
         if kind == "publish" and step_name(node) == "clone":
@@ -198,8 +205,13 @@ def run_from_workflow(workflow: dict[str, Any], results_uri: Callable[[Run], str
             info.update(finished=finished, seconds=round(finished - started, 3))
         steps[step_name(node)] = info
         if node.get("phase") in ("Failed", "Error") and step_name(node) != "notify":
-            failures.append({"displayName": step_name(node), "message": node.get("message", ""),
-                             "phase": node.get("phase")})
+            failures.append(
+                {
+                    "displayName": step_name(node),
+                    "message": node.get("message", ""),
+                    "phase": node.get("phase"),
+                }
+            )
     message = status.get("message", "")
     reason = ""
     if phase in ("Pending", ""):
@@ -238,6 +250,7 @@ def run_from_workflow(workflow: dict[str, Any], results_uri: Callable[[Run], str
 
 # -- the backend ----------------------------------------------------------------
 
+
 class ArgoBackend:
     def __init__(self, settings: Settings, session: requests.Session | None = None):
         self.settings = settings
@@ -254,11 +267,15 @@ class ArgoBackend:
         so ``render`` works without a server)."""
         if self._service is None:
             if not self.settings.argo_host:
-                raise BadInput("the argo backend needs the Argo Server's URL: set CSFLOW_ARGO_HOST "
-                               "(e.g. https://localhost:2746)")
+                raise BadInput(
+                    "the argo backend needs the Argo Server's URL: set CSFLOW_ARGO_HOST "
+                    "(e.g. https://localhost:2746)"
+                )
             if not self.settings.argo_host.startswith(("http://", "https://")):
-                raise BadInput(f"CSFLOW_ARGO_HOST must start with http:// or https://, "
-                               f"not {self.settings.argo_host!r}")
+                raise BadInput(
+                    f"CSFLOW_ARGO_HOST must start with http:// or https://, "
+                    f"not {self.settings.argo_host!r}"
+                )
             from hera.workflows.service import WorkflowsService
 
             token = self.settings.argo_token.get_secret_value() or None
@@ -273,17 +290,22 @@ class ArgoBackend:
 
     def _call(self, what: str, call: Callable[[], Any]) -> Any:
         """One request to the Argo Server, its failures as one line."""
-        from hera.exceptions import HeraException, NotFound as HeraNotFound
+        from hera.exceptions import HeraException
+        from hera.exceptions import NotFound as HeraNotFound
 
         try:
             return call()
         except HeraNotFound as exc:
             raise NotFound(f"{what}: not found on the Argo Server ({_first_line(exc)})") from None
         except HeraException as exc:
-            raise ArgoError(f"{what}: the Argo Server said {type(exc).__name__}: {_first_line(exc)}") from None
+            raise ArgoError(
+                f"{what}: the Argo Server said {type(exc).__name__}: {_first_line(exc)}"
+            ) from None
         except requests.RequestException as exc:
-            raise ArgoError(f"{what}: cannot reach the Argo Server at {self.settings.argo_host} "
-                            f"({type(exc).__name__})") from None
+            raise ArgoError(
+                f"{what}: cannot reach the Argo Server at {self.settings.argo_host} "
+                f"({type(exc).__name__})"
+            ) from None
 
     @staticmethod
     def workflow_name(job_id: str) -> str:
@@ -318,20 +340,29 @@ class ArgoBackend:
         owner, title = names.parse_model_name(model)
         return self.workflow(self.resolve(owner, title, tag), str(uuid.uuid4()))
 
-    def submit(self, model: str, inputs: JobInputs, tag: str | None = None,
-               progress: Progress = lambda _: None) -> Run:
+    def submit(
+        self,
+        model: str,
+        inputs: JobInputs,
+        tag: str | None = None,
+        progress: Progress = lambda _: None,
+    ) -> Run:
         owner, title = names.parse_model_name(model)
         version = self.resolve(owner, title, tag)
         url = self.settings.job_store_url
         if not url.startswith(("redis://", "rediss://")):
-            raise BadInput("the argo backend needs a job store the cluster can read: set "
-                           "CSFLOW_JOB_STORE_URL=redis://HOST:PORT/0 (and CSFLOW_REDIS_USER/PASSWORD)")
+            raise BadInput(
+                "the argo backend needs a job store the cluster can read: set "
+                "CSFLOW_JOB_STORE_URL=redis://HOST:PORT/0 (and CSFLOW_REDIS_USER/PASSWORD)"
+            )
         job_id = str(uuid.uuid4())
         workflow = self.workflow(version, job_id)
         request = self.create_request(workflow)
         self.service  # fail on a missing host before writing anything
         progress(f"writing the inputs of job {job_id} to the job store")
-        open_job_store(url).put(job_id, {"owner": owner, "title": title, "inputs": inputs.model_dump()})
+        open_job_store(url).put(
+            job_id, {"owner": owner, "title": title, "inputs": inputs.model_dump()}
+        )
         progress(f"submitting {workflow['metadata']['name']} to {self.settings.argo_host}")
         created = self._call(f"submit job {job_id}", lambda: self.service.create_workflow(request))
         self._names[job_id] = workflow["metadata"]["name"]
@@ -341,20 +372,25 @@ class ArgoBackend:
 
     # -- publishing ----------------------------------------------------------------
 
-    def publish_workflow(self, config_path: str | Path, require_approval: bool = False,
-                         run_id: str | None = None) -> dict[str, Any]:
+    def publish_workflow(
+        self, config_path: str | Path, require_approval: bool = False, run_id: str | None = None
+    ) -> dict[str, Any]:
         """The publish Workflow for a config, exactly as it is submitted. Its source
         must be in git: the cluster's clone step cannot read this machine's folders."""
-        from csflow.sdk.core.names import model_image
         from csflow.sdk.backends.local_publish import TEST_TIMEOUT_MARGIN
         from csflow.sdk.core.model_config import load_model_config
+        from csflow.sdk.core.names import model_image
 
         config = load_model_config(config_path)
         if config.source.path is not None:
-            raise BadInput(f"{config.name}: source.path is a folder on this machine, which a cluster cannot "
-                           "read; give the config a source.git (or publish with the local backend)")
+            raise BadInput(
+                f"{config.name}: source.path is a folder on this machine, which a cluster cannot "
+                "read; give the config a source.git (or publish with the local backend)"
+            )
         kube = names.kube_name(config.owner, config.title)
-        model_image(self.settings.registry, config.owner, config.title, "0")  # a name Docker accepts
+        model_image(
+            self.settings.registry, config.owner, config.title, "0"
+        )  # a name Docker accepts
         return publish.publish_workflow(
             config=config.model_dump(mode="json"),
             config_dir="",
@@ -366,15 +402,21 @@ class ArgoBackend:
             model_secret=f"{kube}-secrets",
         ).to_dict()
 
-    def submit_publish(self, config_path: str | Path, require_approval: bool = False,
-                       progress: Progress = lambda _: None) -> Run:
+    def submit_publish(
+        self,
+        config_path: str | Path,
+        require_approval: bool = False,
+        progress: Progress = lambda _: None,
+    ) -> Run:
         """Create the publish Workflow (checked against the strict schema first)."""
         run_id = str(uuid.uuid4())
         workflow = self.publish_workflow(config_path, require_approval, run_id)
         request = self.create_request(workflow)
         name = workflow["metadata"]["name"]
         progress(f"submitting {name} to {self.settings.argo_host}")
-        created = self._call(f"submit publish {run_id}", lambda: self.service.create_workflow(request))
+        created = self._call(
+            f"submit publish {run_id}", lambda: self.service.create_workflow(request)
+        )
         self._names[run_id] = name
         run = run_from_workflow(_as_dict(created))
         run.extra.update(link=self.link(run_id), require_approval=require_approval)
@@ -390,9 +432,14 @@ class ArgoBackend:
         if run.status != RunStatus.SUSPENDED:
             raise BadInput(f"publish {run.id} is {run.status}, not waiting for approval")
         name = self.name_of(run_id)
-        request = WorkflowResumeRequest(name=name, namespace=self.settings.argo_namespace,
-                                        node_field_selector=f"displayName={APPROVE_STEP}")
-        resumed = self._call(f"approve publish {run_id}", lambda: self.service.resume_workflow(name, request))
+        request = WorkflowResumeRequest(
+            name=name,
+            namespace=self.settings.argo_namespace,
+            node_field_selector=f"displayName={APPROVE_STEP}",
+        )
+        resumed = self._call(
+            f"approve publish {run_id}", lambda: self.service.resume_workflow(name, request)
+        )
         return run_from_workflow(_as_dict(resumed))
 
     def publish_report(self, run_id: str) -> dict[str, Any] | None:
@@ -402,26 +449,49 @@ class ArgoBackend:
         by_step = {step_name(node): node for node in step_nodes(workflow)}
         for step, artifact in (("verify", "test-report"), ("test", "test-results")):
             node = by_step.get(step)
-            saved = {a.get("name") for a in ((node or {}).get("outputs") or {}).get("artifacts") or []}
+            saved = {
+                a.get("name") for a in ((node or {}).get("outputs") or {}).get("artifacts") or []
+            }
             if node is not None and artifact in saved:
                 return json.loads(self.output_artifact(workflow, node, artifact))
         return None
 
-    def output_artifact(self, workflow: dict[str, Any], node: dict[str, Any], artifact: str) -> bytes:
+    def output_artifact(
+        self, workflow: dict[str, Any], node: dict[str, Any], artifact: str
+    ) -> bytes:
         """One output artifact of a node, through the Argo Server's artifact endpoint.
         (hera's ``get_output_artifact`` returns ``str(bytes)``, so requests it is.)"""
         service = self.service
         name = workflow["metadata"]["name"]
-        path = "/".join(quote(part, safe="") for part in (
-            self.settings.argo_namespace, "workflows", name, node["id"], "outputs", artifact))
+        path = "/".join(
+            quote(part, safe="")
+            for part in (
+                self.settings.argo_namespace,
+                "workflows",
+                name,
+                node["id"],
+                "outputs",
+                artifact,
+            )
+        )
         url = urljoin(service.host, f"artifact-files/{path}")
         headers = {"Authorization": service.token} if service.token else {}
         what = f"artifact {artifact} of run {run_id_of(name)}"
-        response = self._call(what, lambda: service.session.get(
-            url, headers=headers, verify=service.verify_ssl, cert=service.client_certs, timeout=(10, 60)))
+        response = self._call(
+            what,
+            lambda: service.session.get(
+                url,
+                headers=headers,
+                verify=service.verify_ssl,
+                cert=service.client_certs,
+                timeout=(10, 60),
+            ),
+        )
         if not response.ok:
-            raise ArgoError(f"{what}: the Argo Server answered {response.status_code}: "
-                            f"{_first_line(response.text)}")
+            raise ArgoError(
+                f"{what}: the Argo Server answered {response.status_code}: "
+                f"{_first_line(response.text)}"
+            )
         return response.content
 
     # -- the model registry (the same views and tag moves as the embedded engine's) ---
@@ -472,7 +542,9 @@ class ArgoBackend:
     def detach(self, job_id: str) -> None:
         """Nothing to do: the run already goes on in the cluster."""
 
-    def execute(self, job_id: str, events: EventSink | None = None, poll: float | None = None) -> Run:
+    def execute(
+        self, job_id: str, events: EventSink | None = None, poll: float | None = None
+    ) -> Run:
         """Wait for a submitted run, telling ``events`` of each step's changes; a
         publish returns when it waits for approval, as the embedded engine's does."""
         return self.wait(job_id, poll=poll, events=events, until_suspended=True)
@@ -507,14 +579,22 @@ class ArgoBackend:
 
     def list(self, limit: int = 50) -> list[Run]:
         # Simulations and publishes both carry the owner label.
-        listed = self._call("list runs", lambda: self.service.list_workflows(
-            label_selector=OWNER_LABEL, limit=str(limit)))
+        listed = self._call(
+            "list runs",
+            lambda: self.service.list_workflows(label_selector=OWNER_LABEL, limit=str(limit)),
+        )
         items = _as_dict(listed).get("items") or []
         runs = [run_from_workflow(item) for item in items]
         return sorted(runs, key=lambda r: r.created, reverse=True)[:limit]
 
-    def wait(self, job_id: str, timeout: float | None = None, poll: float | None = None,
-             events: EventSink | None = None, until_suspended: bool = False) -> Run:
+    def wait(
+        self,
+        job_id: str,
+        timeout: float | None = None,
+        poll: float | None = None,
+        events: EventSink | None = None,
+        until_suspended: bool = False,
+    ) -> Run:
         """Poll (every ``argo_poll_seconds``) until the run ends (or, with
         ``until_suspended``, waits for approval); ``TimeoutError`` after ``timeout`` seconds."""
         poll = poll or self.settings.argo_poll_seconds
@@ -532,7 +612,9 @@ class ArgoBackend:
                 return run
             if deadline is not None and time.monotonic() >= deadline:
                 raise TimeoutError(f"run {job_id} still {run.status} after {timeout:g}s")
-            time.sleep(poll if deadline is None else max(0.0, min(poll, deadline - time.monotonic())))
+            time.sleep(
+                poll if deadline is None else max(0.0, min(poll, deadline - time.monotonic()))
+            )
 
     def link(self, job_id: str) -> str:
         """The run in the Argo UI."""
@@ -542,29 +624,49 @@ class ArgoBackend:
 
     # -- logs ---------------------------------------------------------------------
 
-    def stream_logs(self, job_id: str, step: str | None = None, follow: bool = False) -> Iterator[tuple[str, str]]:
+    def stream_logs(
+        self, job_id: str, step: str | None = None, follow: bool = False
+    ) -> Iterator[tuple[str, str]]:
         """``(step, line)`` pairs from Argo's log endpoint, as they arrive."""
         workflow = self.get_workflow(job_id)
-        pods = {pod_name(workflow, node): step_name(node) for node in step_nodes(workflow)
-                if node.get("type") == "Pod"}
+        pods = {
+            pod_name(workflow, node): step_name(node)
+            for node in step_nodes(workflow)
+            if node.get("type") == "Pod"
+        }
         params: dict[str, Any] = {"logOptions.container": "main"}
         if follow:
             params["logOptions.follow"] = "true"
         if step is not None:
             matching = [pod for pod, name in pods.items() if name == step]
             if not matching:
-                raise NotFound(f"no step {step!r} in run {job_id} (steps: {', '.join(sorted(set(pods.values())))})")
+                raise NotFound(
+                    f"no step {step!r} in run {job_id} (steps: {', '.join(sorted(set(pods.values())))})"
+                )
             params["podName"] = matching[0]
         service = self.service
-        url = urljoin(service.host, f"api/v1/workflows/{quote(service.namespace)}/{self.name_of(job_id)}/log")
+        url = urljoin(
+            service.host, f"api/v1/workflows/{quote(service.namespace)}/{self.name_of(job_id)}/log"
+        )
         headers = {"Authorization": service.token} if service.token else {}
-        response = self._call(f"logs of run {job_id}", lambda: service.session.get(
-            url, params=params, headers=headers, stream=True, verify=service.verify_ssl,
-            cert=service.client_certs, timeout=(10, None if follow else 60)))
+        response = self._call(
+            f"logs of run {job_id}",
+            lambda: service.session.get(
+                url,
+                params=params,
+                headers=headers,
+                stream=True,
+                verify=service.verify_ssl,
+                cert=service.client_certs,
+                timeout=(10, None if follow else 60),
+            ),
+        )
         with response:
             if not response.ok:
-                raise ArgoError(f"logs of run {job_id}: the Argo Server answered {response.status_code}: "
-                                f"{_first_line(response.text)}")
+                raise ArgoError(
+                    f"logs of run {job_id}: the Argo Server answered {response.status_code}: "
+                    f"{_first_line(response.text)}"
+                )
             for entry in ndjson(response.iter_content(chunk_size=8192)):
                 if "error" in entry:
                     error = entry["error"] or {}
@@ -598,7 +700,9 @@ class ArgoBackend:
 
     def download(self, job_id: str, out: Path) -> list[Path]:
         run = self._finished(job_id)
-        return write_downloadables(open_storage(self.settings.storage_url), run.owner, run.title, run.id, out)
+        return write_downloadables(
+            open_storage(self.settings.storage_url), run.owner, run.title, run.id, out
+        )
 
     # -- stopping -------------------------------------------------------------------
 
@@ -607,10 +711,14 @@ class ArgoBackend:
         from hera.workflows.models import WorkflowStopRequest
 
         name = self.name_of(job_id)
-        request = WorkflowStopRequest(name=name, namespace=self.settings.argo_namespace,
-                                      message="cancelled with csflow")
-        return run_from_workflow(_as_dict(self._call(f"stop run {job_id}",
-                                                     lambda: self.service.stop_workflow(name, request))))
+        request = WorkflowStopRequest(
+            name=name, namespace=self.settings.argo_namespace, message="cancelled with csflow"
+        )
+        return run_from_workflow(
+            _as_dict(
+                self._call(f"stop run {job_id}", lambda: self.service.stop_workflow(name, request))
+            )
+        )
 
     def terminate(self, job_id: str) -> Run:
         """Terminate the run at once, without the exit handler."""
@@ -618,8 +726,14 @@ class ArgoBackend:
 
         name = self.name_of(job_id)
         request = WorkflowTerminateRequest(name=name, namespace=self.settings.argo_namespace)
-        return run_from_workflow(_as_dict(self._call(f"terminate run {job_id}",
-                                                     lambda: self.service.terminate_workflow(name, request))))
+        return run_from_workflow(
+            _as_dict(
+                self._call(
+                    f"terminate run {job_id}",
+                    lambda: self.service.terminate_workflow(name, request),
+                )
+            )
+        )
 
 
 def _as_dict(model: Any) -> dict[str, Any]:

@@ -20,30 +20,30 @@ from pathlib import Path
 from typing import Any
 
 from csflow import flows
-from csflow.sdk.argo import semantics
-from csflow.sdk.builds.environments import build_environment
 from csflow.engine.launchers import RUNTIME_DIR, Launcher, SubprocessLauncher, WarmLauncher
 from csflow.engine.pool import WorkerPool
 from csflow.engine.runner import SimulationRunner
-from csflow.sdk.backends.local_env import model_environment
 from csflow.engine.slots import slot
-from csflow.sdk.core.run import Run
-from csflow.sdk.core.status import RunStatus
 from csflow.engine.store import RunStore
 from csflow.flows import simulate
-from csflow.sdk.core.steps import MODEL, PLATFORM
-from csflow.sdk.core import names
+from csflow.sdk.argo import semantics
+from csflow.sdk.backends.local_env import model_environment
 from csflow.sdk.backends.local_publish import LocalPublishing
+from csflow.sdk.builds.environments import build_environment
+from csflow.sdk.core import names
 from csflow.sdk.core.contract import JobInputs
 from csflow.sdk.core.errors import BadInput, CsflowError, NotFound
 from csflow.sdk.core.fileutil import write_json_atomic
-from csflow.sdk.dataplane.jobstore import open_job_store
 from csflow.sdk.core.model_config import ModelConfig, find_model_config
-from csflow.sdk.registry.local import ModelVersion, Registry
-from csflow.sdk.ops.redis_acl import model_job_store_env
-from csflow.sdk.dataplane.secrets import open_secret_store
+from csflow.sdk.core.run import Run
 from csflow.sdk.core.settings import Settings
+from csflow.sdk.core.status import RunStatus
+from csflow.sdk.core.steps import MODEL, PLATFORM
+from csflow.sdk.dataplane.jobstore import open_job_store
+from csflow.sdk.dataplane.secrets import open_secret_store
 from csflow.sdk.dataplane.storage import open_storage, read_outputs, run_prefix, write_downloadables
+from csflow.sdk.ops.redis_acl import model_job_store_env
+from csflow.sdk.registry.local import ModelVersion, Registry
 
 Progress = Callable[[str], None]
 EventSink = Callable[[str, str, dict[str, Any]], None]
@@ -64,7 +64,9 @@ class LocalBackend(LocalPublishing):
     def config(self, owner: str, title: str) -> ModelConfig:
         return find_model_config(owner, title, self.settings.config_dirs)
 
-    def resolve(self, owner: str, title: str, tag: str | None, progress: Progress = lambda _: None) -> ModelVersion:
+    def resolve(
+        self, owner: str, title: str, tag: str | None, progress: Progress = lambda _: None
+    ) -> ModelVersion:
         """``--tag`` names a published tag or version. Without one: ``latest`` if
         the model was published, else the config's current content, built on demand."""
         if tag is not None:
@@ -98,8 +100,14 @@ class LocalBackend(LocalPublishing):
             job_id, {"owner": owner, "title": title, "inputs": inputs.model_dump()}
         )
         return self.store.create(
-            Run(id=job_id, owner=owner, title=title, tag=version.tag, status=RunStatus.PENDING,
-                extra={"requested_tag": tag or "latest"})
+            Run(
+                id=job_id,
+                owner=owner,
+                title=title,
+                tag=version.tag,
+                status=RunStatus.PENDING,
+                extra={"requested_tag": tag or "latest"},
+            )
         )
 
     def workflow(self, version: ModelVersion, job_id: str) -> dict[str, Any]:
@@ -132,7 +140,9 @@ class LocalBackend(LocalPublishing):
         secrets = secret_store.values(owner, title, version.config.get("secrets", []))
         # A redis:// job store: the model reads its job as the read-only ACL user.
         secrets.update(model_job_store_env(secret_store, self.job_store_url))
-        return model_environment(version, self.job_store_url, secrets), self._platform_environment(secret_store)
+        return model_environment(version, self.job_store_url, secrets), self._platform_environment(
+            secret_store
+        )
 
     def _platform_environment(self, secret_store) -> dict[str, str]:
         platform_env = {
@@ -149,15 +159,26 @@ class LocalBackend(LocalPublishing):
 
     def _worker_specs(self, version: ModelVersion, model_env: dict, platform_env: dict) -> dict:
         return {
-            MODEL: (str(version.python), "model_step:main", [version.config["functions"]], model_env),
+            MODEL: (
+                str(version.python),
+                "model_step:main",
+                [version.config["functions"]],
+                model_env,
+            ),
             PLATFORM: (sys.executable, "csflow.runtime.platform_step:main", [], platform_env),
         }
 
-    def _launchers(self, version: ModelVersion, model_env: dict, platform_env: dict) -> dict[str, Launcher]:
+    def _launchers(
+        self, version: ModelVersion, model_env: dict, platform_env: dict
+    ) -> dict[str, Launcher]:
         if not self.settings.warm_workers:
             return {
-                MODEL: SubprocessLauncher([str(version.python), str(RUNTIME_DIR / "model_step.py")], model_env),
-                PLATFORM: SubprocessLauncher([sys.executable, "-m", "csflow.runtime.platform_step"], platform_env),
+                MODEL: SubprocessLauncher(
+                    [str(version.python), str(RUNTIME_DIR / "model_step.py")], model_env
+                ),
+                PLATFORM: SubprocessLauncher(
+                    [sys.executable, "-m", "csflow.runtime.platform_step"], platform_env
+                ),
             }
         specs = self._worker_specs(version, model_env, platform_env)
         return {kind: self.pool.acquire(*spec) for kind, spec in specs.items()}
@@ -166,7 +187,9 @@ class LocalBackend(LocalPublishing):
         """Start the version's workers now, so the model imports while the engine
         records the job and compiles the flow."""
         if self.settings.warm_workers:
-            for spec in self._worker_specs(version, *self._environments(version.owner, version.title, version)).values():
+            for spec in self._worker_specs(
+                version, *self._environments(version.owner, version.title, version)
+            ).values():
                 self.pool.prestart(*spec)
 
     def _execute(self, run: Run, events: EventSink | None) -> None:
@@ -174,13 +197,17 @@ class LocalBackend(LocalPublishing):
         try:
             version = self.registry.resolve(run.owner, run.title, run.tag)
             template = flows.compiled("simulate", cache_dir=self.home / "cache")
-            workflow = semantics.merge_workflow(json.loads((run_dir / "workflow.json").read_text()), template)
+            workflow = semantics.merge_workflow(
+                json.loads((run_dir / "workflow.json").read_text()), template
+            )
             launchers = self._launchers(version, *self._environments(run.owner, run.title, version))
         except CsflowError as exc:
             self.store.finish(run.id, RunStatus.FAIL, str(exc))
             return
         try:
-            status, reason = SimulationRunner(self.store, run_dir, launchers, events=events).execute(run.id, workflow)
+            status, reason = SimulationRunner(
+                self.store, run_dir, launchers, events=events
+            ).execute(run.id, workflow)
         finally:
             for launcher in launchers.values():
                 if isinstance(launcher, WarmLauncher):
@@ -190,13 +217,21 @@ class LocalBackend(LocalPublishing):
         if version_file.is_file():
             model_version = version_file.read_text().strip()
         errors_warnings_file = run_dir / "work" / "inputs" / "errors-warnings"
-        errors_warnings = json.loads(errors_warnings_file.read_text()) if errors_warnings_file.is_file() else {}
+        errors_warnings = (
+            json.loads(errors_warnings_file.read_text()) if errors_warnings_file.is_file() else {}
+        )
         uri = ""
         if status == "SUCCESS":
-            uri = open_storage(self.settings.results_url).uri(run_prefix(run.owner, run.title, run.id))
+            uri = open_storage(self.settings.results_url).uri(
+                run_prefix(run.owner, run.title, run.id)
+            )
         self.store.finish(
-            run.id, status, reason, model_version=model_version,
-            errors_warnings=errors_warnings, results_uri=uri,
+            run.id,
+            status,
+            reason,
+            model_version=model_version,
+            errors_warnings=errors_warnings,
+            results_uri=uri,
         )
 
     def detach(self, job_id: str) -> None:
@@ -237,8 +272,12 @@ class LocalBackend(LocalPublishing):
         if step is not None:
             path = logs / f"{step}.log"
             if not path.is_file():
-                steps = sorted(p.stem for p in logs.glob("*.log") if not p.stem.startswith("worker-"))
-                raise NotFound(f"no log for step {step!r} of run {run.id} (steps: {', '.join(steps)})")
+                steps = sorted(
+                    p.stem for p in logs.glob("*.log") if not p.stem.startswith("worker-")
+                )
+                raise NotFound(
+                    f"no log for step {step!r} of run {run.id} (steps: {', '.join(steps)})"
+                )
             return path.read_text(errors="replace")
         parts = []
         for name in [*run.steps]:
@@ -260,7 +299,9 @@ class LocalBackend(LocalPublishing):
     def download(self, job_id: str, out: Path) -> list[Path]:
         """Write the downloadable outputs of a run as files under ``out``."""
         run = self._finished(job_id)
-        return write_downloadables(open_storage(self.settings.results_url), run.owner, run.title, run.id, out)
+        return write_downloadables(
+            open_storage(self.settings.results_url), run.owner, run.title, run.id, out
+        )
 
     def cancel(self, job_id: str) -> Run:
         run = self.store.get(job_id)

@@ -19,8 +19,14 @@ MODEL_ENV_PASSTHROUGH = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "TZ")
 MODEL_ENV_PREFIXES = ("OPENBLAS_", "OMP_", "MKL_")
 
 
-def model_environment(version: ModelVersion, job_store_url: str, secrets: dict[str, str]) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k in MODEL_ENV_PASSTHROUGH or k.startswith(MODEL_ENV_PREFIXES)}
+def model_environment(
+    version: ModelVersion, job_store_url: str, secrets: dict[str, str]
+) -> dict[str, str]:
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k in MODEL_ENV_PASSTHROUGH or k.startswith(MODEL_ENV_PREFIXES)
+    }
     env.update(version.config.get("env", {}))
     env.update(secrets)
     env.update(
@@ -32,5 +38,3 @@ def model_environment(version: ModelVersion, job_store_url: str, secrets: dict[s
         }
     )
     return env
-
-

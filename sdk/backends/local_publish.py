@@ -32,11 +32,21 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from csflow.sdk.argo import semantics
-from csflow.sdk.builds.environments import build_process_env
-from csflow.engine.launchers import RUNTIME_DIR, Launcher, LaunchError, SubprocessLauncher, WarmLauncher
+from csflow.engine.launchers import (
+    RUNTIME_DIR,
+    Launcher,
+    LaunchError,
+    SubprocessLauncher,
+    WarmLauncher,
+)
 from csflow.engine.runner import SimulationRunner
+from csflow.sdk.argo import semantics
 from csflow.sdk.backends.local_env import model_environment
+from csflow.sdk.builds.environments import build_process_env
+from csflow.sdk.core import names
+from csflow.sdk.core.errors import BadInput, CsflowError, NotFound, RunFailed
+from csflow.sdk.core.fileutil import write_json_atomic
+from csflow.sdk.core.names import model_image
 from csflow.sdk.core.run import Run
 from csflow.sdk.core.status import RunStatus, StepPhase
 from csflow.sdk.core.steps import (
@@ -47,10 +57,6 @@ from csflow.sdk.core.steps import (
     PLATFORM,
     PUBLISH_STEP_COMMAND,
 )
-from csflow.sdk.core.names import model_image
-from csflow.sdk.core import names
-from csflow.sdk.core.errors import BadInput, CsflowError, NotFound, RunFailed
-from csflow.sdk.core.fileutil import write_json_atomic
 from csflow.sdk.registry.local import MOVING_TAGS, ModelVersion, version_dir
 
 EventSink = Callable[[str, str, dict[str, Any]], None]
@@ -59,15 +65,25 @@ Progress = Callable[[str], None]
 # Room for get_inputs over the meta-parameter grid, on top of the model's timeout.
 TEST_TIMEOUT_MARGIN = 600
 INPUTS_TIMEOUT = 300
-_PUBLISH_PRELOAD = ["csflow.sdk.builds.environments", "csflow.runtime.platform_step", "csflow.sdk.registry.local"]
+_PUBLISH_PRELOAD = [
+    "csflow.sdk.builds.environments",
+    "csflow.runtime.platform_step",
+    "csflow.sdk.registry.local",
+]
 
 
 class PublishRunner(SimulationRunner):
     """Runs a publish Workflow: launchers are made per program, and the model's
     launcher only once the build has made its environment."""
 
-    def __init__(self, backend, run: Run, run_dir: Path, platform_env: dict[str, str],
-                 events: EventSink | None = None):
+    def __init__(
+        self,
+        backend,
+        run: Run,
+        run_dir: Path,
+        platform_env: dict[str, str],
+        events: EventSink | None = None,
+    ):
         super().__init__(backend.store, run_dir, {}, events=events)
         self.backend = backend
         self.owner, self.title = run.owner, run.title
@@ -84,8 +100,14 @@ class PublishRunner(SimulationRunner):
         if (kind, command) == (PLATFORM, PUBLISH_STEP_COMMAND):
             if self.backend.settings.warm_workers:
                 return self.backend.pool.acquire(
-                    sys.executable, "csflow.runtime.publish_step:main", _PUBLISH_PRELOAD, self.platform_env)
-            return SubprocessLauncher([sys.executable, "-m", "csflow.runtime.publish_step"], self.platform_env)
+                    sys.executable,
+                    "csflow.runtime.publish_step:main",
+                    _PUBLISH_PRELOAD,
+                    self.platform_env,
+                )
+            return SubprocessLauncher(
+                [sys.executable, "-m", "csflow.runtime.publish_step"], self.platform_env
+            )
         if (kind, command) == (BUILD, IMAGE_BUILD_COMMAND):
             env = {**build_process_env(), "CSFLOW_HOME": str(self.backend.home)}
             return SubprocessLauncher([sys.executable, "-m", "csflow.runtime.local_build"], env)
@@ -95,9 +117,12 @@ class PublishRunner(SimulationRunner):
             from csflow.sdk.dataplane.secrets import open_secret_store
 
             secrets = open_secret_store(self.backend.settings).values(
-                self.owner, self.title, config.get("secrets", []))
-            return SubprocessLauncher([str(version.python), str(RUNTIME_DIR / "contract_tests.py")],
-                                      model_environment(version, "", secrets))
+                self.owner, self.title, config.get("secrets", [])
+            )
+            return SubprocessLauncher(
+                [str(version.python), str(RUNTIME_DIR / "contract_tests.py")],
+                model_environment(version, "", secrets),
+            )
         raise semantics.SpecError(f"the publish engine has no program for {kind} command {command}")
 
     def close(self) -> None:
@@ -123,7 +148,9 @@ class LocalPublishing:
         if config.source.path is not None:
             config.source_dir()  # an unreachable path fails now, not in a step
         kube = names.kube_name(config.owner, config.title)
-        model_image(self.settings.registry, config.owner, config.title, "0")  # a name Docker accepts
+        model_image(
+            self.settings.registry, config.owner, config.title, "0"
+        )  # a name Docker accepts
         run_id = str(uuid.uuid4())
         workflow = publish.publish_workflow(
             config=config.model_dump(mode="json"),
@@ -138,10 +165,20 @@ class LocalPublishing:
         run_dir = self.run_dir(run_id)
         run_dir.mkdir(parents=True)
         write_json_atomic(run_dir / "workflow.json", workflow)
-        return self.store.create(Run(
-            id=run_id, kind="publish", owner=config.owner, title=config.title, tag="", status=RunStatus.PENDING,
-            extra={"config": str(Path(config_path).resolve()), "require_approval": require_approval},
-        ))
+        return self.store.create(
+            Run(
+                id=run_id,
+                kind="publish",
+                owner=config.owner,
+                title=config.title,
+                tag="",
+                status=RunStatus.PENDING,
+                extra={
+                    "config": str(Path(config_path).resolve()),
+                    "require_approval": require_approval,
+                },
+            )
+        )
 
     def _execute_publish(self, run: Run, events: EventSink | None) -> None:
         from csflow import flows
@@ -159,8 +196,13 @@ class LocalPublishing:
 
         try:
             template = flows.compiled("publish", cache_dir=self.home / "cache")
-            workflow = semantics.merge_workflow(json.loads((run_dir / "workflow.json").read_text()), template)
-            platform_env = {**self._platform_environment(open_secret_store(self.settings)), "CSFLOW_BUILDER": "uv"}
+            workflow = semantics.merge_workflow(
+                json.loads((run_dir / "workflow.json").read_text()), template
+            )
+            platform_env = {
+                **self._platform_environment(open_secret_store(self.settings)),
+                "CSFLOW_BUILDER": "uv",
+            }
         except CsflowError as exc:
             self.store.finish(run.id, RunStatus.FAIL, str(exc))
             return
@@ -172,7 +214,13 @@ class LocalPublishing:
             runner.close()
         if status == RunStatus.SUSPENDED:
             # Unless it was cancelled meanwhile: a cancel wins.
-            self.store.update_if(run.id, RunStatus.RUNNING, status=RunStatus.SUSPENDED, reason=reason, engine_pid=None)
+            self.store.update_if(
+                run.id,
+                RunStatus.RUNNING,
+                status=RunStatus.SUSPENDED,
+                reason=reason,
+                engine_pid=None,
+            )
             return
         report = self.publish_report(run.id) or {}
         self.store.finish(run.id, status, reason, model_version=report.get("version", ""))
@@ -186,7 +234,9 @@ class LocalPublishing:
         if run.status != RunStatus.SUSPENDED:
             raise BadInput(f"publish {run.id} is {run.status}, not waiting for approval")
         extra = {**run.extra, "approved": True, "approved_at": time.time()}
-        if not self.store.update_if(run.id, RunStatus.SUSPENDED, status=RunStatus.PENDING, reason="", extra=extra):
+        if not self.store.update_if(
+            run.id, RunStatus.SUSPENDED, status=RunStatus.PENDING, reason="", extra=extra
+        ):
             raise BadInput(f"publish {run.id} was approved or cancelled meanwhile")
         return self.store.get(run.id)
 
@@ -218,44 +268,62 @@ class LocalPublishing:
         for owner, title in self.registry.models():
             doc = self.registry.document(owner, title)
             moves = [h["at"] for h in doc["history"]]
-            rows.append({
-                "model": f"{owner}/{title}",
-                "latest": doc["tags"].get("latest"),
-                "staging": doc["tags"].get("staging"),
-                "versions": len(doc["versions"]),
-                "updated": max(moves, default=None),
-            })
+            rows.append(
+                {
+                    "model": f"{owner}/{title}",
+                    "latest": doc["tags"].get("latest"),
+                    "staging": doc["tags"].get("staging"),
+                    "versions": len(doc["versions"]),
+                    "updated": max(moves, default=None),
+                }
+            )
         return rows
 
     def model(self, owner: str, title: str) -> dict[str, Any]:
         doc = self.registry.document(owner, title)
         if not doc["versions"]:
-            raise NotFound(f"{owner}/{title} has no versions; publish it with `csflow publish config/{owner}/{title}.yaml`")
+            raise NotFound(
+                f"{owner}/{title} has no versions; publish it with `csflow publish config/{owner}/{title}.yaml`"
+            )
         tags_of: dict[str, list[str]] = {}
         for name, target in doc["tags"].items():
             tags_of.setdefault(target, []).append(name)
         versions = []
-        for tag, record in sorted(doc["versions"].items(), key=lambda kv: kv[1].get("registered", 0), reverse=True):
-            versions.append({
-                "tag": tag,
-                "tags": sorted(tags_of.get(tag, [])),
-                "model_version": record.get("model_version", ""),
-                "built": record.get("built"),
-                "build_seconds": record.get("build_seconds"),
-                "pushed": record.get("pushed"),
-                "python": record.get("python"),
-                "origin": record.get("origin", {"config": record.get("source", "")}),
-                "requirements": record.get("requirements"),
-                "lock_sha256": record.get("lock_sha256"),
-                "tests": record.get("tests"),
-                "image": record.get("image"),
-                "publish_run": record.get("publish_run"),
-            })
-        return {"model": f"{owner}/{title}", "tags": doc["tags"], "versions": versions,
-                "history": doc["history"][-20:]}
+        for tag, record in sorted(
+            doc["versions"].items(), key=lambda kv: kv[1].get("registered", 0), reverse=True
+        ):
+            versions.append(
+                {
+                    "tag": tag,
+                    "tags": sorted(tags_of.get(tag, [])),
+                    "model_version": record.get("model_version", ""),
+                    "built": record.get("built"),
+                    "build_seconds": record.get("build_seconds"),
+                    "pushed": record.get("pushed"),
+                    "python": record.get("python"),
+                    "origin": record.get("origin", {"config": record.get("source", "")}),
+                    "requirements": record.get("requirements"),
+                    "lock_sha256": record.get("lock_sha256"),
+                    "tests": record.get("tests"),
+                    "image": record.get("image"),
+                    "publish_run": record.get("publish_run"),
+                }
+            )
+        return {
+            "model": f"{owner}/{title}",
+            "tags": doc["tags"],
+            "versions": versions,
+            "history": doc["history"][-20:],
+        }
 
-    def model_inputs(self, owner: str, title: str, meta_param_dict: dict[str, Any] | None = None,
-                     tag: str | None = None, progress: Progress = lambda _: None) -> dict[str, Any]:
+    def model_inputs(
+        self,
+        owner: str,
+        title: str,
+        meta_param_dict: dict[str, Any] | None = None,
+        tag: str | None = None,
+        progress: Progress = lambda _: None,
+    ) -> dict[str, Any]:
         """``get_version`` and ``get_inputs``: from the inputs cache for the default
         meta parameters, computed in the model's environment otherwise."""
         from csflow.sdk.core.contract import flat_meta_param_dict
@@ -278,21 +346,36 @@ class LocalPublishing:
         from csflow.sdk.dataplane.secrets import open_secret_store
 
         secrets = open_secret_store(self.settings).values(
-            version.owner, version.title, version.config.get("secrets", []))
+            version.owner, version.title, version.config.get("secrets", [])
+        )
         with tempfile.TemporaryDirectory(prefix="csflow-inputs-") as tmp:
             out = Path(tmp) / "inputs.json"
             try:
                 result = subprocess.run(
-                    [str(version.python), str(RUNTIME_DIR / "contract_tests.py"), "inputs",
-                     "--meta", json.dumps(meta), "--out", str(out)],
-                    cwd=tmp, env=model_environment(version, "", secrets), capture_output=True,
-                    text=True, timeout=INPUTS_TIMEOUT,
+                    [
+                        str(version.python),
+                        str(RUNTIME_DIR / "contract_tests.py"),
+                        "inputs",
+                        "--meta",
+                        json.dumps(meta),
+                        "--out",
+                        str(out),
+                    ],
+                    cwd=tmp,
+                    env=model_environment(version, "", secrets),
+                    capture_output=True,
+                    text=True,
+                    timeout=INPUTS_TIMEOUT,
                 )
             except subprocess.TimeoutExpired:
-                raise RunFailed(f"{version.name}: get_inputs did not finish in {INPUTS_TIMEOUT}s") from None
+                raise RunFailed(
+                    f"{version.name}: get_inputs did not finish in {INPUTS_TIMEOUT}s"
+                ) from None
             if result.returncode != 0:
                 lines = [ln for ln in (result.stderr or result.stdout).splitlines() if ln.strip()]
-                raise RunFailed(f"{version.name}: get_inputs failed: {lines[-1].strip() if lines else 'no output'}")
+                raise RunFailed(
+                    f"{version.name}: get_inputs failed: {lines[-1].strip() if lines else 'no output'}"
+                )
             return json.loads(out.read_text())
 
     def promote(self, owner: str, title: str, tag: str, to: str = "latest") -> dict[str, Any]:
@@ -300,15 +383,25 @@ class LocalPublishing:
             raise BadInput(f"--to must be one of {', '.join(MOVING_TAGS)}, not {to!r}")
         previous = self.registry.move_tag(owner, title, to, tag, action="promote")
         current = self.registry.document(owner, title)["tags"][to]
-        return {"model": f"{owner}/{title}", "tag": to, "from": previous, "to": current,
-                "webapp": self._tell_webapp(owner, title, {f"{to}_tag": current})}
+        return {
+            "model": f"{owner}/{title}",
+            "tag": to,
+            "from": previous,
+            "to": current,
+            "webapp": self._tell_webapp(owner, title, {f"{to}_tag": current}),
+        }
 
     def rollback(self, owner: str, title: str, tag_name: str = "latest") -> dict[str, Any]:
         if tag_name not in MOVING_TAGS:
             raise BadInput(f"--tag must be one of {', '.join(MOVING_TAGS)}, not {tag_name!r}")
         previous, current = self.registry.rollback(owner, title, tag_name)
-        return {"model": f"{owner}/{title}", "tag": tag_name, "from": previous, "to": current,
-                "webapp": self._tell_webapp(owner, title, {f"{tag_name}_tag": current})}
+        return {
+            "model": f"{owner}/{title}",
+            "tag": tag_name,
+            "from": previous,
+            "to": current,
+            "webapp": self._tell_webapp(owner, title, {f"{tag_name}_tag": current}),
+        }
 
     def _tell_webapp(self, owner: str, title: str, body: dict[str, Any]) -> str:
         """Tell the webapp where a tag points now; the move itself already happened,
@@ -322,7 +415,8 @@ class LocalPublishing:
         token = open_secret_store(self.settings).values(None, None, [secret]).get(secret, "")
         try:
             reply = WebappClient(url=self.settings.webapp_url, token=token).put(
-                f"/publish/api/{owner}/{title}/deployments/", body)
+                f"/publish/api/{owner}/{title}/deployments/", body
+            )
         except WebappError as exc:
             return f"not told: {exc}"
         return f"told (HTTP {reply.status_code})"

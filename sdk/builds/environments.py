@@ -35,9 +35,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from csflow.sdk.core.errors import BadInput, CsflowError
-from csflow.sdk.core.steps import MODEL_SIDE_PROGRAMS, RUNTIME_DIR
 from csflow.sdk.core.fileutil import file_lock, write_json_atomic, write_text_atomic
 from csflow.sdk.core.model_config import ModelConfig
+from csflow.sdk.core.steps import MODEL_SIDE_PROGRAMS, RUNTIME_DIR
 from csflow.sdk.registry.local import version_dir
 
 Progress = Callable[[str], None]
@@ -57,11 +57,27 @@ def uv_bin() -> str:
 # What a build's processes inherit. Resolving and installing requirements may
 # build a source distribution, i.e. run code the model's author chose: it gets
 # the network, uv's settings and caches, and no csflow credentials.
-_BUILD_ENV_NAMES = frozenset({
-    "PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "TZ", "PYENV_ROOT", "XDG_CACHE_HOME",
-    "SSL_CERT_FILE", "SSL_CERT_DIR", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY",
-    "http_proxy", "https_proxy", "no_proxy", "CSFLOW_HOME",
-})
+_BUILD_ENV_NAMES = frozenset(
+    {
+        "PATH",
+        "HOME",
+        "LANG",
+        "LC_ALL",
+        "TMPDIR",
+        "TZ",
+        "PYENV_ROOT",
+        "XDG_CACHE_HOME",
+        "SSL_CERT_FILE",
+        "SSL_CERT_DIR",
+        "HTTP_PROXY",
+        "HTTPS_PROXY",
+        "NO_PROXY",
+        "http_proxy",
+        "https_proxy",
+        "no_proxy",
+        "CSFLOW_HOME",
+    }
+)
 
 
 def build_process_env() -> dict[str, str]:
@@ -78,7 +94,7 @@ def _run(cmd: list[str], what: str, **kwargs) -> subprocess.CompletedProcess:
     return result
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def find_python(version: str) -> str:
     """An interpreter for ``3.X``: installed interpreters in the usual folders first
     (a file check; pyenv's shims cannot be queried for versions other than the
@@ -137,7 +153,16 @@ def lock_requirements(config: ModelConfig, cache_dir: Path, refresh: bool = Fals
     if cached.is_file() and not refresh:
         return cached.read_text()
     result = _run(
-        [uv_bin(), "pip", "compile", "--quiet", "--no-header", "--python-version", config.python, "-"],
+        [
+            uv_bin(),
+            "pip",
+            "compile",
+            "--quiet",
+            "--no-header",
+            "--python-version",
+            config.python,
+            "-",
+        ],
         f"resolving the requirements of {config.name}",
         input="\n".join(config.requirements) + "\n",
     )
@@ -214,7 +239,6 @@ def plan_build(
         yield BuildPlan(config, source, lock, tag, info)
 
 
-
 def write_build_context(plan: BuildPlan, context: Path) -> None:
     """Lay out the build context: what a cluster builds the model's image from
     (``sdk/builds/model_image.py``), and the embedded engine its uv environment."""
@@ -254,8 +278,15 @@ def install_environment(
         progress(f"installing {len(packages)} locked packages")
         if packages:
             _run(
-                [uv_bin(), "pip", "sync", "--quiet", "--python", str(target / "venv" / "bin" / "python"),
-                 str(target / "requirements.lock")],
+                [
+                    uv_bin(),
+                    "pip",
+                    "sync",
+                    "--quiet",
+                    "--python",
+                    str(target / "venv" / "bin" / "python"),
+                    str(target / "requirements.lock"),
+                ],
                 f"installing the requirements of {owner}/{title}",
             )
         record = {

@@ -80,18 +80,28 @@ def wrapper(program: str) -> str:
     return f'#!/bin/sh\nexec python {RUNTIME_DIR}/{program} "$@"\n'
 
 
-def write_layer(context: Path, info: dict, layer: Path, uv: str,
-                run: Callable[[list[str], str], object]) -> None:
+def write_layer(
+    context: Path, info: dict, layer: Path, uv: str, run: Callable[[list[str], str], object]
+) -> None:
     """Make the image's one layer (a tarball) from a build context and its build
     record (``build.json``). ``run(command, what)`` runs a command and raises on failure."""
     with tempfile.TemporaryDirectory(prefix="csflow-layer-") as tmp:
         root = Path(tmp)
         packages = root / PACKAGES_DIR.lstrip("/")
-        target = ["--target", str(packages), "--python-version", info["python"],
-                  "--python-platform", WHEEL_PLATFORM, "--quiet"]
+        target = [
+            "--target",
+            str(packages),
+            "--python-version",
+            info["python"],
+            "--python-platform",
+            WHEEL_PLATFORM,
+            "--quiet",
+        ]
         # The lock pins every package, so nothing is resolved here.
-        run([uv, "pip", "install", *target, "--no-deps", "-r", str(context / "requirements.lock")],
-            "installing the locked requirements")
+        run(
+            [uv, "pip", "install", *target, "--no-deps", "-r", str(context / "requirements.lock")],
+            "installing the locked requirements",
+        )
         run([uv, "pip", "install", *target, REDIS_CLIENT], "installing the Redis client")
         shutil.copytree(context / "src", root / SOURCE_DIR.lstrip("/"))
         shutil.copytree(context / "csflow", root / RUNTIME_DIR.lstrip("/"))
@@ -106,6 +116,7 @@ def write_layer(context: Path, info: dict, layer: Path, uv: str,
 def _tar(root: Path, layer: Path) -> None:
     """A reproducible tarball of ``root``: sorted, owned by root, time 0, world-readable.
     (tarfile: the layer needs owners and modes set per entry, which a copy cannot.)"""
+
     def normalize(entry: tarfile.TarInfo) -> tarfile.TarInfo:
         entry.uid = entry.gid = 0
         entry.uname = entry.gname = ""
@@ -128,11 +139,23 @@ def _env_flag(name: str, value: str) -> str:
     return out.getvalue()
 
 
-def crane_mutate_command(crane: str, info: dict, layer: Path, image: str, base: str,
-                         insecure: bool = False) -> list[str]:
+def crane_mutate_command(
+    crane: str, info: dict, layer: Path, image: str, base: str, insecure: bool = False
+) -> list[str]:
     """``crane mutate``: the base image plus the layer, its environment and user, pushed as ``image``."""
-    command = [crane, "mutate", base, "--platform", IMAGE_PLATFORM, "--append", str(layer),
-               "--user", f"{UID}:{UID}", "--tag", image]
+    command = [
+        crane,
+        "mutate",
+        base,
+        "--platform",
+        IMAGE_PLATFORM,
+        "--append",
+        str(layer),
+        "--user",
+        f"{UID}:{UID}",
+        "--tag",
+        image,
+    ]
     for name, value in image_env(info).items():
         command += ["--env", _env_flag(name, value)]
     return command + (["--insecure"] if insecure else [])

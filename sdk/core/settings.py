@@ -16,7 +16,6 @@ import yaml
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-
 # The image a model's image is built on, unless configured (e.g. a mirror).
 BASE_IMAGE = "python:{python}-slim-bookworm"
 REPO_ROOT = Path(__file__).resolve().parents[2]

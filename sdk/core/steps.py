@@ -107,6 +107,8 @@ def program_for(command: list[str], environment: str) -> StepProgram:
     if program is None:
         raise CsflowError(f"unknown step command {command}")
     if program.environment != environment:
-        raise CsflowError(f"step command {command[0]} runs in the {program.environment} "
-                          f"environment, not {environment}")
+        raise CsflowError(
+            f"step command {command[0]} runs in the {program.environment} "
+            f"environment, not {environment}"
+        )
     return program

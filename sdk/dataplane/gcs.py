@@ -25,12 +25,13 @@ from collections.abc import Callable
 from typing import TypeVar
 from urllib.parse import urlparse
 
-from csflow.sdk.core.errors import BadInput, CsflowError, NotFound
-from csflow.sdk.dataplane.storage import _check_key
 from google.api_core import exceptions as google_errors
 from google.auth import exceptions as auth_errors
 from google.cloud import storage
 from google.cloud.storage.retry import DEFAULT_RETRY
+
+from csflow.sdk.core.errors import BadInput, CsflowError, NotFound
+from csflow.sdk.dataplane.storage import _check_key
 
 T = TypeVar("T")
 

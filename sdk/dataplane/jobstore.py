@@ -40,7 +40,9 @@ class FileJobStore:
         self.root = Path(unquote(urlparse(url).path))
 
     def put(self, job_id: str, job: dict[str, Any], ttl: int = DEFAULT_TTL) -> None:
-        write_json_atomic(self.root / f"{job_key(job_id)}.json", {**job, "expires": time.time() + ttl}, 0o600)
+        write_json_atomic(
+            self.root / f"{job_key(job_id)}.json", {**job, "expires": time.time() + ttl}, 0o600
+        )
 
     def get(self, job_id: str) -> dict[str, Any]:
         path = self.root / f"{job_key(job_id)}.json"

@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 from urllib.parse import urlparse
 
 import redis
+
 from csflow.sdk.core.errors import BadInput, CsflowError, NotFound
 from csflow.sdk.dataplane.jobstore import DEFAULT_TTL, job_key
 from csflow.sdk.ops.redis_acl import REDIS_PASSWORD_ENV, REDIS_USER_ENV

@@ -70,7 +70,9 @@ class FileStorage:
         if not base.is_dir():
             return []
         return sorted(
-            str(p.relative_to(self.root)) for p in base.rglob("*") if p.is_file() and not p.name.startswith(".")
+            str(p.relative_to(self.root))
+            for p in base.rglob("*")
+            if p.is_file() and not p.name.startswith(".")
         )
 
     def uri(self, key: str) -> str:
@@ -93,14 +95,18 @@ def read_outputs(storage: Storage, owner: str, title: str, job_id: str) -> dict[
     return json.loads(storage.get(f"{run_prefix(owner, title, job_id)}/outputs.json"))
 
 
-def write_downloadables(storage: Storage, owner: str, title: str, job_id: str, out: Path) -> list[Path]:
+def write_downloadables(
+    storage: Storage, owner: str, title: str, job_id: str, out: Path
+) -> list[Path]:
     """Unpack a run's ``downloadable.zip`` into ``out``; return the files written."""
     data = storage.get(f"{run_prefix(owner, title, job_id)}/downloadable.zip")
     out.mkdir(parents=True, exist_ok=True)
     written = []
     with zipfile.ZipFile(io.BytesIO(data)) as archive:
         for member in archive.namelist():
-            target = out / Path(member).name  # names are flat and unique (contract.output_filenames)
+            target = (
+                out / Path(member).name
+            )  # names are flat and unique (contract.output_filenames)
             target.write_bytes(archive.read(member))
             written.append(target)
     return written

@@ -24,10 +24,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import requests
-from csflow.sdk.core import names
-from csflow.sdk.core.errors import CsflowError
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
+
+from csflow.sdk.core import names
+from csflow.sdk.core.errors import CsflowError
 
 OUTPUTS_PATH = "/outputs/api/"
 RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})

@@ -15,11 +15,18 @@ from csflow.sdk.argo.schema import load_documents
 from csflow.sdk.core.settings import REPO_ROOT
 from csflow.sdk.core.steps import PLATFORM_CONFIG
 
-
 CLUSTER_DIR = REPO_ROOT / "cluster" / "argo"
 GOLDEN_DIR = CLUSTER_DIR / "golden"
-_CLUSTER_SCOPED = frozenset({"Namespace", "ClusterRole", "ClusterRoleBinding", "PriorityClass",
-                             "CustomResourceDefinition", "ClusterWorkflowTemplate"})
+_CLUSTER_SCOPED = frozenset(
+    {
+        "Namespace",
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "PriorityClass",
+        "CustomResourceDefinition",
+        "ClusterWorkflowTemplate",
+    }
+)
 
 
 def flow_templates(platform_image: str | None = None) -> tuple[list[dict[str, Any]], list[str]]:
@@ -51,8 +58,11 @@ def golden_path(template_name: str) -> Path:
     return GOLDEN_DIR / f"{template_name}.yaml"
 
 
-def service_manifests(platform_image: str | None = None, artifact_bucket: str | None = None,
-                      platform_env: dict[str, str] | None = None) -> tuple[list[dict[str, Any]], list[str]]:
+def service_manifests(
+    platform_image: str | None = None,
+    artifact_bucket: str | None = None,
+    platform_env: dict[str, str] | None = None,
+) -> tuple[list[dict[str, Any]], list[str]]:
     """Every document an operator applies, in ``cluster/argo/kustomization.yaml``'s
     order, with the flows' WorkflowTemplates built fresh in place of their golden
     files; and the flows skipped because their module does not exist yet.
@@ -77,11 +87,18 @@ def service_manifests(platform_image: str | None = None, artifact_bucket: str | 
     for doc in docs:
         if namespace and doc.get("kind") not in _CLUSTER_SCOPED:
             doc.setdefault("metadata", {})["namespace"] = namespace
-        if artifact_bucket and doc.get("kind") == "ConfigMap" and \
-                doc["metadata"]["name"] == "workflow-controller-configmap":
+        if (
+            artifact_bucket
+            and doc.get("kind") == "ConfigMap"
+            and doc["metadata"]["name"] == "workflow-controller-configmap"
+        ):
             repository = yaml.safe_load(doc["data"]["artifactRepository"])
             repository["gcs"]["bucket"] = artifact_bucket
             doc["data"]["artifactRepository"] = yaml.safe_dump(repository, sort_keys=False)
-        if platform_env and doc.get("kind") == "ConfigMap" and doc["metadata"]["name"] == PLATFORM_CONFIG:
+        if (
+            platform_env
+            and doc.get("kind") == "ConfigMap"
+            and doc["metadata"]["name"] == PLATFORM_CONFIG
+        ):
             doc["data"].update(platform_env)
     return docs, missing

@@ -26,12 +26,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import yaml
+
 from csflow.sdk.core import names
-from csflow.sdk.ops import redis_acl
 from csflow.sdk.core.errors import CsflowError, NotFound
 from csflow.sdk.core.model_config import ModelConfig, load_model_config
 from csflow.sdk.core.steps import MODEL_JOB_STORE_SECRET, PLATFORM_SECRET
 from csflow.sdk.dataplane.secrets import SecretStore
+from csflow.sdk.ops import redis_acl
 
 if TYPE_CHECKING:
     from csflow.sdk.core.settings import Settings

@@ -98,12 +98,16 @@ class GCSRegistry(Registry):
         except google_errors.PreconditionFailed:
             raise
         except google_errors.NotFound:
-            raise StorageError(f"Cloud Storage has no bucket {self.storage.bucket_name!r} ({what})") from None
+            raise StorageError(
+                f"Cloud Storage has no bucket {self.storage.bucket_name!r} ({what})"
+            ) from None
         except google_errors.GoogleAPICallError as exc:
             raise StorageError(f"Cloud Storage refused {what}: {exc.message}") from None
         except google_errors.RetryError as exc:
             cause = type(exc.cause).__name__ if exc.cause else "no answer"
-            raise StorageError(f"cannot reach Cloud Storage for {what}: {cause} (gave up retrying)") from None
+            raise StorageError(
+                f"cannot reach Cloud Storage for {what}: {cause} (gave up retrying)"
+            ) from None
         except (auth_errors.GoogleAuthError, ConnectionError, OSError) as exc:
             raise StorageError(f"cannot reach Cloud Storage for {what}: {exc}") from None
 
@@ -119,8 +123,10 @@ class GCSRegistry(Registry):
             generation, metadata = int(blob.generation), dict(blob.metadata or {})
             try:
                 # The bytes of exactly that generation (a newer one answers 412).
-                data = self._call(f"reading {where}",
-                                  lambda: blob.download_as_bytes(if_generation_match=generation))
+                data = self._call(
+                    f"reading {where}",
+                    lambda: blob.download_as_bytes(if_generation_match=generation),
+                )
             except google_errors.PreconditionFailed:
                 continue  # changed between the two requests: read again
             try:
@@ -152,23 +158,31 @@ class GCSRegistry(Registry):
             blob.metadata = {CHANGE_ID: change_id}
             blob.cache_control = "no-store"
             try:
-                self._call(f"writing {where}", lambda: blob.upload_from_string(
-                    after, content_type="application/json", if_generation_match=generation))
+                self._call(
+                    f"writing {where}",
+                    lambda: blob.upload_from_string(
+                        after, content_type="application/json", if_generation_match=generation
+                    ),
+                )
                 return result
             except google_errors.PreconditionFailed:
                 if self.read(owner, title)[2].get(CHANGE_ID) == change_id:
                     return result  # a retried upload: the first one had landed
             time.sleep(random.uniform(pause / 2, pause))
             pause = min(pause * 2, MAX_PAUSE)
-        raise RegistryBusy(f"could not change {where}: other writers changed it {MAX_ATTEMPTS} times in a row")
+        raise RegistryBusy(
+            f"could not change {where}: other writers changed it {MAX_ATTEMPTS} times in a row"
+        )
 
     def models(self) -> list[tuple[str, str]]:
         folder = self._under_prefix("registry/")
-        blobs = self._call(f"listing gs://{self.storage.bucket_name}/{folder}",
-                           lambda: list(self.storage.client.list_blobs(self.storage.bucket_name, prefix=folder)))
+        blobs = self._call(
+            f"listing gs://{self.storage.bucket_name}/{folder}",
+            lambda: list(self.storage.client.list_blobs(self.storage.bucket_name, prefix=folder)),
+        )
         found = []
         for blob in blobs:
-            parts = blob.name[len(folder):].split("/")
+            parts = blob.name[len(folder) :].split("/")
             if len(parts) == 2 and parts[1].endswith(".json"):
                 found.append((parts[0], parts[1].removesuffix(".json")))
         return sorted(found)
@@ -189,7 +203,9 @@ class GCSInputsCache:
         return self.storage.uri(self.key(owner, title, tag))
 
     def put(self, owner: str, title: str, tag: str, entry: dict[str, Any]) -> str:
-        data = json.dumps({**entry, "meta_param_dict": {}, "cached_at": time.time()}, indent=1).encode()
+        data = json.dumps(
+            {**entry, "meta_param_dict": {}, "cached_at": time.time()}, indent=1
+        ).encode()
         return self.storage.put(self.key(owner, title, tag), data, "application/json")
 
     def get(self, owner: str, title: str, tag: str) -> dict[str, Any] | None:

@@ -117,7 +117,11 @@ class Registry:
 
         def edit(doc: dict[str, Any]) -> dict[str, Any]:
             old = doc["versions"].get(tag, {})
-            doc["versions"][tag] = {**old, **record, "registered": old.get("registered", time.time())}
+            doc["versions"][tag] = {
+                **old,
+                **record,
+                "registered": old.get("registered", time.time()),
+            }
             return doc["versions"][tag]
 
         return self.change(record["owner"], record["title"], edit)
@@ -142,7 +146,9 @@ class Registry:
 
         return self.change(owner, title, edit)
 
-    def rollback(self, owner: str, title: str, tag_name: str = "latest", run: str | None = None) -> tuple[str, str]:
+    def rollback(
+        self, owner: str, title: str, tag_name: str = "latest", run: str | None = None
+    ) -> tuple[str, str]:
         """Move ``tag_name`` back to its previous target; return (from, to)."""
         names.check_tag(tag_name)
 
@@ -152,7 +158,9 @@ class Registry:
                 raise NotFound(f"{owner}/{title} has no tag {tag_name!r} to roll back")
             target = previous_target(doc, tag_name)
             if target is None:
-                raise BadInput(f"{owner}/{title}: {tag_name} has no earlier version to roll back to")
+                raise BadInput(
+                    f"{owner}/{title}: {tag_name} has no earlier version to roll back to"
+                )
             _move(doc, owner, title, tag_name, target, "rollback", run)
             return current, target
 
@@ -161,9 +169,7 @@ class Registry:
     def models(self) -> list[tuple[str, str]]:
         if not self.root.is_dir():
             return []
-        return sorted(
-            (p.parent.name, p.stem) for p in self.root.glob("*/*.json") if p.is_file()
-        )
+        return sorted((p.parent.name, p.stem) for p in self.root.glob("*/*.json") if p.is_file())
 
     def resolve(self, owner: str, title: str, tag: str) -> ModelVersion:
         """A tag name (``latest``) or a content tag -> a built version."""
@@ -175,7 +181,9 @@ class Registry:
             known = sorted(set(doc["tags"]) | set(doc["versions"]))
             hint = f" (known: {', '.join(known)})" if known else ""
             raise NotFound(f"unknown tag {tag!r} for model {owner}/{title}{hint}")
-        return ModelVersion(owner, title, concrete, record, version_dir(self.home, owner, title, concrete))
+        return ModelVersion(
+            owner, title, concrete, record, version_dir(self.home, owner, title, concrete)
+        )
 
 
 def open_registry(url: str, home: Path) -> Registry:
@@ -204,14 +212,27 @@ def open_inputs_cache(url: str, home: Path):
 
 def _folder(url: str) -> Path:
     parsed = urlparse(url)
-    if parsed.scheme != "file" or parsed.netloc not in ("", "localhost") or not parsed.path.startswith("/"):
-        raise BadInput(f"invalid model registry URL {url!r}: "
-                       "expected file:///DIR, gs://BUCKET or gs://BUCKET/PREFIX")
+    if (
+        parsed.scheme != "file"
+        or parsed.netloc not in ("", "localhost")
+        or not parsed.path.startswith("/")
+    ):
+        raise BadInput(
+            f"invalid model registry URL {url!r}: "
+            "expected file:///DIR, gs://BUCKET or gs://BUCKET/PREFIX"
+        )
     return Path(unquote(parsed.path))
 
 
-def _move(doc: dict[str, Any], owner: str, title: str, tag_name: str, target: str,
-          action: str, run: str | None) -> str | None:
+def _move(
+    doc: dict[str, Any],
+    owner: str,
+    title: str,
+    tag_name: str,
+    target: str,
+    action: str,
+    run: str | None,
+) -> str | None:
     if target not in doc["versions"]:
         raise NotFound(f"{owner}/{title} has no version or tag {target!r}")
     previous = doc["tags"].get(tag_name)

@@ -31,7 +31,7 @@ import json
 import re
 import threading
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlparse
@@ -39,7 +39,6 @@ from urllib.parse import parse_qs, urlparse
 import jsonschema
 
 from csflow.sdk.argo import lint
-
 from csflow.sdk.argo import schema as argo_schema
 
 
@@ -52,7 +51,7 @@ def request_validator(definition: str) -> jsonschema.protocols.Validator:
 
 
 def now() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 class ArgoServerDouble:
@@ -83,8 +82,14 @@ class ArgoServerDouble:
 
     # -- what tests do to the "cluster" -----------------------------------------
 
-    def set_status(self, name: str, phase: str, nodes: dict[str, dict[str, Any]] | None = None,
-                   outputs: dict[str, str] | None = None, message: str = "") -> None:
+    def set_status(
+        self,
+        name: str,
+        phase: str,
+        nodes: dict[str, dict[str, Any]] | None = None,
+        outputs: dict[str, str] | None = None,
+        message: str = "",
+    ) -> None:
         with self.lock:
             status = self.workflows[name].setdefault("status", {})
             status["phase"] = phase
@@ -94,7 +99,9 @@ class ArgoServerDouble:
             if nodes is not None:
                 status["nodes"] = nodes
             if outputs is not None:
-                status["outputs"] = {"parameters": [{"name": k, "value": v} for k, v in outputs.items()]}
+                status["outputs"] = {
+                    "parameters": [{"name": k, "value": v} for k, v in outputs.items()]
+                }
             if message:
                 status["message"] = message
 
@@ -135,7 +142,11 @@ class ArgoServerDouble:
     def _error(self, handler: BaseHTTPRequestHandler, status: int, message: str) -> None:
         # grpc-gateway's error shape, as Argo Server answers.
         self.rejected.append(message)
-        self._send(handler, status, {"code": {400: 3, 401: 16, 404: 5, 409: 6}.get(status, 2), "message": message})
+        self._send(
+            handler,
+            status,
+            {"code": {400: 3, 401: 16, 404: 5, 409: 6}.get(status, 2), "message": message},
+        )
 
     def _body(self, handler: BaseHTTPRequestHandler) -> Any:
         length = int(handler.headers.get("Content-Length") or 0)
@@ -151,7 +162,7 @@ class ArgoServerDouble:
         prefix = f"/api/v1/workflows/{self.namespace}"
         if not (url.path == prefix or url.path.startswith(prefix + "/")):
             return self._error(handler, 404, f"no route {url.path} (or wrong namespace)")
-        parts = [p for p in url.path[len(prefix):].split("/") if p]
+        parts = [p for p in url.path[len(prefix) :].split("/") if p]
         if method == "POST" and not parts:
             return self._create(handler)
         if method == "GET" and not parts:
@@ -169,14 +180,24 @@ class ArgoServerDouble:
 
     def _create(self, handler: BaseHTTPRequestHandler) -> None:
         body = self._body(handler)
-        errors = sorted(request_validator("io.argoproj.workflow.v1alpha1.WorkflowCreateRequest")
-                        .iter_errors({k: v for k, v in body.items() if k != "workflow"}), key=str)
+        errors = sorted(
+            request_validator("io.argoproj.workflow.v1alpha1.WorkflowCreateRequest").iter_errors(
+                {k: v for k, v in body.items() if k != "workflow"}
+            ),
+            key=str,
+        )
         workflow = body.get("workflow")
         if errors or not isinstance(workflow, dict):
-            return self._error(handler, 400, f"bad WorkflowCreateRequest: {errors[0].message if errors else 'no workflow'}")
+            return self._error(
+                handler,
+                400,
+                f"bad WorkflowCreateRequest: {errors[0].message if errors else 'no workflow'}",
+            )
         workflow.setdefault("apiVersion", "argoproj.io/v1alpha1")
         workflow.setdefault("kind", "Workflow")
-        findings = argo_schema.schema_findings(workflow) + lint.lint_document(workflow, self.library)
+        findings = argo_schema.schema_findings(workflow) + lint.lint_document(
+            workflow, self.library
+        )
         if findings:
             return self._error(handler, 400, str(findings[0]))
         name = workflow["metadata"]["name"]
@@ -184,8 +205,12 @@ class ArgoServerDouble:
             if name in self.workflows:
                 return self._error(handler, 409, f'workflows.argoproj.io "{name}" already exists')
             stored = copy.deepcopy(workflow)
-            stored["metadata"].update(uid=str(uuid.uuid4()), creationTimestamp=now(),
-                                      namespace=self.namespace, resourceVersion="1")
+            stored["metadata"].update(
+                uid=str(uuid.uuid4()),
+                creationTimestamp=now(),
+                namespace=self.namespace,
+                resourceVersion="1",
+            )
             stored["status"] = {"phase": "Pending"}
             self.workflows[name] = stored
         self._send(handler, 200, stored)
@@ -193,15 +218,25 @@ class ArgoServerDouble:
     def _list(self, handler: BaseHTTPRequestHandler, query: dict[str, str]) -> None:
         selector = query.get("listOptions.labelSelector", "")
         if selector and not re.fullmatch(r"[\w./-]+", selector):
-            return self._error(handler, 400, f"the double only understands 'key exists' selectors: {selector}")
-        items = [w for w in self.workflows.values() if not selector or selector in w["metadata"].get("labels", {})]
+            return self._error(
+                handler, 400, f"the double only understands 'key exists' selectors: {selector}"
+            )
+        items = [
+            w
+            for w in self.workflows.values()
+            if not selector or selector in w["metadata"].get("labels", {})
+        ]
         limit = int(query.get("listOptions.limit") or 0)
         self._send(handler, 200, {"metadata": {}, "items": items[:limit] if limit else items})
 
     def _stop(self, handler: BaseHTTPRequestHandler, name: str, action: str) -> None:
         body = self._body(handler)
-        definition = {"stop": "WorkflowStopRequest", "terminate": "WorkflowTerminateRequest"}[action]
-        errors = list(request_validator(f"io.argoproj.workflow.v1alpha1.{definition}").iter_errors(body))
+        definition = {"stop": "WorkflowStopRequest", "terminate": "WorkflowTerminateRequest"}[
+            action
+        ]
+        errors = list(
+            request_validator(f"io.argoproj.workflow.v1alpha1.{definition}").iter_errors(body)
+        )
         if errors:
             return self._error(handler, 400, f"bad {definition}: {errors[0].message}")
         if body.get("name") not in (None, name):
@@ -216,12 +251,14 @@ class ArgoServerDouble:
         pod = query.get("podName")
         entries = [(p, line) for p, line in self.logs.get(name, []) if pod in (None, p)]
         stream = b"".join(
-            json.dumps({"result": {"content": line, "podName": p}}).encode() + b"\n" for p, line in entries)
+            json.dumps({"result": {"content": line, "podName": p}}).encode() + b"\n"
+            for p, line in entries
+        )
         handler.send_response(200)
         handler.send_header("Content-Type", "application/json")
         handler.send_header("Transfer-Encoding", "chunked")
         handler.end_headers()
         for start in range(0, len(stream), 7):  # small chunks split lines and JSON
-            chunk = stream[start:start + 7]
+            chunk = stream[start : start + 7]
             handler.wfile.write(f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n")
         handler.wfile.write(b"0\r\n\r\n")

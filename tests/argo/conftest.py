@@ -17,14 +17,22 @@ from csflow.sdk.ops import manifests
 
 REPO = Path(__file__).resolve().parents[2]
 JOB_ID = "0b4c1f0e-1d7b-4b7c-9d41-7f5cbb1f7c6e"
-RESOURCES = {"requests": {"cpu": "1", "memory": "2048Mi"}, "limits": {"cpu": "1", "memory": "2458Mi"}}
+RESOURCES = {
+    "requests": {"cpu": "1", "memory": "2048Mi"},
+    "limits": {"cpu": "1", "memory": "2458Mi"},
+}
 
 
 def make_simulation_workflow(**overrides) -> dict:
     arguments = dict(
-        owner="PSLmodels", title="Tax-Cruncher", tag="42ce5647434e",
-        image="gcr.io/csflow/pslmodels_tax-cruncher:42ce5647434e", job_id=JOB_ID,
-        resources=RESOURCES, timeout=600, model_secret="pslmodels-tax-cruncher-secrets",
+        owner="PSLmodels",
+        title="Tax-Cruncher",
+        tag="42ce5647434e",
+        image="gcr.io/csflow/pslmodels_tax-cruncher:42ce5647434e",
+        job_id=JOB_ID,
+        resources=RESOURCES,
+        timeout=600,
+        model_secret="pslmodels-tax-cruncher-secrets",
     )
     arguments.update(overrides)
     return simulate.simulation_workflow(**arguments).to_dict()
@@ -62,7 +70,9 @@ def find(docs: list[dict], kind: str, name: str) -> dict:
     for doc in docs:
         if doc["kind"] == kind and doc["metadata"]["name"] == name:
             return doc
-    raise AssertionError(f"no {kind}/{name} among {[(d['kind'], d['metadata']['name']) for d in docs]}")
+    raise AssertionError(
+        f"no {kind}/{name} among {[(d['kind'], d['metadata']['name']) for d in docs]}"
+    )
 
 
 @pytest.fixture(scope="session")
@@ -73,11 +83,15 @@ def argo_cli() -> str:
     if not path and os.environ.get("CSFLOW_BUILD_ARGO") == "1":
         script = REPO / "cluster" / "tools" / "build-argo"
         if script.is_file():
-            done = subprocess.run(["bash", str(script)], capture_output=True, text=True, timeout=1800)
+            done = subprocess.run(
+                ["bash", str(script)], capture_output=True, text=True, timeout=1800
+            )
             if done.returncode == 0:
                 path = done.stdout.strip().splitlines()[-1]
             else:
-                pytest.skip(f"cluster/tools/build-argo failed: {done.stderr.strip().splitlines()[-1:]}")
+                pytest.skip(
+                    f"cluster/tools/build-argo failed: {done.stderr.strip().splitlines()[-1:]}"
+                )
     if not path:
         pytest.skip("no argo CLI: set CSFLOW_ARGO_CLI=/path/to/argo or CSFLOW_BUILD_ARGO=1")
     if not (Path(path).is_file() or shutil.which(path)):

@@ -8,22 +8,21 @@ import json
 import threading
 
 import pytest
-from pydantic import SecretStr
 import redis
 import requests
+from dataplane.conftest import redis_server  # noqa: F401  (the real redis-server fixture)
+from pydantic import SecretStr
 
-from csflow.sdk.ops import redis_acl
 from csflow.sdk.backends import argo as argo_backend
 from csflow.sdk.backends.argo import ArgoBackend, ArgoError, ndjson, pod_name, run_from_workflow
 from csflow.sdk.client import Client, parse_inputs
 from csflow.sdk.core.errors import BadInput, CsflowError, NotFound
 from csflow.sdk.core.settings import Settings
 from csflow.sdk.dataplane.storage import open_storage, run_prefix
+from csflow.sdk.ops import redis_acl
 
 from .argo_server_double import ArgoServerDouble
 from .conftest import REPO
-
-from dataplane.conftest import redis_server  # noqa: F401  (the real redis-server fixture)
 
 TOKEN = "test-token-not-a-secret"
 INPUTS = {"meta_param_dict": {"year": 2024}, "adjustment": {"Policy": {"STD": [{"value": 1}]}}}
@@ -40,9 +39,16 @@ def settings(tmp_path, double, redis_server, monkeypatch):  # noqa: F811
     redis_server.client("admin").flushall()
     monkeypatch.setenv("CSFLOW_REDIS_USER", redis_acl.SCHEDULER)
     monkeypatch.setenv("CSFLOW_REDIS_PASSWORD", redis_server.passwords[redis_acl.SCHEDULER])
-    return Settings(home=tmp_path / "home", backend="argo", argo_host=double.url, argo_token=TOKEN,
-                    job_store_url=redis_server.url, config_dirs=[REPO / "config"],
-                    storage_url=(tmp_path / "results").as_uri(), registry="gcr.io/cs-test")
+    return Settings(
+        home=tmp_path / "home",
+        backend="argo",
+        argo_host=double.url,
+        argo_token=TOKEN,
+        job_store_url=redis_server.url,
+        config_dirs=[REPO / "config"],
+        storage_url=(tmp_path / "results").as_uri(),
+        registry="gcr.io/cs-test",
+    )
 
 
 @pytest.fixture
@@ -54,21 +60,47 @@ def submit(backend: ArgoBackend, tag: str | None = "42ce5647434e"):
     return backend.submit("PSLmodels/Tax-Cruncher", parse_inputs(INPUTS), tag=tag)
 
 
-def node(workflow: str, task: str, phase: str, template: str | None = None, message: str = "", index: int = 0):
+def node(
+    workflow: str,
+    task: str,
+    phase: str,
+    template: str | None = None,
+    message: str = "",
+    index: int = 0,
+):
     name = f"{workflow}.onExit" if task == "notify" else f"{workflow}.{task}"
     return {
-        "id": f"{workflow}-{1000 + index}", "name": name, "displayName": name if task == "notify" else task,
-        "type": "Pod", "templateName": template or task, "phase": phase, "message": message,
+        "id": f"{workflow}-{1000 + index}",
+        "name": name,
+        "displayName": name if task == "notify" else task,
+        "type": "Pod",
+        "templateName": template or task,
+        "phase": phase,
+        "message": message,
         "startedAt": f"2026-01-01T00:00:{10 + index:02d}Z",
-        **({"finishedAt": f"2026-01-01T00:00:{11 + index:02d}Z"} if phase not in ("Running", "Pending") else {}),
+        **(
+            {"finishedAt": f"2026-01-01T00:00:{11 + index:02d}Z"}
+            if phase not in ("Running", "Pending")
+            else {}
+        ),
     }
 
 
 def nodes(workflow: str, phases: dict[str, str], message: str = "") -> dict:
-    built = {f"{workflow}": {"id": workflow, "name": workflow, "displayName": workflow, "type": "DAG",
-                             "phase": "Running", "templateName": "simulate"}}
+    built = {
+        f"{workflow}": {
+            "id": workflow,
+            "name": workflow,
+            "displayName": workflow,
+            "type": "DAG",
+            "phase": "Running",
+            "templateName": "simulate",
+        }
+    }
     for index, (task, phase) in enumerate(phases.items()):
-        item = node(workflow, task, phase, message=message if phase == "Failed" else "", index=index)
+        item = node(
+            workflow, task, phase, message=message if phase == "Failed" else "", index=index
+        )
         built[item["id"]] = item
     return built
 
@@ -78,13 +110,21 @@ def test_retried_steps_are_named_after_their_task_and_the_last_attempt_counts():
     notify): one pod node per attempt, "upload(0)", "<workflow>.onExit(0)"."""
     workflow = "sim-0b4c1f0e-1d7b-4b7c-9d41-7f5cbb1f7c6e"
     built = nodes(workflow, {"inputs": "Succeeded", "run": "Succeeded", "outputs": "Succeeded"})
-    attempts = [node(workflow, "upload", "Failed", message="HTTP 503", index=3),
-                node(workflow, "upload", "Succeeded", index=4), node(workflow, "notify", "Succeeded", index=5)]
+    attempts = [
+        node(workflow, "upload", "Failed", message="HTTP 503", index=3),
+        node(workflow, "upload", "Succeeded", index=4),
+        node(workflow, "notify", "Succeeded", index=5),
+    ]
     for attempt, item in zip((0, 1, 0), attempts):
         item["displayName"] += f"({attempt})"
         built[item["id"]] = item
-    run = run_from_workflow({"metadata": {"name": workflow, "labels": {}},
-                             "spec": {}, "status": {"phase": "Succeeded", "nodes": built}})
+    run = run_from_workflow(
+        {
+            "metadata": {"name": workflow, "labels": {}},
+            "spec": {},
+            "status": {"phase": "Succeeded", "nodes": built},
+        }
+    )
     assert list(run.steps) == ["inputs", "run", "outputs", "upload", "notify"]
     assert run.steps["upload"]["phase"] == "Succeeded" and run.status == "SUCCESS"
 
@@ -92,7 +132,11 @@ def test_retried_steps_are_named_after_their_task_and_the_last_attempt_counts():
 def test_submit_writes_the_job_then_creates_a_valid_workflow(backend, double, redis_server):  # noqa: F811
     run = submit(backend)
     name = f"sim-{run.id}"
-    assert run.status == "PENDING" and run.tag == "42ce5647434e" and run.model == "PSLmodels/Tax-Cruncher"
+    assert (
+        run.status == "PENDING"
+        and run.tag == "42ce5647434e"
+        and run.model == "PSLmodels/Tax-Cruncher"
+    )
     assert double.requests[-1] == ("POST", "/api/v1/workflows/csflow")
     assert double.rejected == []
     stored = double.workflows[name]
@@ -106,7 +150,9 @@ def test_submit_writes_the_job_then_creates_a_valid_workflow(backend, double, re
     assert run.extra["link"] == f"{double.url}/workflows/csflow/{name}?tab=workflow"
 
 
-def test_a_workflow_that_breaks_the_schema_is_never_sent(backend, double, monkeypatch, redis_server):  # noqa: F811
+def test_a_workflow_that_breaks_the_schema_is_never_sent(
+    backend, double, monkeypatch, redis_server
+):  # noqa: F811
     original = backend.workflow
 
     def broken(version, job_id):
@@ -128,13 +174,34 @@ def test_the_double_validates_every_request_body(double, sim_workflow):
     refused = requests.post(base, json={"workflow": sim_workflow}, headers=headers, timeout=10)
     assert refused.status_code == 400 and "strategi" in refused.json()["message"]
     sim_workflow["spec"]["podGC"].pop("strategi")
-    assert requests.post(base, json={"workflow": sim_workflow, "dryRun": True}, headers=headers,
-                         timeout=10).status_code == 400
-    assert requests.post(base, json={"workflow": sim_workflow}, headers=headers, timeout=10).status_code == 200
+    assert (
+        requests.post(
+            base, json={"workflow": sim_workflow, "dryRun": True}, headers=headers, timeout=10
+        ).status_code
+        == 400
+    )
+    assert (
+        requests.post(
+            base, json={"workflow": sim_workflow}, headers=headers, timeout=10
+        ).status_code
+        == 200
+    )
     name = sim_workflow["metadata"]["name"]
-    assert requests.put(f"{base}/{name}/stop", json={"name": name, "strategy": "now"}, headers=headers,
-                        timeout=10).status_code == 400
-    assert requests.post(base, json={"workflow": sim_workflow}, headers=headers, timeout=10).status_code == 409
+    assert (
+        requests.put(
+            f"{base}/{name}/stop",
+            json={"name": name, "strategy": "now"},
+            headers=headers,
+            timeout=10,
+        ).status_code
+        == 400
+    )
+    assert (
+        requests.post(
+            base, json={"workflow": sim_workflow}, headers=headers, timeout=10
+        ).status_code
+        == 409
+    )
 
 
 def test_a_wrong_token_is_one_clear_error(settings, double):
@@ -163,31 +230,55 @@ def test_status_follows_the_workflow_through_its_phases(backend, double):
     double.set_status(name, "Running", nodes(name, {"inputs": "Succeeded", "run": "Running"}))
     running = backend.status(run.id)
     assert running.status == "RUNNING"
-    assert running.steps["inputs"]["phase"] == "Succeeded" and running.steps["inputs"]["seconds"] == 1.0
+    assert (
+        running.steps["inputs"]["phase"] == "Succeeded"
+        and running.steps["inputs"]["seconds"] == 1.0
+    )
     assert running.steps["run"]["phase"] == "Running"
 
-    double.set_status(name, "Succeeded",
-                      nodes(name, {"inputs": "Succeeded", "run": "Succeeded", "outputs": "Succeeded",
-                                   "upload": "Succeeded", "notify": "Succeeded"}),
-                      outputs={"errors-warnings": "{}", "model-version": "taxcalc 6.8.5"})
+    double.set_status(
+        name,
+        "Succeeded",
+        nodes(
+            name,
+            {
+                "inputs": "Succeeded",
+                "run": "Succeeded",
+                "outputs": "Succeeded",
+                "upload": "Succeeded",
+                "notify": "Succeeded",
+            },
+        ),
+        outputs={"errors-warnings": "{}", "model-version": "taxcalc 6.8.5"},
+    )
     done = backend.status(run.id)
     assert done.status == "SUCCESS" and done.model_version == "taxcalc 6.8.5"
     assert list(done.steps) == ["inputs", "run", "outputs", "upload", "notify"]
     assert done.results_uri == open_storage(backend.settings.storage_url).uri(
-        run_prefix("PSLmodels", "Tax-Cruncher", run.id))
+        run_prefix("PSLmodels", "Tax-Cruncher", run.id)
+    )
 
 
 def test_invalid_inputs_and_failures_map_to_csflow_statuses(backend, double):
     invalid = submit(backend)
     errors = {"Policy": {"errors": {"STD": ["must be positive"]}, "warnings": {}}}
-    double.set_status(f"sim-{invalid.id}", "Succeeded", outputs={"errors-warnings": json.dumps(errors)})
+    double.set_status(
+        f"sim-{invalid.id}", "Succeeded", outputs={"errors-warnings": json.dumps(errors)}
+    )
     result = backend.status(invalid.id)
     assert result.status == "INVALID" and result.errors_warnings == errors
 
     failed = submit(backend)
     name = f"sim-{failed.id}"
-    double.set_status(name, "Failed", nodes(name, {"inputs": "Succeeded", "run": "Failed", "notify": "Succeeded"},
-                                            message="OOMKilled (exit code 137)"))
+    double.set_status(
+        name,
+        "Failed",
+        nodes(
+            name,
+            {"inputs": "Succeeded", "run": "Failed", "notify": "Succeeded"},
+            message="OOMKilled (exit code 137)",
+        ),
+    )
     result = backend.status(failed.id)
     assert result.status == "FAIL" and result.reason == "run: OOMKilled (exit code 137)"
 
@@ -199,15 +290,29 @@ def test_wait_returns_at_the_end_or_raises_after_its_timeout(backend, double):
     with pytest.raises(TimeoutError, match="still RUNNING"):
         backend.wait(run.id, timeout=0.3, poll=0.05)
     seen = []
-    finish = threading.Timer(0.3, double.set_status, (name, "Succeeded", nodes(
-        name, {"inputs": "Succeeded", "run": "Succeeded"}), {"errors-warnings": "{}"}))
+    finish = threading.Timer(
+        0.3,
+        double.set_status,
+        (
+            name,
+            "Succeeded",
+            nodes(name, {"inputs": "Succeeded", "run": "Succeeded"}),
+            {"errors-warnings": "{}"},
+        ),
+    )
     finish.start()
     try:
-        result = backend.execute(run.id, events=lambda step, phase, info: seen.append((step, phase)), poll=0.05)
+        result = backend.execute(
+            run.id, events=lambda step, phase, info: seen.append((step, phase)), poll=0.05
+        )
     finally:
         finish.cancel()
     assert result.status == "SUCCESS"
-    assert ("inputs", "Running") in seen and ("inputs", "Succeeded") in seen and ("run", "Succeeded") in seen
+    assert (
+        ("inputs", "Running") in seen
+        and ("inputs", "Succeeded") in seen
+        and ("run", "Succeeded") in seen
+    )
 
 
 def test_logs_are_read_line_by_line_from_the_ndjson_stream(backend, double):
@@ -216,7 +321,11 @@ def test_logs_are_read_line_by_line_from_the_ndjson_stream(backend, double):
     workflow_nodes = nodes(name, {"inputs": "Succeeded", "run": "Succeeded"})
     double.set_status(name, "Succeeded", workflow_nodes, {"errors-warnings": "{}"})
     workflow = double.workflows[name]
-    pods = {n["displayName"]: pod_name(workflow, n) for n in workflow_nodes.values() if n["type"] == "Pod"}
+    pods = {
+        n["displayName"]: pod_name(workflow, n)
+        for n in workflow_nodes.values()
+        if n["type"] == "Pod"
+    }
     double.add_logs(name, pods["inputs"], ["checking inputs", 'quote " and \\r inside {json}'])
     double.add_logs(name, pods["run"], ["running model", "done: 8,032.00"])
     assert backend.logs(run.id, step="run") == "running model\ndone: 8,032.00\n"
@@ -231,7 +340,9 @@ def test_logs_are_read_line_by_line_from_the_ndjson_stream(backend, double):
 def test_cancel_stops_and_terminate_terminates(backend, double):
     stopped, terminated = submit(backend), submit(backend)
     assert backend.cancel(stopped.id).status == "CANCELLED"
-    assert double.workflows[f"sim-{stopped.id}"]["status"]["message"] == "Stopped with strategy 'Stop'"
+    assert (
+        double.workflows[f"sim-{stopped.id}"]["status"]["message"] == "Stopped with strategy 'Stop'"
+    )
     assert backend.terminate(terminated.id).status == "CANCELLED"
     assert ("PUT", f"/api/v1/workflows/csflow/sim-{terminated.id}/terminate") in double.requests
     assert double.rejected == []
@@ -244,7 +355,9 @@ def test_list_and_results_through_the_client(settings, double):
     assert {r.id for r in client.list()} == {first.id, second.id}
     double.set_status(f"sim-{first.id}", "Succeeded", outputs={"errors-warnings": "{}"})
     storage = open_storage(settings.storage_url)
-    storage.put(f"{run_prefix('PSLmodels', 'Tax-Cruncher', first.id)}/outputs.json", b'{"renderable": []}')
+    storage.put(
+        f"{run_prefix('PSLmodels', 'Tax-Cruncher', first.id)}/outputs.json", b'{"renderable": []}'
+    )
     assert client.results(first.id) == {"renderable": []}
     with pytest.raises(BadInput, match="no results: it is PENDING"):
         client.results(second.id)
@@ -261,11 +374,14 @@ def test_the_token_never_shows(settings):
     assert TOKEN not in repr(settings) and TOKEN not in settings.model_dump_json()
 
 
-@pytest.mark.parametrize("chunks, expected", [
-    ([b'{"a": 1}\n{"b"', b': 2}\n'], [{"a": 1}, {"b": 2}]),
-    ([b'{"a": "x\\r\\ny"}', b"\n\n", b'{"c": 3}'], [{"a": "x\r\ny"}, {"c": 3}]),
-    ([b"", b'{"a"', b": 1", b"}"], [{"a": 1}]),
-])
+@pytest.mark.parametrize(
+    "chunks, expected",
+    [
+        ([b'{"a": 1}\n{"b"', b": 2}\n"], [{"a": 1}, {"b": 2}]),
+        ([b'{"a": "x\\r\\ny"}', b"\n\n", b'{"c": 3}'], [{"a": "x\r\ny"}, {"c": 3}]),
+        ([b"", b'{"a"', b": 1", b"}"], [{"a": 1}]),
+    ],
+)
 def test_ndjson_reader_handles_any_chunking(chunks, expected):
     assert list(ndjson(chunks)) == expected
 
@@ -278,9 +394,16 @@ def test_ndjson_reader_rejects_garbage():
 def test_pod_names_follow_argo_v2_naming():
     assert argo_backend._fnv1a_32(b"hello") == 0x4F9F2CAB  # the FNV-1a test vector
     workflow = {"metadata": {"name": "sim-x"}}
-    assert pod_name(workflow, {"id": "sim-x-1", "name": "sim-x.run", "templateName": "run"}) == \
-        f"sim-x-run-{argo_backend._fnv1a_32(b'sim-x.run')}"
-    v1 = {"metadata": {"name": "sim-x", "annotations": {argo_backend.POD_NAME_FORMAT_ANNOTATION: "v1"}}}
+    assert (
+        pod_name(workflow, {"id": "sim-x-1", "name": "sim-x.run", "templateName": "run"})
+        == f"sim-x-run-{argo_backend._fnv1a_32(b'sim-x.run')}"
+    )
+    v1 = {
+        "metadata": {
+            "name": "sim-x",
+            "annotations": {argo_backend.POD_NAME_FORMAT_ANNOTATION: "v1"},
+        }
+    }
     assert pod_name(v1, {"id": "sim-x-1", "name": "sim-x.run", "templateName": "run"}) == "sim-x-1"
 
 

@@ -17,11 +17,17 @@ from .test_argo_lint import BROKEN, broken
 def argo_lint(argo_cli: str, docs: list[dict], tmp_path) -> subprocess.CompletedProcess:
     path = tmp_path / "manifests.yaml"
     path.write_text(schema.dump_documents(docs))
-    return subprocess.run([argo_cli, "lint", "--offline", "--output", "simple", str(path)],
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [argo_cli, "lint", "--offline", "--output", "simple", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
-def test_argo_lint_passes_everything_csflow_generates(argo_cli, service_docs, sim_workflow, tmp_path):
+def test_argo_lint_passes_everything_csflow_generates(
+    argo_cli, service_docs, sim_workflow, tmp_path
+):
     done = argo_lint(argo_cli, [*service_docs, sim_workflow], tmp_path)
     assert done.returncode == 0, done.stdout + done.stderr
 

@@ -16,7 +16,9 @@ from .conftest import REPO
 
 pytestmark = [
     pytest.mark.cluster,
-    pytest.mark.skipif(not os.environ.get("CSFLOW_ARGO_HOST"), reason="CSFLOW_ARGO_HOST is not set"),
+    pytest.mark.skipif(
+        not os.environ.get("CSFLOW_ARGO_HOST"), reason="CSFLOW_ARGO_HOST is not set"
+    ),
 ]
 
 
@@ -31,8 +33,10 @@ def test_the_server_lints_every_template(settings, templates):
     backend = ArgoBackend(settings)
     for template in templates:
         request = WorkflowTemplateLintRequest(template=WorkflowTemplate.model_validate(template))
-        backend._call(f"lint {template['metadata']['name']}",
-                      lambda: backend.service.lint_workflow_template(request))
+        backend._call(
+            f"lint {template['metadata']['name']}",
+            lambda: backend.service.lint_workflow_template(request),
+        )
 
 
 def test_the_templates_are_installed(settings, templates):

@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 import tomllib
 
-from csflow.flows import _common as common
+from csflow.sdk.core import steps
 
 from .conftest import REPO
 
@@ -15,18 +15,22 @@ DOCKERFILE = (REPO / "Dockerfile").read_text()
 
 
 def final_stage() -> str:
-    return DOCKERFILE[DOCKERFILE.rindex("\nFROM "):]
+    return DOCKERFILE[DOCKERFILE.rindex("\nFROM ") :]
 
 
 def test_the_image_runs_as_the_non_root_user_the_flows_expect():
     users = re.findall(r"^USER (\S+)", final_stage(), re.M)
-    assert users == [f"{common.RUN_AS_USER}:{common.RUN_AS_USER}"]
-    assert f"--uid {common.RUN_AS_USER}" in final_stage()
+    assert users == [f"{steps.RUN_AS_USER}:{steps.RUN_AS_USER}"]
+    assert f"--uid {steps.RUN_AS_USER}" in final_stage()
 
 
 def test_the_step_programs_are_on_path():
     scripts = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]
-    for command in (common.PLATFORM_STEP_COMMAND, common.PUBLISH_STEP_COMMAND, common.IMAGE_BUILD_COMMAND):
+    for command in (
+        steps.PLATFORM_STEP_COMMAND,
+        steps.PUBLISH_STEP_COMMAND,
+        steps.IMAGE_BUILD_COMMAND,
+    ):
         assert command[0] in scripts  # installed into /opt/csflow/bin
     assert re.search(r"^ENV PATH=/opt/csflow/bin:\$PATH", final_stage(), re.M)
     assert "COPY --from=build /opt/csflow /opt/csflow" in final_stage()
@@ -35,8 +39,12 @@ def test_the_step_programs_are_on_path():
 def test_the_publish_steps_have_git_and_the_crane_the_dev_cluster_builds():
     assert re.search(r"apt-get install -y --no-install-recommends git\b", final_stage())
     assert "COPY --from=crane /ko-app/crane /usr/local/bin/crane" in final_stage()
-    pinned = re.search(r"ARG CRANE_IMAGE=gcr.io/go-containerregistry/crane:(\S+)", DOCKERFILE).group(1)
-    dev = re.search(r"^readonly GGCR_VERSION=(\S+)", (REPO / "cluster/dev/lib.sh").read_text(), re.M).group(1)
+    pinned = re.search(
+        r"ARG CRANE_IMAGE=gcr.io/go-containerregistry/crane:(\S+)", DOCKERFILE
+    ).group(1)
+    dev = re.search(
+        r"^readonly GGCR_VERSION=(\S+)", (REPO / "cluster/dev/lib.sh").read_text(), re.M
+    ).group(1)
     assert pinned == dev
 
 
@@ -46,7 +54,9 @@ def test_dependencies_come_from_the_lock_without_dev_tools():
 
 
 def test_every_package_folder_is_copied_and_images_are_pinned():
-    packages = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["package-dir"]
+    packages = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"][
+        "package-dir"
+    ]
     top_folders = {path.split("/")[0] for path in packages.values()}
     copied = set(re.findall(r"^COPY (\w+) ", DOCKERFILE, re.M))
     assert top_folders <= copied

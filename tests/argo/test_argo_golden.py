@@ -19,7 +19,9 @@ REGENERATE = os.environ.get("CSFLOW_REGENERATE") == "1" and not os.environ.get("
 
 
 def render(document: dict) -> str:
-    return yaml.safe_dump(document, sort_keys=False, default_flow_style=False, allow_unicode=True, width=100)
+    return yaml.safe_dump(
+        document, sort_keys=False, default_flow_style=False, allow_unicode=True, width=100
+    )
 
 
 @pytest.mark.parametrize("flow", flows.FLOW_NAMES)
@@ -27,8 +29,12 @@ def test_golden_template(flow):
     templates, missing = manifests.flow_templates()
     if flow in missing:
         pytest.skip(f"flows/{flow}.py does not exist yet")
-    template = next(t for t in templates if t["metadata"]["labels"].get("csflow.io/flow") == flow
-                    or t["metadata"]["name"] == f"csflow-{flow}")
+    template = next(
+        t
+        for t in templates
+        if t["metadata"]["labels"].get("csflow.io/flow") == flow
+        or t["metadata"]["name"] == f"csflow-{flow}"
+    )
     path = manifests.golden_path(template["metadata"]["name"])
     fresh = render(template)
     if REGENERATE:
@@ -38,9 +44,14 @@ def test_golden_template(flow):
     assert path.is_file(), f"no golden file {path}; run CSFLOW_REGENERATE=1 pytest {__file__}"
     golden = path.read_text()
     if yaml.safe_load(golden) != template:
-        diff = "".join(difflib.unified_diff(golden.splitlines(True), fresh.splitlines(True),
-                                            str(path), "built from flows/"))
-        pytest.fail(f"{path.name} differs from the flow (review, then CSFLOW_REGENERATE=1):\n{diff}")
+        diff = "".join(
+            difflib.unified_diff(
+                golden.splitlines(True), fresh.splitlines(True), str(path), "built from flows/"
+            )
+        )
+        pytest.fail(
+            f"{path.name} differs from the flow (review, then CSFLOW_REGENERATE=1):\n{diff}"
+        )
 
 
 def test_the_kustomization_lists_every_golden_file():

@@ -22,6 +22,7 @@ from urllib.parse import unquote, urlparse
 
 import pytest
 import yaml
+from dataplane.conftest import gcs_emulator  # noqa: F401  (gcp-storage-emulator, in process)
 from typer.testing import CliRunner
 
 from csflow.cli.app import app
@@ -30,22 +31,33 @@ from csflow.sdk.backends.argo import ArgoBackend, ArgoError, pod_name
 from csflow.sdk.backends.local_publish import TEST_TIMEOUT_MARGIN
 from csflow.sdk.client import Client
 from csflow.sdk.core.errors import BadInput, CsflowError
-from csflow.sdk.registry.gcs import GCSInputsCache, GCSRegistry
 from csflow.sdk.core.settings import Settings
+from csflow.sdk.registry.gcs import GCSInputsCache, GCSRegistry
 
 from .argo_server_double import ArgoServerDouble, now, request_validator
 from .conftest import JOB_ID, REPO, make_simulation_workflow
 from .test_argo_backend import TOKEN, nodes
 
-from dataplane.conftest import gcs_emulator  # noqa: F401  (gcp-storage-emulator, in process)
-
 OWNER, TITLE = "PSLmodels", "Tax-Cruncher"
 TAG = "42ce5647434e"
 GIT = {"url": "https://github.com/PSLmodels/Tax-Cruncher.git", "ref": "v0.7.0", "subdir": "."}
-REPORT = {"model": f"{OWNER}/{TITLE}", "version": "taxcalc 6.8.5", "passed": True,
-          "tests": [{"name": "get_version", "title": "get_version()", "status": "passed", "seconds": 0.1,
-                     "detail": "", "warnings": [], "output": ""}],
-          "summary": {"passed": 1, "failed": 0, "not run": 0, "total": 1}}
+REPORT = {
+    "model": f"{OWNER}/{TITLE}",
+    "version": "taxcalc 6.8.5",
+    "passed": True,
+    "tests": [
+        {
+            "name": "get_version",
+            "title": "get_version()",
+            "status": "passed",
+            "seconds": 0.1,
+            "detail": "",
+            "warnings": [],
+            "output": "",
+        }
+    ],
+    "summary": {"passed": 1, "failed": 0, "not run": 0, "total": 1},
+}
 
 
 class PublishingServerDouble(ArgoServerDouble):
@@ -62,10 +74,19 @@ class PublishingServerDouble(ArgoServerDouble):
     def _dispatch(self, handler, method: str) -> None:
         path = urlparse(handler.path).path
         parts = [unquote(p) for p in path.split("/") if p]
-        resume = method == "PUT" and len(parts) == 6 and parts[:4] == ["api", "v1", "workflows", self.namespace] \
+        resume = (
+            method == "PUT"
+            and len(parts) == 6
+            and parts[:4] == ["api", "v1", "workflows", self.namespace]
             and parts[5] == "resume"
-        artifact = method == "GET" and len(parts) == 7 and parts[0] == "artifact-files" \
-            and parts[1:3] == [self.namespace, "workflows"] and parts[5] == "outputs"
+        )
+        artifact = (
+            method == "GET"
+            and len(parts) == 7
+            and parts[0] == "artifact-files"
+            and parts[1:3] == [self.namespace, "workflows"]
+            and parts[5] == "outputs"
+        )
         if not (resume or artifact):
             return super()._dispatch(handler, method)
         self.requests.append((method, path))
@@ -89,21 +110,37 @@ class PublishingServerDouble(ArgoServerDouble):
     def _resume(self, handler, name: str) -> None:
         body = self._body(handler)
         self.resumes.append(body)
-        errors = list(request_validator("io.argoproj.workflow.v1alpha1.WorkflowResumeRequest").iter_errors(body))
+        errors = list(
+            request_validator("io.argoproj.workflow.v1alpha1.WorkflowResumeRequest").iter_errors(
+                body
+            )
+        )
         if errors:
             return self._error(handler, 400, f"bad WorkflowResumeRequest: {errors[0].message}")
         if body.get("name") not in (None, name):
-            return self._error(handler, 400, f"WorkflowResumeRequest names {body.get('name')}, not {name}")
-        wanted = dict(term.split("=", 1) for term in body.get("nodeFieldSelector", "").split(",") if term)
+            return self._error(
+                handler, 400, f"WorkflowResumeRequest names {body.get('name')}, not {name}"
+            )
+        wanted = dict(
+            term.split("=", 1) for term in body.get("nodeFieldSelector", "").split(",") if term
+        )
         with self.lock:
-            matched = [node for node in (self.workflows[name].get("status") or {}).get("nodes", {}).values()
-                       if node.get("type") == "Suspend" and node.get("phase") == "Running"
-                       and all(node.get(field) == value for field, value in wanted.items())]
+            matched = [
+                node
+                for node in (self.workflows[name].get("status") or {}).get("nodes", {}).values()
+                if node.get("type") == "Suspend"
+                and node.get("phase") == "Running"
+                and all(node.get(field) == value for field, value in wanted.items())
+            ]
             for node in matched:
                 node.update(phase="Succeeded", finishedAt=now())
         if wanted and not matched:
-            return self._error(handler, 500, "currently, set only targets suspend nodes: no suspend nodes "
-                                             f"matching nodeFieldSelector: {body['nodeFieldSelector']}")
+            return self._error(
+                handler,
+                500,
+                "currently, set only targets suspend nodes: no suspend nodes "
+                f"matching nodeFieldSelector: {body['nodeFieldSelector']}",
+            )
         self._send(handler, 200, self.workflows[name])
 
 
@@ -121,9 +158,16 @@ def registry_url(gcs_emulator, monkeypatch) -> str:  # noqa: F811
 
 @pytest.fixture
 def settings(tmp_path, double, registry_url) -> Settings:
-    return Settings(home=tmp_path / "home", backend="argo", argo_host=double.url, argo_token=TOKEN,
-                    config_dirs=[tmp_path / "config"], registry="gcr.io/cs-test",
-                    model_registry_url=registry_url, argo_poll_seconds=0.02)
+    return Settings(
+        home=tmp_path / "home",
+        backend="argo",
+        argo_host=double.url,
+        argo_token=TOKEN,
+        config_dirs=[tmp_path / "config"],
+        registry="gcr.io/cs-test",
+        model_registry_url=registry_url,
+        argo_poll_seconds=0.02,
+    )
 
 
 @pytest.fixture
@@ -153,17 +197,31 @@ def publish_nodes(workflow: str, phases: dict[str, str]) -> dict:
         if step == "approve":
             node.update(type="Suspend")
         if step == "clone" and node["phase"] == "Succeeded":
-            node["outputs"] = {"parameters": [{"name": "content-tag", "value": TAG},
-                                              {"name": "built", "value": "false"}]}
+            node["outputs"] = {
+                "parameters": [
+                    {"name": "content-tag", "value": TAG},
+                    {"name": "built", "value": "false"},
+                ]
+            }
         if step == "verify" and node["phase"] in ("Succeeded", "Failed"):
-            node["outputs"] = {"artifacts": [{"name": "test-report", "path": "/tmp/csflow/test-report.json"}]}
+            node["outputs"] = {
+                "artifacts": [{"name": "test-report", "path": "/tmp/csflow/test-report.json"}]
+            }
         if step == "test" and node["phase"] in ("Succeeded", "Failed"):
-            node["outputs"] = {"artifacts": [{"name": "test-results", "path": "/tmp/csflow/test-results.json"}]}
+            node["outputs"] = {
+                "artifacts": [{"name": "test-results", "path": "/tmp/csflow/test-results.json"}]
+            }
     return built
 
 
-WAITING = {"clone": "Succeeded", "build": "Succeeded", "test": "Succeeded", "verify": "Succeeded",
-           "push": "Succeeded", "approve": "Running"}
+WAITING = {
+    "clone": "Succeeded",
+    "build": "Succeeded",
+    "test": "Succeeded",
+    "verify": "Succeeded",
+    "push": "Succeeded",
+    "approve": "Running",
+}
 
 
 def parameters(workflow: dict) -> dict[str, str]:
@@ -189,23 +247,35 @@ def test_publish_creates_a_valid_workflow_with_the_configs_parameters(backend, d
     assert "config_path" not in config  # nothing of this machine's folders
     assert params["config-dir"] == ""
     assert params["registry"] == "gcr.io/cs-test" and params["require-approval"] == "true"
-    assert (params["cpu"], params["memory-request"], params["memory-limit"]) == ("1", "1908Mi", "2290Mi")
+    assert (params["cpu"], params["memory-request"], params["memory-limit"]) == (
+        "1",
+        "1908Mi",
+        "2290Mi",
+    )
     assert params["test-timeout"] == str(600 + TEST_TIMEOUT_MARGIN)
     assert params["model-secret"] == "pslmodels-tax-cruncher-secrets"
     assert run.extra["link"] == f"{double.url}/workflows/csflow/{name}?tab=workflow"
     # Without --require-approval the flow skips the suspend step.
-    assert parameters(double.workflows[f"publish-{backend.submit_publish(config_path).id}"])[
-        "require-approval"] == "false"
+    assert (
+        parameters(double.workflows[f"publish-{backend.submit_publish(config_path).id}"])[
+            "require-approval"
+        ]
+        == "false"
+    )
 
 
 def test_a_local_source_path_is_one_bad_input_line_and_nothing_is_sent(backend, double, tmp_path):
     config_path = write_config(tmp_path, source={"path": "../../examples/tax-cruncher"})
-    with pytest.raises(BadInput, match="source.path is a folder on this machine, which a cluster cannot read"):
+    with pytest.raises(
+        BadInput, match="source.path is a folder on this machine, which a cluster cannot read"
+    ):
         backend.submit_publish(config_path)
     assert not any(method == "POST" for method, _ in double.requests)
 
 
-def test_a_publish_workflow_that_breaks_the_schema_is_never_sent(backend, double, tmp_path, monkeypatch):
+def test_a_publish_workflow_that_breaks_the_schema_is_never_sent(
+    backend, double, tmp_path, monkeypatch
+):
     original = backend.publish_workflow
 
     def broken(*args, **kwargs):
@@ -230,17 +300,26 @@ def test_argo_lint_passes_the_publish_workflow(argo_cli, backend, templates, tmp
 # -- following and approving -------------------------------------------------------------
 
 
-def test_a_waiting_publish_is_suspended_and_approve_resumes_only_that_step(backend, double, tmp_path):
+def test_a_waiting_publish_is_suspended_and_approve_resumes_only_that_step(
+    backend, double, tmp_path
+):
     run = backend.submit_publish(write_config(tmp_path), require_approval=True)
     name = f"publish-{run.id}"
     double.set_status(name, "Running", publish_nodes(name, WAITING))
     waiting = backend.status(run.id)
-    assert waiting.status == "SUSPENDED" and waiting.reason == "waiting for approval at step approve"
+    assert (
+        waiting.status == "SUSPENDED" and waiting.reason == "waiting for approval at step approve"
+    )
     assert waiting.tag == TAG and waiting.steps["approve"]["phase"] == "Suspended"
 
     approved = backend.approve(run.id)
-    assert double.resumes == [{"name": name, "namespace": "csflow", "nodeFieldSelector": "displayName=approve"}]
-    assert ("PUT", f"/api/v1/workflows/csflow/{name}/resume") in double.requests and double.rejected == []
+    assert double.resumes == [
+        {"name": name, "namespace": "csflow", "nodeFieldSelector": "displayName=approve"}
+    ]
+    assert (
+        "PUT",
+        f"/api/v1/workflows/csflow/{name}/resume",
+    ) in double.requests and double.rejected == []
     assert approved.status == "RUNNING" and approved.steps["approve"]["phase"] == "Succeeded"
     with pytest.raises(BadInput, match=f"publish {run.id} is RUNNING, not waiting for approval"):
         backend.approve(run.id)
@@ -249,7 +328,10 @@ def test_a_waiting_publish_is_suspended_and_approve_resumes_only_that_step(backe
 
 def test_approving_what_is_not_a_waiting_publish_is_bad_input(backend, double, tmp_path):
     simulation = make_simulation_workflow()
-    double.workflows[simulation["metadata"]["name"]] = {**simulation, "status": {"phase": "Running"}}
+    double.workflows[simulation["metadata"]["name"]] = {
+        **simulation,
+        "status": {"phase": "Running"},
+    }
     with pytest.raises(BadInput, match="is a simulate run, not a publish"):
         backend.approve(JOB_ID)
     run = backend.submit_publish(write_config(tmp_path))
@@ -267,16 +349,22 @@ def test_an_approval_that_lost_a_race_is_one_line(backend, double, tmp_path, mon
 
     def approved_meanwhile(job_id):
         workflow = original(job_id)
-        double.workflows[name]["status"]["nodes"] = publish_nodes(name, {**WAITING, "approve": "Succeeded"})
+        double.workflows[name]["status"]["nodes"] = publish_nodes(
+            name, {**WAITING, "approve": "Succeeded"}
+        )
         return workflow
 
     monkeypatch.setattr(backend, "get_workflow", approved_meanwhile)
-    with pytest.raises(ArgoError, match="no suspend nodes matching nodeFieldSelector: displayName=approve"):
+    with pytest.raises(
+        ArgoError, match="no suspend nodes matching nodeFieldSelector: displayName=approve"
+    ):
         backend.approve(run.id)
 
 
 @pytest.mark.timeout(60)  # a publish that never returns at its approval would poll forever
-def test_client_publish_returns_at_the_approval_and_approve_runs_to_the_end(settings, double, tmp_path):
+def test_client_publish_returns_at_the_approval_and_approve_runs_to_the_end(
+    settings, double, tmp_path
+):
     def cluster():  # the controller, as the test sees it: the publish runs to its approval step
         deadline = time.monotonic() + 10
         while not double.workflows and time.monotonic() < deadline:
@@ -289,8 +377,11 @@ def test_client_publish_returns_at_the_approval_and_approve_runs_to_the_end(sett
     threading.Thread(target=cluster, daemon=True).start()
     client = Client(settings)
     seen = []
-    run = client.publish(write_config(tmp_path), require_approval=True,
-                         events=lambda step, phase, info: seen.append((step, phase)))
+    run = client.publish(
+        write_config(tmp_path),
+        require_approval=True,
+        events=lambda step, phase, info: seen.append((step, phase)),
+    )
     assert run.status == "SUSPENDED" and run.tag == TAG
     assert ("clone", "Running") in seen and ("approve", "Suspended") in seen
 
@@ -312,12 +403,15 @@ def test_the_report_comes_from_the_verify_steps_artifact(backend, double, tmp_pa
     double.set_status(name, "Running", publish_nodes(name, {"clone": "Running"}))
     assert backend.publish_report(run.id) is None  # the tests never ran
 
-    failed = publish_nodes(name, {"clone": "Succeeded", "build": "Succeeded", "test": "Succeeded",
-                                  "verify": "Failed"})
+    failed = publish_nodes(
+        name, {"clone": "Succeeded", "build": "Succeeded", "test": "Succeeded", "verify": "Failed"}
+    )
     ids = {node["displayName"]: node["id"] for node in failed.values()}
     verify_outputs = failed[ids["verify"]].pop("outputs")
     double.set_status(name, "Failed", failed, message="child failed")
-    double.set_artifact(name, ids["test"], "test-results", json.dumps({"tests": [], "version": "v"}).encode())
+    double.set_artifact(
+        name, ids["test"], "test-results", json.dumps({"tests": [], "version": "v"}).encode()
+    )
     # verify saved nothing: the model side's results
     assert backend.publish_report(run.id) == {"tests": [], "version": "v"}
 
@@ -328,7 +422,10 @@ def test_the_report_comes_from_the_verify_steps_artifact(backend, double, tmp_pa
     report = {**REPORT, "passed": False}
     double.set_artifact(name, ids["verify"], "test-report", json.dumps(report).encode())
     assert backend.publish_report(run.id) == report
-    assert ("GET", f"/artifact-files/csflow/workflows/{name}/{ids['verify']}/outputs/test-report") in double.requests
+    assert (
+        "GET",
+        f"/artifact-files/csflow/workflows/{name}/{ids['verify']}/outputs/test-report",
+    ) in double.requests
     result = backend.status(run.id)
     assert result.status == "FAIL" and result.reason.startswith("verify")
 
@@ -336,8 +433,9 @@ def test_the_report_comes_from_the_verify_steps_artifact(backend, double, tmp_pa
 def test_logs_cancel_and_list_find_publishes_too(backend, double, tmp_path):
     run = backend.submit_publish(write_config(tmp_path))
     name = f"publish-{run.id}"
-    workflow_nodes = publish_nodes(name, {"clone": "Succeeded", "build": "Succeeded", "test": "Succeeded",
-                                          "verify": "Running"})
+    workflow_nodes = publish_nodes(
+        name, {"clone": "Succeeded", "build": "Succeeded", "test": "Succeeded", "verify": "Running"}
+    )
     double.set_status(name, "Running", workflow_nodes)
     verify = next(n for n in workflow_nodes.values() if n.get("displayName") == "verify")
     double.add_logs(name, pod_name(double.workflows[name], verify), ["PASSED  get_version()"])
@@ -353,23 +451,40 @@ def test_logs_cancel_and_list_find_publishes_too(backend, double, tmp_path):
 # -- the shared registry ----------------------------------------------------------------
 
 
-def test_the_argo_backend_reads_and_moves_tags_in_the_shared_registry(backend, settings, double, monkeypatch):
+def test_the_argo_backend_reads_and_moves_tags_in_the_shared_registry(
+    backend, settings, double, monkeypatch
+):
     """What the push and deploy pods wrote (gs://) is what the client reads: the
     version simulations run, csflow models, promote and rollback."""
     registry = GCSRegistry(settings.model_registry_url, settings.home)
     for tag in ("aaaaaaaaaaaa", TAG):
-        registry.record_version({"owner": OWNER, "title": TITLE, "tag": tag, "config": {"functions": "x"},
-                                 "image": f"gcr.io/cs-test/pslmodels_tax-cruncher:{tag}"})
+        registry.record_version(
+            {
+                "owner": OWNER,
+                "title": TITLE,
+                "tag": tag,
+                "config": {"functions": "x"},
+                "image": f"gcr.io/cs-test/pslmodels_tax-cruncher:{tag}",
+            }
+        )
         registry.move_tag(OWNER, TITLE, "latest", tag, action="deploy")
     assert backend.resolve(OWNER, TITLE, None).tag == TAG
     client = Client(settings)
-    assert client.models() == [{"model": f"{OWNER}/{TITLE}", "latest": TAG, "staging": None, "versions": 2,
-                                "updated": client.models()[0]["updated"]}]
+    assert client.models() == [
+        {
+            "model": f"{OWNER}/{TITLE}",
+            "latest": TAG,
+            "staging": None,
+            "versions": 2,
+            "updated": client.models()[0]["updated"],
+        }
+    ]
     assert client.model(f"{OWNER}/{TITLE}")["tags"] == {"latest": TAG}
     assert client.rollback(f"{OWNER}/{TITLE}")["to"] == "aaaaaaaaaaaa"
     assert client.promote(f"{OWNER}/{TITLE}", TAG, to="staging")["to"] == TAG
-    assert GCSRegistry(settings.model_registry_url, settings.home).document(OWNER, TITLE)["tags"] == {
-        "latest": "aaaaaaaaaaaa", "staging": TAG}
+    assert GCSRegistry(settings.model_registry_url, settings.home).document(OWNER, TITLE)[
+        "tags"
+    ] == {"latest": "aaaaaaaaaaaa", "staging": TAG}
     assert GCSInputsCache(settings.model_registry_url).get(OWNER, TITLE, TAG) is None
 
 
@@ -377,9 +492,14 @@ def test_the_argo_backend_reads_and_moves_tags_in_the_shared_registry(backend, s
 
 
 def cli_env(settings) -> dict[str, str]:
-    return {"CSFLOW_HOME": str(settings.home), "CSFLOW_ARGO_HOST": settings.argo_host, "CSFLOW_ARGO_TOKEN": TOKEN,
-            "CSFLOW_REGISTRY": settings.registry, "CSFLOW_MODEL_REGISTRY_URL": settings.model_registry_url,
-            "CSFLOW_ARGO_POLL_SECONDS": "0.02"}
+    return {
+        "CSFLOW_HOME": str(settings.home),
+        "CSFLOW_ARGO_HOST": settings.argo_host,
+        "CSFLOW_ARGO_TOKEN": TOKEN,
+        "CSFLOW_REGISTRY": settings.registry,
+        "CSFLOW_MODEL_REGISTRY_URL": settings.model_registry_url,
+        "CSFLOW_ARGO_POLL_SECONDS": "0.02",
+    }
 
 
 def test_csflow_publish_backend_argo(settings, double, tmp_path):
@@ -390,8 +510,11 @@ def test_csflow_publish_backend_argo(settings, double, tmp_path):
     assert refused.exit_code == 2, refused.output
     assert "cluster cannot read" in refused.output and "Traceback" not in refused.output
 
-    detached = runner.invoke(app, ["publish", write_config(tmp_path), "--backend", "argo", "--require-approval",
-                                   "--detach"], env=env)
+    detached = runner.invoke(
+        app,
+        ["publish", write_config(tmp_path), "--backend", "argo", "--require-approval", "--detach"],
+        env=env,
+    )
     assert detached.exit_code == 0, detached.output
     run_id = detached.output.strip().splitlines()[-1]
     name = f"publish-{run_id}"
@@ -399,8 +522,9 @@ def test_csflow_publish_backend_argo(settings, double, tmp_path):
     double.set_status(name, "Running", publish_nodes(name, WAITING))
     ids = {n["displayName"]: n["id"] for n in double.workflows[name]["status"]["nodes"].values()}
     double.set_artifact(name, ids["verify"], "test-report", json.dumps(REPORT).encode())
-    approved = runner.invoke(app, ["publish", "approve", run_id, "--backend", "argo", "-o", "json", "--detach"],
-                             env=env)
+    approved = runner.invoke(
+        app, ["publish", "approve", run_id, "--backend", "argo", "-o", "json", "--detach"], env=env
+    )
     assert approved.exit_code == 0, approved.output
     assert json.loads(approved.output)["status"] == "RUNNING"
     assert double.resumes[-1]["nodeFieldSelector"] == "displayName=approve"

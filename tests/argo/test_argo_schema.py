@@ -18,8 +18,11 @@ def test_closing_the_schema_adds_additional_properties_false_only_where_objects_
         "type": "object",
         "properties": {
             "spec": {"type": "object", "properties": {"a": {"type": "string"}}},
-            "free": {"type": "object", "x-kubernetes-preserve-unknown-fields": True,
-                     "properties": {"b": {}}},
+            "free": {
+                "type": "object",
+                "x-kubernetes-preserve-unknown-fields": True,
+                "properties": {"b": {}},
+            },
             "map": {"type": "object", "additionalProperties": {"type": "string"}},
         },
     }
@@ -53,13 +56,22 @@ def test_every_svc_config_document_passes_its_schema(service_docs):
 @pytest.mark.parametrize(
     "break_it, expected",
     [
-        (lambda w: w["spec"]["ttlStrategy"].update(secondsAfterCompletin=10), "secondsAfterCompletin"),
+        (
+            lambda w: w["spec"]["ttlStrategy"].update(secondsAfterCompletin=10),
+            "secondsAfterCompletin",
+        ),
         (lambda w: w["spec"].update(activeDeadlineSeconds="soon"), "activeDeadlineSeconds"),
         (lambda w: w["spec"]["podGC"].update(strategy="Sometimes"), "podGC.strategy"),
         (lambda w: w["metadata"].update(labelz={"a": "b"}), "labelz"),
         (lambda w: w["spec"]["arguments"]["parameters"][0].update(valeu="x"), "valeu"),
     ],
-    ids=["typo-in-ttl", "deadline-not-a-number", "unknown-podgc-strategy", "typo-in-metadata", "typo-in-argument"],
+    ids=[
+        "typo-in-ttl",
+        "deadline-not-a-number",
+        "unknown-podgc-strategy",
+        "typo-in-metadata",
+        "typo-in-argument",
+    ],
 )
 def test_a_broken_workflow_is_rejected(break_it, expected):
     workflow = make_simulation_workflow()
@@ -90,8 +102,9 @@ def test_a_broken_core_object_is_rejected(service_docs):
 
 
 def test_an_unknown_kind_or_a_non_object_is_a_finding():
-    assert argo_schema.schema_findings({"apiVersion": "argoproj.io/v1alpha1", "kind": "Sensor",
-                                      "metadata": {"name": "x"}})
+    assert argo_schema.schema_findings(
+        {"apiVersion": "argoproj.io/v1alpha1", "kind": "Sensor", "metadata": {"name": "x"}}
+    )
     assert argo_schema.schema_findings({"metadata": {"name": "x"}})
     assert argo_schema.schema_findings(["not", "a", "mapping"])
 

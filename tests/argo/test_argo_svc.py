@@ -10,11 +10,9 @@ import yaml
 from typer.testing import CliRunner
 
 from csflow.cli.app import app
-from csflow.flows import _common as common
-from csflow.sdk.argo import lint
-from csflow.sdk.argo import schema
-from csflow.sdk.ops import manifests
-from csflow.sdk.ops import redis_acl
+from csflow.sdk.argo import lint, schema
+from csflow.sdk.core import steps
+from csflow.sdk.ops import manifests, redis_acl
 
 from .conftest import find
 
@@ -32,11 +30,16 @@ def test_svc_config_prints_the_full_set_for_kubectl(tmp_path):
     kinds = {(d["kind"], d["metadata"]["name"]) for d in docs}
     for expected in [
         ("Namespace", "csflow"),
-        ("Role", "argo-controller"), ("Role", "argo-server"), ("Role", "csflow-executor"),
+        ("Role", "argo-controller"),
+        ("Role", "argo-server"),
+        ("Role", "csflow-executor"),
         ("ConfigMap", "workflow-controller-configmap"),
-        ("Deployment", "workflow-controller"), ("Deployment", "argo-server"),
-        ("Deployment", "csflow-redis"), ("Service", "csflow-redis"),
-        ("NetworkPolicy", "model-egress"), ("NetworkPolicy", "default-deny-ingress"),
+        ("Deployment", "workflow-controller"),
+        ("Deployment", "argo-server"),
+        ("Deployment", "csflow-redis"),
+        ("Service", "csflow-redis"),
+        ("NetworkPolicy", "model-egress"),
+        ("NetworkPolicy", "default-deny-ingress"),
         ("WorkflowTemplate", "csflow-simulate"),
     ]:
         assert expected in kinds, expected
@@ -52,19 +55,28 @@ def test_svc_config_prints_the_full_set_for_kubectl(tmp_path):
 
 def test_svc_config_writes_a_file_atomically_and_takes_settings(tmp_path):
     out = tmp_path / "out" / "csflow.yaml"
-    env = {"CSFLOW_HOME": str(tmp_path), "CSFLOW_STORAGE_URL": "gs://results-bucket",
-           "CSFLOW_WEBAPP_URL": "https://compute.studio", "CSFLOW_IMAGE": "registry.example/csflow:9"}
+    env = {
+        "CSFLOW_HOME": str(tmp_path),
+        "CSFLOW_STORAGE_URL": "gs://results-bucket",
+        "CSFLOW_WEBAPP_URL": "https://compute.studio",
+        "CSFLOW_IMAGE": "registry.example/csflow:9",
+    }
     result = svc_config("-o", str(out), "--artifact-bucket", "my-artifacts", env=env)
     assert result.exit_code == 0, result.output
     docs = list(yaml.safe_load_all(out.read_text()))
     config = find(docs, "ConfigMap", "csflow-platform")["data"]
     assert config["CSFLOW_STORAGE_URL"] == "gs://results-bucket"
     assert config["CSFLOW_WEBAPP_URL"] == "https://compute.studio"
-    repository = yaml.safe_load(find(docs, "ConfigMap", "workflow-controller-configmap")["data"]["artifactRepository"])
+    repository = yaml.safe_load(
+        find(docs, "ConfigMap", "workflow-controller-configmap")["data"]["artifactRepository"]
+    )
     assert repository["gcs"]["bucket"] == "my-artifacts"
     simulate = find(docs, "WorkflowTemplate", "csflow-simulate")
-    platform_images = {t["container"]["image"] for t in simulate["spec"]["templates"]
-                       if t.get("metadata", {}).get("labels", {}).get(common.ENVIRONMENT_LABEL) == common.PLATFORM}
+    platform_images = {
+        t["container"]["image"]
+        for t in simulate["spec"]["templates"]
+        if t.get("metadata", {}).get("labels", {}).get(steps.ENVIRONMENT_LABEL) == steps.PLATFORM
+    }
     assert platform_images == {"registry.example/csflow:9"}
     assert not list(out.parent.glob(".*tmp"))
 
@@ -78,10 +90,19 @@ def test_no_secret_value_is_in_the_manifests(service_docs):
     for word in ("password", "passwd", "privatekey", "private_key", "bearer "):
         assert word not in text
     # Any variable that looks like a credential comes from a Secret, never a value.
-    containers = [c for d in service_docs if d["kind"] == "Deployment"
-                  for c in d["spec"]["template"]["spec"]["containers"]]
-    containers += [t["container"] for d in service_docs if d["kind"] == "WorkflowTemplate"
-                   for t in d["spec"]["templates"] if "container" in t]
+    containers = [
+        c
+        for d in service_docs
+        if d["kind"] == "Deployment"
+        for c in d["spec"]["template"]["spec"]["containers"]
+    ]
+    containers += [
+        t["container"]
+        for d in service_docs
+        if d["kind"] == "WorkflowTemplate"
+        for t in d["spec"]["templates"]
+        if "container" in t
+    ]
     for container in containers:
         for variable in container.get("env", []):
             if re.search(r"PASSWORD|TOKEN|SECRET|KEY", variable["name"]):
@@ -94,14 +115,22 @@ def test_rbac_is_namespaced_and_least_privilege(service_docs):
     roles = {d["metadata"]["name"]: d["rules"] for d in service_docs if d["kind"] == "Role"}
     bindings = {d["metadata"]["name"]: d for d in service_docs if d["kind"] == "RoleBinding"}
     # The executor may only report task results.
-    assert roles["csflow-executor"] == [{"apiGroups": ["argoproj.io"], "resources": ["workflowtaskresults"],
-                                         "verbs": ["create", "patch"]}]
+    assert roles["csflow-executor"] == [
+        {
+            "apiGroups": ["argoproj.io"],
+            "resources": ["workflowtaskresults"],
+            "verbs": ["create", "patch"],
+        }
+    ]
     # With client auth the server's own account only reads: configuration, and
     # the workflows and templates its informers watch.
     assert roles["argo-server"] == [
         {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "watch", "list"]},
-        {"apiGroups": ["argoproj.io"], "resources": ["workflows", "workflowtemplates"],
-         "verbs": ["get", "watch", "list"]},
+        {
+            "apiGroups": ["argoproj.io"],
+            "resources": ["workflows", "workflowtemplates"],
+            "verbs": ["get", "watch", "list"],
+        },
     ]
     # No role may read secrets except the controller (artifact credentials).
     for name, rules in roles.items():
@@ -114,12 +143,17 @@ def test_rbac_is_namespaced_and_least_privilege(service_docs):
             assert set(rule["verbs"]) <= {"get", "list"}
     # Step pods' accounts have no role at all, and mount no token.
     bound = {s["name"] for b in bindings.values() for s in b["subjects"]}
-    for account in (common.WORKFLOW_SERVICE_ACCOUNT, common.MODEL_SERVICE_ACCOUNT):
+    for account in (steps.WORKFLOW_SERVICE_ACCOUNT, steps.MODEL_SERVICE_ACCOUNT):
         assert account not in bound
-        assert find(service_docs, "ServiceAccount", account)["automountServiceAccountToken"] is False
+        assert (
+            find(service_docs, "ServiceAccount", account)["automountServiceAccountToken"] is False
+        )
     # Argo finds the executor's token by name (<account>.service-account-token).
-    token = find(service_docs, "Secret", f"{common.EXECUTOR_SERVICE_ACCOUNT}.service-account-token")
-    assert token["metadata"]["annotations"]["kubernetes.io/service-account.name"] == common.EXECUTOR_SERVICE_ACCOUNT
+    token = find(service_docs, "Secret", f"{steps.EXECUTOR_SERVICE_ACCOUNT}.service-account-token")
+    assert (
+        token["metadata"]["annotations"]["kubernetes.io/service-account.name"]
+        == steps.EXECUTOR_SERVICE_ACCOUNT
+    )
 
 
 def test_controller_defaults_and_executor_config_are_valid(service_docs):
@@ -131,10 +165,14 @@ def test_controller_defaults_and_executor_config_are_valid(service_docs):
     spec = defaults["spec"]
     assert spec["podGC"]["strategy"] == "OnPodCompletion" and spec["ttlStrategy"]
     assert spec["automountServiceAccountToken"] is False
-    assert spec["executor"]["serviceAccountName"] == common.EXECUTOR_SERVICE_ACCOUNT
+    assert spec["executor"]["serviceAccountName"] == steps.EXECUTOR_SERVICE_ACCOUNT
     executor = yaml.safe_load(data["executor"])
-    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "x"},
-           "spec": {"containers": [{"name": "wait", "image": "argoexec", **executor}]}}
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "x"},
+        "spec": {"containers": [{"name": "wait", "image": "argoexec", **executor}]},
+    }
     assert schema.schema_findings(pod) == []
     assert executor["securityContext"]["allowPrivilegeEscalation"] is False
     repository = yaml.safe_load(data["artifactRepository"])
@@ -156,17 +194,24 @@ def test_redis_matches_the_acl_users_as_data(service_docs):
 
 
 def test_network_policies_fence_model_pods(service_docs):
-    policies = {d["metadata"]["name"]: d["spec"] for d in service_docs if d["kind"] == "NetworkPolicy"}
+    policies = {
+        d["metadata"]["name"]: d["spec"] for d in service_docs if d["kind"] == "NetworkPolicy"
+    }
     assert policies["default-deny-ingress"] == {"podSelector": {}, "policyTypes": ["Ingress"]}
     model = policies["model-egress"]
-    assert model["podSelector"] == {"matchLabels": {common.ENVIRONMENT_LABEL: common.MODEL}}
-    blocks = [to["ipBlock"] for rule in model["egress"] for to in rule.get("to", []) if "ipBlock" in to]
+    assert model["podSelector"] == {"matchLabels": {steps.ENVIRONMENT_LABEL: steps.MODEL}}
+    blocks = [
+        to["ipBlock"] for rule in model["egress"] for to in rule.get("to", []) if "ipBlock" in to
+    ]
     assert blocks and all(b["cidr"] == "0.0.0.0/0" for b in blocks)
     for private in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "169.254.0.0/16"):
         assert all(private in b["except"] for b in blocks)
     redis = policies["redis"]
     allowed = redis["ingress"][0]["from"][0]["podSelector"]["matchExpressions"][0]
-    assert allowed["key"] == common.ENVIRONMENT_LABEL and set(allowed["values"]) == {"model", "platform"}
+    assert allowed["key"] == steps.ENVIRONMENT_LABEL and set(allowed["values"]) == {
+        "model",
+        "platform",
+    }
     assert "Egress" in redis["policyTypes"] and not redis.get("egress")
 
 
@@ -179,7 +224,9 @@ def test_every_pod_meets_the_restricted_pod_security_level(service_docs, templat
         assert pod["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault"
         for container in pod["containers"]:
             context = container["securityContext"]
-            assert context["allowPrivilegeEscalation"] is False and context["capabilities"]["drop"] == ["ALL"]
+            assert context["allowPrivilegeEscalation"] is False and context["capabilities"][
+                "drop"
+            ] == ["ALL"]
     for template in templates:
         assert template["spec"]["securityContext"]["runAsNonRoot"] is True
         for step in template["spec"]["templates"]:

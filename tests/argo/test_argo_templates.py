@@ -11,13 +11,11 @@ import yaml
 from typer.testing import CliRunner
 
 from csflow.cli.app import app
-from csflow.sdk.argo.semantics import merge_workflow
-from csflow.flows import _common as common
 from csflow.flows import simulate
-from csflow.sdk.argo import lint
-from csflow.sdk.argo import schema
+from csflow.sdk.argo import lint, schema
+from csflow.sdk.argo.semantics import merge_workflow
+from csflow.sdk.core import names, steps
 from csflow.sdk.core.errors import BadInput
-from csflow.sdk.core import names
 from csflow.sdk.core.model_config import find_model_config
 
 from .conftest import REPO
@@ -31,8 +29,19 @@ def dry_run(tmp_path_factory) -> tuple[str, dict]:
     home = tmp_path_factory.mktemp("dry-run-home")
     result = runner.invoke(
         app,
-        ["simulate", "PSLmodels/Tax-Cruncher", "--inputs", str(REPO / "examples/tax-cruncher/inputs.json"),
-         "--backend", "argo", "--dry-run", "--tag", "42ce5647434e", "-o", "yaml"],
+        [
+            "simulate",
+            "PSLmodels/Tax-Cruncher",
+            "--inputs",
+            str(REPO / "examples/tax-cruncher/inputs.json"),
+            "--backend",
+            "argo",
+            "--dry-run",
+            "--tag",
+            "42ce5647434e",
+            "-o",
+            "yaml",
+        ],
         env={"CSFLOW_HOME": str(home), "CSFLOW_REGISTRY": "gcr.io/cs-test"},
     )
     assert result.exit_code == 0, result.output
@@ -70,7 +79,10 @@ def test_it_cleans_up_after_itself_and_has_a_deadline_from_the_model_timeout(dry
     spec = workflow["spec"]
     config = find_model_config("PSLmodels", "Tax-Cruncher", [REPO / "config"])
     assert spec["podGC"] == {"strategy": "OnPodCompletion"}
-    assert spec["ttlStrategy"]["secondsAfterSuccess"] > 0 and spec["ttlStrategy"]["secondsAfterFailure"] > 0
+    assert (
+        spec["ttlStrategy"]["secondsAfterSuccess"] > 0
+        and spec["ttlStrategy"]["secondsAfterFailure"] > 0
+    )
     assert spec["activeDeadlineSeconds"] == config.timeout + simulate.WORKFLOW_DEADLINE_MARGIN
     assert parameters(workflow)["timeout"] == str(config.timeout)
 
@@ -91,8 +103,8 @@ def test_images_model_from_the_registry_platform_from_csflow(dry_run, simulate_t
     for step in simulate_template["spec"]["templates"]:
         if "container" not in step:
             continue
-        environment = step["metadata"]["labels"][common.ENVIRONMENT_LABEL]
-        if environment == common.MODEL:
+        environment = step["metadata"]["labels"][steps.ENVIRONMENT_LABEL]
+        if environment == steps.MODEL:
             assert step["container"]["image"] == "{{workflow.parameters.image}}"
         else:
             assert step["container"]["image"] == "gcr.io/csflow/csflow:0.1.0"
@@ -104,41 +116,51 @@ def test_the_merged_workflow_meets_every_template_bullet(dry_run, simulate_templ
     spec = merged["spec"]
     assert lint.lint_documents([workflow, simulate_template]) == []
     # A dedicated service account, pod security context, no token in any step.
-    assert spec["serviceAccountName"] == common.WORKFLOW_SERVICE_ACCOUNT
-    assert spec["executor"]["serviceAccountName"] == common.EXECUTOR_SERVICE_ACCOUNT
+    assert spec["serviceAccountName"] == steps.WORKFLOW_SERVICE_ACCOUNT
+    assert spec["executor"]["serviceAccountName"] == steps.EXECUTOR_SERVICE_ACCOUNT
     assert spec["automountServiceAccountToken"] is False
     context = spec["securityContext"]
     assert context["runAsNonRoot"] is True and context["seccompProfile"]["type"] == "RuntimeDefault"
-    steps = {t["name"]: t for t in spec["templates"] if "container" in t}
-    model = {n for n, t in steps.items() if t["metadata"]["labels"][common.ENVIRONMENT_LABEL] == common.MODEL}
-    platform = set(steps) - model
+    containers = {t["name"]: t for t in spec["templates"] if "container" in t}
+    model = {
+        n
+        for n, t in containers.items()
+        if t["metadata"]["labels"][steps.ENVIRONMENT_LABEL] == steps.MODEL
+    }
+    platform = set(containers) - model
     assert model == {"inputs", "run"} and platform == {"outputs", "upload", "notify"}
     for name in model:
-        step = steps[name]
+        step = containers[name]
         assert step["automountServiceAccountToken"] is False
-        assert step["serviceAccountName"] == common.MODEL_SERVICE_ACCOUNT
+        assert step["serviceAccountName"] == steps.MODEL_SERVICE_ACCOUNT
         assert "retryStrategy" not in step, "a model that failed on its own is never re-run"
         # Model secrets by reference only, never platform credentials.
         sources = [s["secretRef"]["name"] for s in step["container"]["envFrom"]]
-        assert sources == ["{{workflow.parameters.model-secret}}", common.MODEL_JOB_STORE_SECRET]
+        assert sources == ["{{workflow.parameters.model-secret}}", steps.MODEL_JOB_STORE_SECRET]
         assert "env" not in step["container"]
         assert '"memory":"{{workflow.parameters.memory-limit}}"' in step["podSpecPatch"]
-    assert steps["run"]["activeDeadlineSeconds"] == "{{workflow.parameters.timeout}}"
+    assert containers["run"]["activeDeadlineSeconds"] == "{{workflow.parameters.timeout}}"
     for name in platform:
-        refs = {s.get("secretRef", s.get("configMapRef"))["name"] for s in steps[name]["container"]["envFrom"]}
-        assert refs == {common.PLATFORM_SECRET, common.PLATFORM_CONFIG}
-    retried = {n for n, t in steps.items() if t.get("retryStrategy")}
+        refs = {
+            s.get("secretRef", s.get("configMapRef"))["name"]
+            for s in containers[name]["container"]["envFrom"]
+        }
+        assert refs == {steps.PLATFORM_SECRET, steps.PLATFORM_CONFIG}
+    retried = {n for n, t in containers.items() if t.get("retryStrategy")}
     assert retried == {"upload", "notify"}
     for name in retried:
-        assert steps[name]["retryStrategy"]["backoff"]["duration"]
+        assert containers[name]["retryStrategy"]["backoff"]["duration"]
     # The exit handler reports every end, with the status and the failures.
     assert spec["onExit"] == "notify"
-    args = " ".join(steps["notify"]["container"]["args"])
+    args = " ".join(containers["notify"]["container"]["args"])
     assert "{{workflow.status}}" in args and "{{workflow.failures}}" in args
 
 
 def test_the_model_image_name_is_validated():
-    assert names.model_image("gcr.io/x/", "PSLmodels", "Tax-Cruncher", "v1") == "gcr.io/x/pslmodels_tax-cruncher:v1"
+    assert (
+        names.model_image("gcr.io/x/", "PSLmodels", "Tax-Cruncher", "v1")
+        == "gcr.io/x/pslmodels_tax-cruncher:v1"
+    )
     with pytest.raises(BadInput):
         names.model_image("gcr.io/x", "PSLmodels", "Tax-", "v1")
     with pytest.raises(BadInput):
@@ -146,7 +168,10 @@ def test_the_model_image_name_is_validated():
 
 
 def test_an_unknown_model_is_one_line_and_exit_2(tmp_path):
-    result = runner.invoke(app, ["simulate", "Nobody/Nothing", "--backend", "argo", "--dry-run"],
-                           env={"CSFLOW_HOME": str(tmp_path)})
+    result = runner.invoke(
+        app,
+        ["simulate", "Nobody/Nothing", "--backend", "argo", "--dry-run"],
+        env={"CSFLOW_HOME": str(tmp_path)},
+    )
     assert result.exit_code == 2
     assert "unknown model Nobody/Nothing" in result.output

@@ -33,9 +33,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from dataplane.conftest import redis_server  # noqa: F401  (the real redis-server fixture)
 
 from csflow.sdk.ops import redis_acl
-from dataplane.conftest import redis_server  # noqa: F401  (the real redis-server fixture)
 
 REPO = Path(__file__).resolve().parents[2]
 SUBMITTER_TOKEN_SECRET = "csflow-submitter.service-account-token"
@@ -68,7 +68,8 @@ class Cluster:
 
         try:
             return self.custom.get_namespaced_custom_object(
-                "argoproj.io", "v1alpha1", self.namespace, "workflows", name)
+                "argoproj.io", "v1alpha1", self.namespace, "workflows", name
+            )
         except ApiException as exc:
             if exc.status == 404:
                 return None
@@ -76,20 +77,24 @@ class Cluster:
 
     def pods(self, workflow: str) -> list:
         return self.core.list_namespaced_pod(
-            self.namespace, label_selector=f"{WORKFLOW_LABEL}={workflow}").items
+            self.namespace, label_selector=f"{WORKFLOW_LABEL}={workflow}"
+        ).items
 
     def delete_workflow(self, name: str) -> None:
         from kubernetes.client.rest import ApiException
 
         try:
             self.custom.delete_namespaced_custom_object(
-                "argoproj.io", "v1alpha1", self.namespace, "workflows", name)
+                "argoproj.io", "v1alpha1", self.namespace, "workflows", name
+            )
         except ApiException as exc:
             if exc.status != 404:
                 raise
 
 
-def eventually(check: Callable[[], Any], timeout: float = 60, every: float = 0.5, what: str = "") -> Any:
+def eventually(
+    check: Callable[[], Any], timeout: float = 60, every: float = 0.5, what: str = ""
+) -> Any:
     """Poll ``check`` until it returns something truthy; fail with ``what`` after ``timeout``.
     (The controller acts asynchronously; this waits for a state, it does not time it.)"""
     deadline = time.monotonic() + timeout
@@ -140,17 +145,22 @@ def job_store(redis_server) -> tuple[str, dict[str, str]]:  # noqa: F811
 @pytest.fixture
 def argo_client(cluster, argo_token, job_store, tmp_path, monkeypatch):
     """csflow's SDK on the argo backend, as the webapp would use it (scheduler Redis user)."""
-    from csflow.sdk.ops import redis_acl
     from csflow.sdk.client import Client
+    from csflow.sdk.ops import redis_acl
 
     url, passwords = job_store
     monkeypatch.setenv("CSFLOW_HOME", str(tmp_path / "home"))
     monkeypatch.setenv(redis_acl.REDIS_USER_ENV, redis_acl.SCHEDULER)
     monkeypatch.setenv(redis_acl.REDIS_PASSWORD_ENV, passwords[redis_acl.SCHEDULER])
     return Client(
-        backend="argo", home=tmp_path / "home", config_dirs=[REPO / "config"],
-        argo_host=cluster.argo_host, argo_token=argo_token, argo_namespace=cluster.namespace,
-        argo_verify_ssl=cluster.verify_ssl, job_store_url=url,
+        backend="argo",
+        home=tmp_path / "home",
+        config_dirs=[REPO / "config"],
+        argo_host=cluster.argo_host,
+        argo_token=argo_token,
+        argo_namespace=cluster.namespace,
+        argo_verify_ssl=cluster.verify_ssl,
+        job_store_url=url,
     )
 
 
@@ -170,7 +180,11 @@ def new_job_id() -> str:
 # -- csflow's images on the node (the simulate and publish flows on real pods) -----------------
 
 TOY_INPUTS = {"meta_param_dict": {"year": 2024}, "adjustment": {"Knobs": {"x": [{"value": 2}]}}}
-CONFIG_DIRS = [REPO / "config", REPO / "tests" / "models" / "config", REPO / "tests" / "cluster" / "models" / "config"]
+CONFIG_DIRS = [
+    REPO / "config",
+    REPO / "tests" / "models" / "config",
+    REPO / "tests" / "cluster" / "models" / "config",
+]
 
 
 class WebappRecorder:
@@ -203,12 +217,18 @@ class WebappRecorder:
 @pytest.fixture(scope="session")
 def node(cluster) -> str:
     nodes = cluster.core.list_node().items
-    ready = [n.metadata.name for n in nodes
-             if any(c.type == "Ready" and c.status == "True" for c in n.status.conditions or [])]
+    ready = [
+        n.metadata.name
+        for n in nodes
+        if any(c.type == "Ready" and c.status == "True" for c in n.status.conditions or [])
+    ]
     if not ready:
         pytest.skip("the cluster has no Ready node (cluster/dev/up without one: pods stay Pending)")
-    missing = [v for v in ("CSFLOW_JOB_STORE_URL", "CSFLOW_STORAGE_URL", "CSFLOW_DEV_WEBAPP_LISTEN")
-               if not os.environ.get(v)]
+    missing = [
+        v
+        for v in ("CSFLOW_JOB_STORE_URL", "CSFLOW_STORAGE_URL", "CSFLOW_DEV_WEBAPP_LISTEN")
+        if not os.environ.get(v)
+    ]
     if missing:
         pytest.skip(f"set {', '.join(missing)} (cluster/dev/up writes them) to run csflow's images")
     return ready[0]
@@ -231,12 +251,19 @@ def pods_client(cluster, argo_token, node, webapp, tmp_path, monkeypatch):
         secret = cluster.core.read_namespaced_secret("csflow-platform", cluster.namespace)
         password = base64.b64decode(secret.data[redis_acl.REDIS_PASSWORD_ENV]).decode()
     monkeypatch.setenv("CSFLOW_HOME", str(tmp_path / "home"))
-    monkeypatch.setenv(redis_acl.REDIS_USER_ENV, os.environ.get(redis_acl.REDIS_USER_ENV, redis_acl.SCHEDULER))
+    monkeypatch.setenv(
+        redis_acl.REDIS_USER_ENV, os.environ.get(redis_acl.REDIS_USER_ENV, redis_acl.SCHEDULER)
+    )
     monkeypatch.setenv(redis_acl.REDIS_PASSWORD_ENV, password)
     return Client(
-        backend="argo", home=tmp_path / "home", config_dirs=CONFIG_DIRS,
-        argo_host=cluster.argo_host, argo_token=argo_token, argo_namespace=cluster.namespace,
-        argo_verify_ssl=cluster.verify_ssl, job_store_url=os.environ["CSFLOW_JOB_STORE_URL"],
+        backend="argo",
+        home=tmp_path / "home",
+        config_dirs=CONFIG_DIRS,
+        argo_host=cluster.argo_host,
+        argo_token=argo_token,
+        argo_namespace=cluster.namespace,
+        argo_verify_ssl=cluster.verify_ssl,
+        job_store_url=os.environ["CSFLOW_JOB_STORE_URL"],
         storage_url=os.environ["CSFLOW_STORAGE_URL"],
     )
 
@@ -244,11 +271,16 @@ def pods_client(cluster, argo_token, node, webapp, tmp_path, monkeypatch):
 def settled(client, job_id: str, timeout: float = 900):
     """The run once it ended, or once a step other than the exit handler failed (what
     follows then is the exit handler's work, which the tests check at the webapp)."""
+
     def check():
         run = client.status(job_id)
-        failed = [s for s, i in run.steps.items() if i["phase"] in ("Failed", "Error") and s != "notify"
-                  and ".onExit" not in s]
+        failed = [
+            s
+            for s, i in run.steps.items()
+            if i["phase"] in ("Failed", "Error") and s != "notify" and ".onExit" not in s
+        ]
         return run if run.done or failed else None
+
     return eventually(check, timeout=timeout, every=2, what=f"run {job_id} ends or a step fails")
 
 

@@ -20,8 +20,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from csflow.sdk.core.status import RunStatus
 from csflow.sdk.client import Client
+from csflow.sdk.core.status import RunStatus
 
 from .conftest import REPO, TOY_INPUTS, eventually, settled, submit
 
@@ -43,7 +43,9 @@ def git_url(registry, tmp_path):
     """The toy model in a git repository that pods can clone (``git://``)."""
     host = registry.rsplit(":", 1)[0]
     work = tmp_path / "toy"
-    shutil.copytree(REPO / "tests" / "models" / "toy", work, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(
+        REPO / "tests" / "models" / "toy", work, ignore=shutil.ignore_patterns("__pycache__")
+    )
     git = ["git", "-c", "user.name=csflow tests", "-c", "user.email=tests@csflow.invalid"]
     for args in (["init", "-q", "-b", "main"], ["add", "."], ["commit", "-q", "-m", "toy model"]):
         subprocess.run([*git, "-C", str(work), *args], check=True)
@@ -53,12 +55,25 @@ def git_url(registry, tmp_path):
         probe.bind((host, 0))
         port = probe.getsockname()[1]
     daemon = subprocess.Popen(
-        ["git", "daemon", "--reuseaddr", "--export-all", f"--base-path={served}",
-         f"--listen={host}", f"--port={port}", str(served)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        [
+            "git",
+            "daemon",
+            "--reuseaddr",
+            "--export-all",
+            f"--base-path={served}",
+            f"--listen={host}",
+            f"--port={port}",
+            str(served),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     url = f"git://{host}:{port}/toy.git"
-    eventually(lambda: subprocess.run(["git", "ls-remote", url], capture_output=True).returncode == 0,
-               timeout=20, what="git daemon serves the toy model")
+    eventually(
+        lambda: subprocess.run(["git", "ls-remote", url], capture_output=True).returncode == 0,
+        timeout=20,
+        what="git daemon serves the toy model",
+    )
     yield url
     daemon.terminate()
     daemon.wait(10)
@@ -67,29 +82,45 @@ def git_url(registry, tmp_path):
 def write_config(folder: Path, git_url: str) -> Path:
     path = folder / OWNER / f"{TITLE}.yaml"
     path.parent.mkdir(parents=True)
-    path.write_text(yaml.safe_dump({
-        "owner": OWNER, "title": TITLE,
-        "source": {"git": {"url": git_url, "ref": "main"}},
-        "python": "3.11", "requirements": [], "functions": "toy_model", "timeout": 120,
-        "env": {"TOY_MODE": "ok"},
-        "tests": {"ok_adjustment": {"Knobs": {"x": [{"value": 2}]}},
-                  "bad_adjustment": {"Knobs": {"x": [{"value": -1}]}}},
-    }))
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "owner": OWNER,
+                "title": TITLE,
+                "source": {"git": {"url": git_url, "ref": "main"}},
+                "python": "3.11",
+                "requirements": [],
+                "functions": "toy_model",
+                "timeout": 120,
+                "env": {"TOY_MODE": "ok"},
+                "tests": {
+                    "ok_adjustment": {"Knobs": {"x": [{"value": 2}]}},
+                    "bad_adjustment": {"Knobs": {"x": [{"value": -1}]}},
+                },
+            }
+        )
+    )
     return path
 
 
 @pytest.mark.timeout(2400)
 def test_a_model_published_from_git_on_real_pods_runs_simulations(
-        pods_client, cluster, workflows, webapp, registry, git_url, tmp_path):
+    pods_client, cluster, workflows, webapp, registry, git_url, tmp_path
+):
     configs = tmp_path / "config"
     config = write_config(configs, git_url)
-    client = Client(pods_client.settings.model_copy(
-        update={"registry": f"{registry}/csflow", "config_dirs": [configs]}))
+    client = Client(
+        pods_client.settings.model_copy(
+            update={"registry": f"{registry}/csflow", "config_dirs": [configs]}
+        )
+    )
 
     run = client.publish(config, detach=True)
     workflows.append(run.extra["workflow"])
     published = client.wait(run.id, timeout=1800)
-    failed = {s: i["message"] for s, i in published.steps.items() if i["phase"] in ("Failed", "Error")}
+    failed = {
+        s: i["message"] for s, i in published.steps.items() if i["phase"] in ("Failed", "Error")
+    }
     assert published.status == RunStatus.SUCCESS, f"{published.status}: {published.reason} {failed}"
     assert {"clone", "build", "test", "verify", "push", "deploy"} <= set(published.steps)
     assert "approve" not in published.steps or published.steps["approve"]["phase"] == "Skipped"
@@ -99,16 +130,24 @@ def test_a_model_published_from_git_on_real_pods_runs_simulations(
     tag = model["tags"]["latest"]
     assert model["tags"]["staging"] == tag
     [version] = [v for v in model["versions"] if v["tag"] == tag]
-    assert version["tags"] == ["latest", "staging"] and version["publish_run"] == run.extra["workflow"]
+    assert (
+        version["tags"] == ["latest", "staging"] and version["publish_run"] == run.extra["workflow"]
+    )
     assert version["image"] == f"{registry}/csflow/{OWNER.lower()}_{TITLE.lower()}:{tag}"
     assert version["origin"]["git"] == git_url and version["tests"]["failed"] == 0
-    deployments = [r for r in webapp.reports if r["path"] == f"/publish/api/{OWNER}/{TITLE}/deployments/"]
-    assert {"staging_tag": tag} in [{k: v for k, v in r.items() if k != "path"} for r in deployments]
+    deployments = [
+        r for r in webapp.reports if r["path"] == f"/publish/api/{OWNER}/{TITLE}/deployments/"
+    ]
+    assert {"staging_tag": tag} in [
+        {k: v for k, v in r.items() if k != "path"} for r in deployments
+    ]
     assert {"latest_tag": tag} in [{k: v for k, v in r.items() if k != "path"} for r in deployments]
 
     # A simulation of `latest` runs the image the build step pushed.
     sim = settled(client, submit(client, workflows, f"{OWNER}/{TITLE}", TOY_INPUTS).id, timeout=600)
     assert sim.status == RunStatus.SUCCESS, f"{sim.status}: {sim.reason} {sim.steps}"
-    workflow = eventually(lambda: cluster.workflow(sim.extra["workflow"]), what="the simulation's workflow")
+    workflow = eventually(
+        lambda: cluster.workflow(sim.extra["workflow"]), what="the simulation's workflow"
+    )
     parameters = {p["name"]: p.get("value") for p in workflow["spec"]["arguments"]["parameters"]}
     assert parameters["image"] == version["image"]

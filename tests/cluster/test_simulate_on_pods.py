@@ -34,7 +34,9 @@ TAX_INPUTS = json.loads((REPO / "examples" / "tax-cruncher" / "inputs.json").rea
 
 @pytest.mark.timeout(1200)
 def test_tax_cruncher_runs_on_real_pods_and_gives_8032(pods_client, cluster, workflows, webapp):
-    run = settled(pods_client, submit(pods_client, workflows, "PSLmodels/Tax-Cruncher", TAX_INPUTS).id)
+    run = settled(
+        pods_client, submit(pods_client, workflows, "PSLmodels/Tax-Cruncher", TAX_INPUTS).id
+    )
     failed = {s: i["message"] for s, i in run.steps.items() if i["phase"] in ("Failed", "Error")}
     assert not failed, f"steps failed: {failed}"
     assert run.status == RunStatus.SUCCESS, f"{run.status}: {run.reason} {run.steps}"
@@ -44,18 +46,34 @@ def test_tax_cruncher_runs_on_real_pods_and_gives_8032(pods_client, cluster, wor
     reports = webapp.for_job(run.id)
     assert [r["status"] for r in reports] == [RunStatus.SUCCESS], reports
     # podGC (OnPodCompletion): no pod of the finished run is left.
-    eventually(lambda: not cluster.pods(run.extra["workflow"]), timeout=60, what="podGC removes the pods")
+    eventually(
+        lambda: not cluster.pods(run.extra["workflow"]), timeout=60, what="podGC removes the pods"
+    )
 
 
 @pytest.mark.timeout(900)
-@pytest.mark.parametrize("model, step, words", [
-    ("tests/ToyCrash", "run", ("run",)),             # run_model raises ZeroDivisionError
-    ("tests/ToyHang", "run", ("deadline", "run")),  # timeout: 3 s, the step's activeDeadlineSeconds
-])
-def test_a_failed_run_is_reported_by_the_exit_handler(pods_client, workflows, webapp, model, step, words):
+@pytest.mark.parametrize(
+    "model, step, words",
+    [
+        ("tests/ToyCrash", "run", ("run",)),  # run_model raises ZeroDivisionError
+        (
+            "tests/ToyHang",
+            "run",
+            ("deadline", "run"),
+        ),  # timeout: 3 s, the step's activeDeadlineSeconds
+    ],
+)
+def test_a_failed_run_is_reported_by_the_exit_handler(
+    pods_client, workflows, webapp, model, step, words
+):
     run = settled(pods_client, submit(pods_client, workflows, model, TOY_INPUTS).id, timeout=600)
     assert run.steps[step]["phase"] in ("Failed", "Error"), run.steps
-    reports = eventually(lambda: webapp.for_job(run.id), timeout=120, every=2, what="the exit handler tells the webapp")
+    reports = eventually(
+        lambda: webapp.for_job(run.id),
+        timeout=120,
+        every=2,
+        what="the exit handler tells the webapp",
+    )
     assert [r["status"] for r in reports] == [RunStatus.FAIL]
     assert any(word in (reports[0].get("traceback") or "").lower() for word in words), reports[0]
     assert pods_client.wait(run.id, timeout=300).status == RunStatus.FAIL
@@ -71,13 +89,24 @@ def test_a_deleted_pod_is_reported_by_the_exit_handler(pods_client, cluster, wor
         # Pending is simply created again.
         if pods_client.status(run.id).steps.get("run", {}).get("phase") != "Running":
             return None
-        return next((p for p in cluster.pods(name) if "-run-" in p.metadata.name
-                     and p.status.phase == "Running"), None)
+        return next(
+            (
+                p
+                for p in cluster.pods(name)
+                if "-run-" in p.metadata.name and p.status.phase == "Running"
+            ),
+            None,
+        )
 
     pod = eventually(running_run_pod, timeout=300, every=1, what="the run step's pod runs")
     cluster.core.delete_namespaced_pod(pod.metadata.name, cluster.namespace, grace_period_seconds=0)
     settled(pods_client, run.id, timeout=300)
-    reports = eventually(lambda: webapp.for_job(run.id), timeout=120, every=2, what="the exit handler tells the webapp")
+    reports = eventually(
+        lambda: webapp.for_job(run.id),
+        timeout=120,
+        every=2,
+        what="the exit handler tells the webapp",
+    )
     assert [r["status"] for r in reports] == [RunStatus.FAIL]
     assert pods_client.wait(run.id, timeout=300).status == RunStatus.FAIL
 
@@ -89,8 +118,15 @@ def test_ttl_deletes_a_finished_run_and_its_pods(pods_client, cluster, workflows
     workflows.append(name)
     # csflow keeps successes an hour; shorten this run's TTL to see the controller act on it.
     cluster.custom.patch_namespaced_custom_object(
-        "argoproj.io", "v1alpha1", cluster.namespace, "workflows", name,
+        "argoproj.io",
+        "v1alpha1",
+        cluster.namespace,
+        "workflows",
+        name,
         {"spec": {"ttlStrategy": {"secondsAfterSuccess": 5, "secondsAfterFailure": 5}}},
-        _content_type="application/merge-patch+json")
-    eventually(lambda: cluster.workflow(name) is None, timeout=600, every=2, what="TTL deletes the run")
+        _content_type="application/merge-patch+json",
+    )
+    eventually(
+        lambda: cluster.workflow(name) is None, timeout=600, every=2, what="TTL deletes the run"
+    )
     assert not cluster.pods(name)

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pytest
 import redis
+
 from csflow.sdk.ops import redis_acl
 
 from .doubles import KubernetesDouble, RecordingWebapp, SecretManagerDouble

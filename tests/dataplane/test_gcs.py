@@ -12,11 +12,12 @@ from urllib.parse import parse_qs, urlparse
 
 import pytest
 import requests
+from google.cloud import storage
+
 from csflow.runtime import platform_step
 from csflow.sdk.core.errors import BadInput, NotFound
 from csflow.sdk.dataplane.gcs import GCSStorage, StorageError
 from csflow.sdk.dataplane.storage import open_storage, run_prefix
-from google.cloud import storage
 
 from .conftest import MODEL_CONFIGS, OK_INPUTS
 

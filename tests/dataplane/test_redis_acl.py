@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import pytest
 import redis
-from csflow.sdk.ops import redis_acl
+
 from csflow.sdk.core.errors import BadInput, NotFound
 from csflow.sdk.dataplane.secrets import LocalSecretStore
+from csflow.sdk.ops import redis_acl
 
 JOB = "job-2f1c6d1e-8a51-4f7e-9f5e-2c3f4d5e6a7b"
 OTHER_JOB = "job-0b9f7a6c-1d2e-4f3a-8b9c-0d1e2f3a4b5c"

@@ -11,6 +11,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+
 from csflow.sdk.core.errors import BadInput, NotFound
 from csflow.sdk.dataplane.jobstore import open_job_store
 from csflow.sdk.dataplane.redis_jobs import JobStoreError, RedisJobStore

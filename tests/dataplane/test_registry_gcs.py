@@ -34,11 +34,11 @@ import requests
 from google.cloud import storage
 
 from csflow.runtime import publish_step
-from csflow.sdk.registry import gcs as registry_gcs
 from csflow.sdk.core.errors import BadInput, NotFound
+from csflow.sdk.registry import gcs as registry_gcs
+from csflow.sdk.registry.gcs import GCSInputsCache, GCSRegistry, RegistryBusy
 from csflow.sdk.registry.inputs_cache import InputsCache
 from csflow.sdk.registry.local import Registry, open_inputs_cache, open_registry
-from csflow.sdk.registry.gcs import GCSInputsCache, GCSRegistry, RegistryBusy
 
 from .conftest import free_port
 
@@ -62,9 +62,24 @@ def fake_gcs_server(tmp_path_factory):
     port = free_port()
     log = open(data.parent / "fake-gcs.log", "wb")
     process = subprocess.Popen(
-        [binary, "-backend", "memory", "-scheme", "http", "-host", "127.0.0.1",
-         "-port", str(port), "-data", str(data), "-log-level", "error"],
-        stdout=log, stderr=subprocess.STDOUT)
+        [
+            binary,
+            "-backend",
+            "memory",
+            "-scheme",
+            "http",
+            "-host",
+            "127.0.0.1",
+            "-port",
+            str(port),
+            "-data",
+            str(data),
+            "-log-level",
+            "error",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     endpoint = f"http://127.0.0.1:{port}"
     for _ in range(200):  # until it answers
         if process.poll() is not None:
@@ -117,7 +132,13 @@ def preconditions(server, url) -> None:
 
 
 def record(tag: str, **extra) -> dict:
-    return {"owner": OWNER, "title": TITLE, "tag": tag, "image": f"gcr.io/x/pslmodels_tax-cruncher:{tag}", **extra}
+    return {
+        "owner": OWNER,
+        "title": TITLE,
+        "tag": tag,
+        "image": f"gcr.io/x/pslmodels_tax-cruncher:{tag}",
+        **extra,
+    }
 
 
 def stored(url: str, key: str) -> storage.Blob | None:
@@ -138,7 +159,10 @@ def test_versions_tags_and_rollback_live_in_one_object_per_model(url, tmp_path):
     registry = GCSRegistry(url, tmp_path)
     registry.record_version(record("aaaaaaaaaaaa", tests={"passed": 11}))
     registry.record_version(record("bbbbbbbbbbbb"))
-    assert registry.move_tag(OWNER, TITLE, "staging", "aaaaaaaaaaaa", action="push", run="publish-1") is None
+    assert (
+        registry.move_tag(OWNER, TITLE, "staging", "aaaaaaaaaaaa", action="push", run="publish-1")
+        is None
+    )
     registry.move_tag(OWNER, TITLE, "latest", "staging", action="deploy")  # a tag name resolves
     registry.move_tag(OWNER, TITLE, "latest", "bbbbbbbbbbbb", action="deploy")
 
@@ -150,7 +174,11 @@ def test_versions_tags_and_rollback_live_in_one_object_per_model(url, tmp_path):
     assert fresh.rollback(OWNER, TITLE) == ("bbbbbbbbbbbb", "aaaaaaaaaaaa")
     assert fresh.document(OWNER, TITLE)["tags"]["latest"] == "aaaaaaaaaaaa"
     assert [(h["tag"], h["action"]) for h in fresh.document(OWNER, TITLE)["history"]] == [
-        ("staging", "push"), ("latest", "deploy"), ("latest", "deploy"), ("latest", "rollback")]
+        ("staging", "push"),
+        ("latest", "deploy"),
+        ("latest", "deploy"),
+        ("latest", "rollback"),
+    ]
     assert fresh.models() == [(OWNER, TITLE)]
 
     blob = stored(url, f"registry/{OWNER}/{TITLE}.json")
@@ -169,7 +197,9 @@ def test_the_document_is_the_file_registrys(url, tmp_path):
         text = json.dumps(doc, sort_keys=True)
         return json.loads(re.sub(r'"(registered|at)": [0-9.e+]+', r'"\1": 0', text))
 
-    assert without_times(on_gcs.document(OWNER, TITLE)) == without_times(on_disk.document(OWNER, TITLE))
+    assert without_times(on_gcs.document(OWNER, TITLE)) == without_times(
+        on_disk.document(OWNER, TITLE)
+    )
 
 
 def test_unknown_models_tags_and_failed_edits_write_nothing(url, tmp_path):
@@ -198,14 +228,19 @@ def test_unknown_models_tags_and_failed_edits_write_nothing(url, tmp_path):
 def test_the_inputs_cache_beside_it(url):
     cache = GCSInputsCache(url)
     assert cache.get(OWNER, TITLE, "aaaaaaaaaaaa") is None
-    uri = cache.put(OWNER, TITLE, "aaaaaaaaaaaa", {"version": "6.8.5", "inputs": {"meta_parameters": {}}})
+    uri = cache.put(
+        OWNER, TITLE, "aaaaaaaaaaaa", {"version": "6.8.5", "inputs": {"meta_parameters": {}}}
+    )
     assert uri == f"{url}/inputs/{OWNER}/{TITLE}/aaaaaaaaaaaa.json"
     entry = cache.get(OWNER, TITLE, "aaaaaaaaaaaa")
     assert entry["version"] == "6.8.5" and entry["meta_param_dict"] == {} and entry["cached_at"] > 0
 
 
 def test_the_chooser(url, tmp_path):
-    assert type(open_registry("", tmp_path)) is Registry and open_registry("", tmp_path).root == tmp_path / "registry"
+    assert (
+        type(open_registry("", tmp_path)) is Registry
+        and open_registry("", tmp_path).root == tmp_path / "registry"
+    )
     shared = open_registry((tmp_path / "shared").as_uri(), tmp_path)
     assert type(shared) is Registry and shared.root == tmp_path / "shared" / "registry"
     assert isinstance(open_registry(url, tmp_path), GCSRegistry)
@@ -228,11 +263,28 @@ def work(tmp_path, monkeypatch) -> Path:
     monkeypatch.setenv("CSFLOW_HOME", str(tmp_path / "pod-home"))
     monkeypatch.delenv("CSFLOW_BUILDER", raising=False)
     monkeypatch.delenv("CSFLOW_WEBAPP_URL", raising=False)
-    (folder / "build-info.json").write_text(json.dumps(
-        {"owner": OWNER, "title": TITLE, "tag": "aaaaaaaaaaaa", "origin": {"git": "https://example.org/m.git"}}))
-    (folder / "test-report.json").write_text(json.dumps(
-        {"passed": True, "version": "6.8.5", "summary": {"passed": 11, "failed": 0, "not run": 0, "total": 11}}))
-    (folder / "inputs-cache.json").write_text(json.dumps({"version": "6.8.5", "inputs": {"meta_parameters": {}}}))
+    (folder / "build-info.json").write_text(
+        json.dumps(
+            {
+                "owner": OWNER,
+                "title": TITLE,
+                "tag": "aaaaaaaaaaaa",
+                "origin": {"git": "https://example.org/m.git"},
+            }
+        )
+    )
+    (folder / "test-report.json").write_text(
+        json.dumps(
+            {
+                "passed": True,
+                "version": "6.8.5",
+                "summary": {"passed": 11, "failed": 0, "not run": 0, "total": 11},
+            }
+        )
+    )
+    (folder / "inputs-cache.json").write_text(
+        json.dumps({"version": "6.8.5", "inputs": {"meta_parameters": {}}})
+    )
     return folder
 
 
@@ -255,7 +307,9 @@ def test_push_and_deploy_pods_write_the_shared_registry(url, work, tmp_path, mon
 
 def test_a_pod_without_a_shared_registry_refuses_in_one_line(work, tmp_path, monkeypatch, capsys):
     monkeypatch.delenv("CSFLOW_MODEL_REGISTRY_URL", raising=False)
-    assert publish_step.main(["push", *MODEL, "--image", "gcr.io/x/y:aaaaaaaaaaaa", "--run", "r"]) == 1
+    assert (
+        publish_step.main(["push", *MODEL, "--image", "gcr.io/x/y:aaaaaaaaaaaa", "--run", "r"]) == 1
+    )
     error = capsys.readouterr().err.strip()
     assert error.count("\n") == 0 and "CSFLOW_MODEL_REGISTRY_URL" in error
     assert not (tmp_path / "pod-home" / "registry").exists()
@@ -264,7 +318,9 @@ def test_a_pod_without_a_shared_registry_refuses_in_one_line(work, tmp_path, mon
 # -- lost races: only where the server honours preconditions ----------------------------
 
 
-def test_a_writer_that_lost_the_race_reads_again_and_keeps_both_changes(url, preconditions, tmp_path):
+def test_a_writer_that_lost_the_race_reads_again_and_keeps_both_changes(
+    url, preconditions, tmp_path
+):
     first, second = GCSRegistry(url, tmp_path), GCSRegistry(url, tmp_path)  # two clients
     first.record_version(record("aaaaaaaaaaaa"))
     first.record_version(record("bbbbbbbbbbbb"))
@@ -277,8 +333,14 @@ def test_a_writer_that_lost_the_race_reads_again_and_keeps_both_changes(url, pre
         doc["tags"]["latest"] = "aaaaaaaaaaaa"
 
     first.change(OWNER, TITLE, move_latest_while_the_other_writes)
-    assert calls == [{}, {"staging": "bbbbbbbbbbbb"}]  # read again after the 412, edit applied again
-    assert first.document(OWNER, TITLE)["tags"] == {"staging": "bbbbbbbbbbbb", "latest": "aaaaaaaaaaaa"}
+    assert calls == [
+        {},
+        {"staging": "bbbbbbbbbbbb"},
+    ]  # read again after the 412, edit applied again
+    assert first.document(OWNER, TITLE)["tags"] == {
+        "staging": "bbbbbbbbbbbb",
+        "latest": "aaaaaaaaaaaa",
+    }
 
 
 def test_a_writer_that_always_loses_gives_up_in_one_line(url, preconditions, tmp_path, monkeypatch):

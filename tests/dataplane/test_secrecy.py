@@ -17,9 +17,10 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
+
 from csflow.cli.app import app as csflow_app
 from csflow.sdk.client import Client
-from typer.testing import CliRunner
 
 from .conftest import MODEL_CONFIGS, OK_INPUTS
 

@@ -6,9 +6,15 @@ from __future__ import annotations
 import stat
 
 import pytest
+
 from csflow.sdk.core.errors import BadInput, NotFound
-from csflow.sdk.dataplane.secrets import LocalSecretStore, SecretError, SecretManagerStore, open_secret_store
 from csflow.sdk.core.settings import Settings
+from csflow.sdk.dataplane.secrets import (
+    LocalSecretStore,
+    SecretError,
+    SecretManagerStore,
+    open_secret_store,
+)
 
 
 @pytest.fixture(params=["local", "gcp"])

@@ -5,15 +5,14 @@ from __future__ import annotations
 
 import json
 import stat
-from typing import Optional
 
 import pytest
 import typer
 import yaml
-from csflow.cli.secrets import model_app, service_app
-from csflow.sdk.ops import redis_acl
-from csflow.sdk.ops import secret_sync
 from typer.testing import CliRunner
+
+from csflow.cli.secrets import model_app, service_app
+from csflow.sdk.ops import redis_acl, secret_sync
 
 from .conftest import MODEL_CONFIGS
 
@@ -26,7 +25,7 @@ def wrapper() -> typer.Typer:
     models = typer.Typer()
 
     @models.callback()
-    def models_group(names: Optional[str] = typer.Option(None, "-n", "--names")) -> None:
+    def models_group(names: str | None = typer.Option(None, "-n", "--names")) -> None:
         """Like `csflow models -n OWNER/TITLE`."""
 
     models.add_typer(model_app, name="secrets")
@@ -224,7 +223,7 @@ def test_sync_one_model_only(cli):
 
 
 def test_the_names_match_what_the_workflows_reference():
-    from csflow.flows import _common, simulate
+    from csflow.flows import simulate
 
     workflow = simulate.simulation_workflow(
         owner="dataplane",

@@ -6,6 +6,7 @@ import json
 import uuid
 
 import pytest
+
 from csflow.runtime import platform_step
 from csflow.sdk.core.errors import BadInput
 from csflow.sdk.dataplane.webapp import WebappClient, WebappError
@@ -89,16 +90,31 @@ def notify(monkeypatch, webapp, *args: str) -> int:
 FAILURES = [{"displayName": "run", "message": "OOMKilled (exit code 137)", "phase": "Failed"}]
 # What a real Argo v4.0.5 lists (the DAG around the failed step too, in map order).
 ARGO_FAILURES = [
-    {"displayName": "sim-0b4c1f0e", "message": "child 'sim-0b4c1f0e-3712' failed", "templateName": "simulate",
-     "phase": "Failed", "podName": "sim-0b4c1f0e", "finishedAt": "2026-12-01T22:40:09Z"},
-    {"displayName": "run", "message": "OOMKilled (exit code 137)", "templateName": "run", "phase": "Failed",
-     "podName": "sim-0b4c1f0e-run-3712", "finishedAt": "2026-12-01T22:40:08Z"},
+    {
+        "displayName": "sim-0b4c1f0e",
+        "message": "child 'sim-0b4c1f0e-3712' failed",
+        "templateName": "simulate",
+        "phase": "Failed",
+        "podName": "sim-0b4c1f0e",
+        "finishedAt": "2026-12-01T22:40:09Z",
+    },
+    {
+        "displayName": "run",
+        "message": "OOMKilled (exit code 137)",
+        "templateName": "run",
+        "phase": "Failed",
+        "podName": "sim-0b4c1f0e-run-3712",
+        "finishedAt": "2026-12-01T22:40:08Z",
+    },
 ]
 
 
 # The embedded engine passes the JSON list; a real Argo v4 passes it JSON-encoded again.
-@pytest.mark.parametrize("failures", [json.dumps(FAILURES), json.dumps(json.dumps(ARGO_FAILURES))],
-                         ids=["json", "argo-v4"])
+@pytest.mark.parametrize(
+    "failures",
+    [json.dumps(FAILURES), json.dumps(json.dumps(ARGO_FAILURES))],
+    ids=["json", "argo-v4"],
+)
 def test_a_failure_is_reported_with_its_reason(webapp, monkeypatch, tmp_path, failures):
     monkeypatch.setenv("CSFLOW_WORK_DIR", str(tmp_path))
     job_id = str(uuid.uuid4())

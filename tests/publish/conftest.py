@@ -22,10 +22,16 @@ OWNER = "publish-tests"
 
 TESTS_SECTION = {
     "meta_param_dict": {"year": 2024},
-    "ok_adjustment": {"Knobs": {"rate": [{"value": 0.25}]}, "Extras": {"label": [{"value": "hello"}]}},
+    "ok_adjustment": {
+        "Knobs": {"rate": [{"value": 0.25}]},
+        "Extras": {"label": [{"value": "hello"}]},
+    },
     "bad_adjustment": {"Knobs": {"rate": [{"value": 2}]}, "Extras": {"label": [{"value": 7}]}},
 }
-OK_INPUTS = {"meta_param_dict": {"year": 2024}, "adjustment": {"Knobs": {"rate": [{"value": 0.75}]}}}
+OK_INPUTS = {
+    "meta_param_dict": {"year": 2024},
+    "adjustment": {"Knobs": {"rate": [{"value": 0.75}]}},
+}
 
 
 def tiny_config(root: Path, title: str = "Tiny", source: Path = TINY, **env: str) -> Path:

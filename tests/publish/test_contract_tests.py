@@ -58,12 +58,17 @@ def test_a_module_that_does_not_import_shows_its_traceback(run_tests):
 
 
 def test_get_version_must_be_truthy(run_tests):
-    results = run_tests(GOOD.replace("return f\"tiny {os.environ.get('TINY_VERSION', '1.0')}\"", "return ''"))
+    results = run_tests(
+        GOOD.replace("return f\"tiny {os.environ.get('TINY_VERSION', '1.0')}\"", "return ''")
+    )
     assert results["get_version"]["status"] == "failed"
 
 
 def test_get_inputs_must_have_exactly_the_two_keys_and_be_json(run_tests):
-    extra = GOOD.replace('    return {\n        "meta_parameters"', '    return {\n        "extra": 1,\n        "meta_parameters"')
+    extra = GOOD.replace(
+        '    return {\n        "meta_parameters"',
+        '    return {\n        "extra": 1,\n        "meta_parameters"',
+    )
     assert run_tests(extra)["get_inputs"]["status"] == "failed"
     not_json = GOOD.replace('"value": 0.5,', '"value": {0.5},')
     result = run_tests(not_json)["get_inputs"]
@@ -77,19 +82,30 @@ def test_parameters_need_the_paramtools_fields(run_tests):
 
 def test_every_meta_parameter_combination_is_tried(run_tests):
     assert run_tests(GOOD)["meta_grid"]["detail"].startswith("3 combination(s): year=2023")
-    broken = GOOD.replace('"Extras": {} if MODE == "empty-section" else {', '"Extras": {} if year == 2025 else {')
+    broken = GOOD.replace(
+        '"Extras": {} if MODE == "empty-section" else {', '"Extras": {} if year == 2025 else {'
+    )
     result = run_tests(broken)["meta_grid"]
-    assert result["status"] == "failed" and "year=2025" in result["detail"] and "Extras" in result["detail"]
+    assert (
+        result["status"] == "failed"
+        and "year=2025" in result["detail"]
+        and "Extras" in result["detail"]
+    )
 
 
 def test_both_meta_shapes_must_agree(run_tests):
-    source = GOOD.replace("    if isinstance(value, list):\n        value = value[0][\"value\"]\n", "    if isinstance(value, list):\n        value = 2023\n")
+    source = GOOD.replace(
+        '    if isinstance(value, list):\n        value = value[0]["value"]\n',
+        "    if isinstance(value, list):\n        value = 2023\n",
+    )
     assert run_tests(source)["meta_shapes"]["status"] == "failed"
 
 
 def test_validate_inputs_may_return_only_the_known_keys(run_tests):
-    source = GOOD.replace('    return {"errors_warnings": errors_warnings}\n\n\ndef run_model',
-                          '    return {"errors_warnings": errors_warnings, "extra": 1}\n\n\ndef run_model')
+    source = GOOD.replace(
+        '    return {"errors_warnings": errors_warnings}\n\n\ndef run_model',
+        '    return {"errors_warnings": errors_warnings, "extra": 1}\n\n\ndef run_model',
+    )
     result = run_tests(source)["ok_adjustment"]
     assert result["status"] == "failed" and "unknown key(s): extra" in result["detail"]
 
@@ -107,14 +123,19 @@ def test_a_bad_adjustment_must_break_every_section(run_tests):
 
 
 def test_a_crashing_run_model_shows_its_output_and_traceback(run_tests):
-    source = GOOD.replace("    rate = adjustment", "    print('computing...')\n    raise RuntimeError('boom')\n    rate = adjustment")
+    source = GOOD.replace(
+        "    rate = adjustment",
+        "    print('computing...')\n    raise RuntimeError('boom')\n    rate = adjustment",
+    )
     result = run_tests(source)["run_model"]
     assert result["status"] == "failed" and result["detail"] == "RuntimeError: boom"
     assert "computing..." in result["output"] and "Traceback" in result["output"]
 
 
 def test_run_model_must_return_both_lists(run_tests):
-    source = GOOD.replace('        "downloadable": [{"media_type": "CSV"', '        "download": [{"media_type": "CSV"')
+    source = GOOD.replace(
+        '        "downloadable": [{"media_type": "CSV"', '        "download": [{"media_type": "CSV"'
+    )
     result = run_tests(source)["run_model"]
     assert result["status"] == "failed" and "downloadable" in result["detail"]
 
@@ -122,8 +143,14 @@ def test_run_model_must_return_both_lists(run_tests):
 @pytest.mark.parametrize(
     "spec, values",
     [
-        ({"type": "int", "value": 2024, "validators": {"range": {"min": 2020, "max": 2022}}}, [2020, 2021, 2022]),
-        ({"type": "str", "value": "a", "validators": {"choice": {"choices": ["a", "b"]}}}, ["a", "b"]),
+        (
+            {"type": "int", "value": 2024, "validators": {"range": {"min": 2020, "max": 2022}}},
+            [2020, 2021, 2022],
+        ),
+        (
+            {"type": "str", "value": "a", "validators": {"choice": {"choices": ["a", "b"]}}},
+            ["a", "b"],
+        ),
         ({"type": "bool", "value": [{"value": True}]}, [True, False]),
         ({"type": "float", "value": 0.5, "validators": {"range": {"min": 0, "max": 1}}}, [0.5]),
         ({"type": "int", "value": 5, "validators": {"range": {"min": 0, "max": 10**6}}}, [5]),
@@ -134,10 +161,15 @@ def test_meta_values(spec, values):
 
 
 def test_big_grids_take_every_third_combination_as_cs_kit_did():
-    meta = {"year": {"type": "int", "value": 2013, "validators": {"range": {"min": 2013, "max": 2035}}}}
+    meta = {
+        "year": {"type": "int", "value": 2013, "validators": {"range": {"min": 2013, "max": 2035}}}
+    }
     assert [c["year"] for c in contract_tests.meta_grid(meta)] == list(range(2013, 2036, 3))
-    small = {"year": {"type": "int", "value": 1, "validators": {"range": {"min": 1, "max": 3}}},
-             "full": {"type": "bool", "value": True}, "schema": {}}
+    small = {
+        "year": {"type": "int", "value": 1, "validators": {"range": {"min": 1, "max": 3}}},
+        "full": {"type": "bool", "value": True},
+        "schema": {},
+    }
     assert len(contract_tests.meta_grid(small)) == 6
 
 

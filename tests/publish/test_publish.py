@@ -49,7 +49,10 @@ def test_publish_builds_tests_pushes_and_deploys(client, home, configs):
     assert run.model_version == "tiny 1.0"
     # The deploy refreshed the inputs cache for that version.
     cached = InputsCache(home).get(OWNER, "Tiny", run.tag)
-    assert cached["version"] == "tiny 1.0" and set(cached["inputs"]["model_parameters"]) == {"Knobs", "Extras"}
+    assert cached["version"] == "tiny 1.0" and set(cached["inputs"]["model_parameters"]) == {
+        "Knobs",
+        "Extras",
+    }
     # Recorded with the simulations.
     assert [r.id for r in client.list()] == [run.id]
 
@@ -119,7 +122,9 @@ def test_a_schema_failure_shows_the_models_own_output(client, configs):
     failed = [t for t in client.publish_report(run.id)["tests"] if t["status"] == "failed"]
     assert [t["name"] for t in failed] == ["outputs_schema"]
     assert "media_type" in failed[0]["detail"]
-    assert "tiny: returning outputs in the old format" in failed[0]["output"]  # what the model printed
+    assert (
+        "tiny: returning outputs in the old format" in failed[0]["output"]
+    )  # what the model printed
     assert '"media_type": "movie"' in failed[0]["output"]  # and what it returned
 
 
@@ -127,8 +132,13 @@ def test_rollback_restores_the_previous_version(client, home, configs):
     v1 = client.publish(tiny_config(configs, TINY_VERSION="1.0"))
     v2 = client.publish(tiny_config(configs, TINY_VERSION="2.0"))
     assert tags(home)["latest"] == v2.tag
-    assert client.rollback(f"{OWNER}/Tiny") == {"model": f"{OWNER}/Tiny", "tag": "latest", "from": v2.tag,
-                                                 "to": v1.tag, "webapp": "not configured"}
+    assert client.rollback(f"{OWNER}/Tiny") == {
+        "model": f"{OWNER}/Tiny",
+        "tag": "latest",
+        "from": v2.tag,
+        "to": v1.tag,
+        "webapp": "not configured",
+    }
     assert client.simulate(f"{OWNER}/Tiny", OK_INPUTS).model_version == "tiny 1.0"
     # A rollback undoes a move: there is nothing before v1.
     with pytest.raises(BadInput, match="no earlier version"):
@@ -186,8 +196,9 @@ def test_a_cancelled_approval_deploys_nothing(client, home, configs):
 def test_a_killed_publish_leaves_the_previous_latest_serving(client, home, configs, tmp_path):
     first = client.publish(tiny_config(configs, TINY_VERSION="1.0"))
     pidfile = tmp_path / "model.pid"
-    config = tiny_config(configs, TINY_VERSION="2.0", TINY_MODE="slow", TINY_SLEEP="120",
-                         TINY_PIDFILE=str(pidfile))
+    config = tiny_config(
+        configs, TINY_VERSION="2.0", TINY_MODE="slow", TINY_SLEEP="120", TINY_PIDFILE=str(pidfile)
+    )
     run = client.publish(config, detach=True)
     deadline = time.monotonic() + 120
     while not pidfile.exists():  # the model is inside run_model, in the test step
@@ -217,8 +228,10 @@ def test_two_publishes_of_the_same_model_at_once(home, configs):
         [CSFLOW, "publish", str(tiny_config(configs / v, TINY_VERSION=v)), "-o", "json"]
         for v in ("a", "a", "b")
     ]
-    processes = [subprocess.Popen(c, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-                 for c in commands]
+    processes = [
+        subprocess.Popen(c, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for c in commands
+    ]
     outputs = [p.communicate(timeout=300) for p in processes]
     assert [p.returncode for p in processes] == [0, 0, 0], [err for _, err in outputs]
     runs = [json.loads(out) for out, _ in outputs]
@@ -231,8 +244,12 @@ def test_two_publishes_of_the_same_model_at_once(home, configs):
         moves = [h for h in doc["history"] if h["tag"] == tag_name]
         assert [m["from"] for m in moves] == [None] + [m["to"] for m in moves[:-1]]
         assert moves[-1]["to"] == doc["tags"][tag_name]
-    built = [json.loads((version_dir(home, OWNER, "Tiny", r["tag"]) / "version.json").read_text())["built"]
-             for r in runs]
+    built = [
+        json.loads((version_dir(home, OWNER, "Tiny", r["tag"]) / "version.json").read_text())[
+            "built"
+        ]
+        for r in runs
+    ]
     assert built[0] == built[1]  # one build, shared by both publishes of version a
 
 
@@ -247,7 +264,9 @@ def test_registry_writers_in_two_processes_lose_nothing(home):
         "    r.record_version({'owner': 'o', 'title': 't', 'tag': tag, 'n': i})\n"
         "    r.move_tag('o', 't', 'latest', tag, action='deploy')\n"
     )
-    writers = [subprocess.Popen([sys.executable, "-c", script, str(home), prefix]) for prefix in ("a", "b")]
+    writers = [
+        subprocess.Popen([sys.executable, "-c", script, str(home), prefix]) for prefix in ("a", "b")
+    ]
     assert [w.wait(timeout=120) for w in writers] == [0, 0]
     doc = Registry(home).document("o", "t")
     assert len(doc["versions"]) == 80 and len(doc["history"]) == 80
@@ -262,11 +281,15 @@ def test_a_git_source_is_cloned_at_its_ref(client, home, configs, tmp_path):
     subprocess.run([*git, "add", "."], check=True)
     subprocess.run([*git, "commit", "-q", "-m", "v1"], check=True)
     subprocess.run([*git, "tag", "v1"], check=True)
-    commit = subprocess.run([*git, "rev-parse", "HEAD"], check=True, capture_output=True, text=True).stdout.strip()
+    commit = subprocess.run(
+        [*git, "rev-parse", "HEAD"], check=True, capture_output=True, text=True
+    ).stdout.strip()
     (repo / "model" / "tiny_model.py").write_text("raise SystemExit('not this revision')\n")
     subprocess.run([*git, "commit", "-qam", "broken"], check=True)
     config = tiny_config(configs)
-    text = config.read_text().replace(f"path: {TINY}", f"git:\n    url: {repo}\n    ref: v1\n    subdir: model")
+    text = config.read_text().replace(
+        f"path: {TINY}", f"git:\n    url: {repo}\n    ref: v1\n    subdir: model"
+    )
     config.write_text(text)
     run = client.publish(config)
     assert run.status == "SUCCESS", run.reason
@@ -276,7 +299,9 @@ def test_a_git_source_is_cloned_at_its_ref(client, home, configs, tmp_path):
 
 def test_a_git_source_that_cannot_be_cloned_fails_in_clone(client, home, configs, tmp_path):
     config = tiny_config(configs)
-    config.write_text(config.read_text().replace(f"path: {TINY}", f"git:\n    url: {tmp_path / 'nowhere'}"))
+    config.write_text(
+        config.read_text().replace(f"path: {TINY}", f"git:\n    url: {tmp_path / 'nowhere'}")
+    )
     run = client.publish(config)
     assert run.status == "FAIL" and run.reason.startswith("clone: git clone failed")
     assert "latest" not in tags(home)
@@ -332,8 +357,10 @@ def test_the_webapp_is_told_of_staging_and_latest(home, configs):
         webapp.stop()
     path = f"/publish/api/{OWNER}/Tiny/deployments/"
     assert [(c.method, c.path, c.body) for c in webapp.calls] == [
-        ("PUT", path, {"staging_tag": v1.tag}), ("PUT", path, {"latest_tag": v1.tag}),
-        ("PUT", path, {"staging_tag": v2.tag}), ("PUT", path, {"latest_tag": v2.tag}),
+        ("PUT", path, {"staging_tag": v1.tag}),
+        ("PUT", path, {"latest_tag": v1.tag}),
+        ("PUT", path, {"staging_tag": v2.tag}),
+        ("PUT", path, {"latest_tag": v2.tag}),
         ("PUT", path, {"latest_tag": v1.tag}),
     ]
     assert {c.headers["Authorization"] for c in webapp.calls} == {"Token token-value-1234"}

@@ -14,8 +14,12 @@ from .conftest import CONFIGS, OWNER, TESTS_SECTION, TINY, one_line_error, tiny_
 def test_publish_shows_every_test_and_exits_0(cli, configs):
     result = cli("publish", tiny_config(configs))
     assert result.exit_code == 0, result.output
-    for title in ("the four functions exist", "every section has at least one parameter",
-                  "the bad adjustment has errors in every section", "run_model()'s outputs pass the schema"):
+    for title in (
+        "the four functions exist",
+        "every section has at least one parameter",
+        "the bad adjustment has errors in every section",
+        "run_model()'s outputs pass the schema",
+    ):
         assert title in result.output
     assert "latest and staging are now" in result.output
 
@@ -26,7 +30,9 @@ def test_a_broken_model_shows_its_failure_and_output_and_exits_1(cli):
     assert "failed" in result.output and "outputs break the schema" in result.output
     assert "tiny: returning outputs in the old format" in result.output  # the model's own output
     assert "nothing was promoted" in result.output
-    assert cli("models", "show", f"{OWNER}/Broken-Outputs").exit_code == 2  # no version was recorded
+    assert (
+        cli("models", "show", f"{OWNER}/Broken-Outputs").exit_code == 2
+    )  # no version was recorded
 
 
 def test_publish_json_output_carries_the_tests(cli):
@@ -48,12 +54,18 @@ def test_approve_from_the_command_line(cli, configs, home):
     result = cli("publish", "approve", run["job_id"])
     assert result.exit_code == 0, result.output
     assert "latest and staging are now" in result.output
-    assert one_line_error(cli("publish", "approve", run["job_id"])).endswith("is SUCCESS, not waiting for approval")
+    assert one_line_error(cli("publish", "approve", run["job_id"])).endswith(
+        "is SUCCESS, not waiting for approval"
+    )
 
 
 def test_models_list_show_promote_rollback(cli, configs):
-    v1 = json.loads(cli("publish", tiny_config(configs, TINY_VERSION="1.0"), "-o", "json").output)["tag"]
-    v2 = json.loads(cli("publish", tiny_config(configs, TINY_VERSION="2.0"), "-o", "json").output)["tag"]
+    v1 = json.loads(cli("publish", tiny_config(configs, TINY_VERSION="1.0"), "-o", "json").output)[
+        "tag"
+    ]
+    v2 = json.loads(cli("publish", tiny_config(configs, TINY_VERSION="2.0"), "-o", "json").output)[
+        "tag"
+    ]
     listed = json.loads(cli("models", "list", "-o", "json").output)
     assert [(m["model"], m["latest"], m["versions"]) for m in listed] == [(f"{OWNER}/Tiny", v2, 2)]
     shown = cli("models", "show", f"{OWNER}/Tiny")
@@ -63,10 +75,16 @@ def test_models_list_show_promote_rollback(cli, configs):
     assert result.exit_code == 0 and f"latest {v2} → {v1}" in result.output
     result = cli("models", "promote", f"{OWNER}/Tiny", v2, "--to", "latest")
     assert result.exit_code == 0 and f"latest {v1} → {v2}" in result.output
-    assert json.loads(cli("models", "show", f"{OWNER}/Tiny", "-o", "json").output)["tags"]["latest"] == v2
+    assert (
+        json.loads(cli("models", "show", f"{OWNER}/Tiny", "-o", "json").output)["tags"]["latest"]
+        == v2
+    )
     assert one_line_error(cli("models", "promote", f"{OWNER}/Tiny", v1, "--to", "prod")).startswith(
-        "error: --to must be one of latest, staging")
-    assert one_line_error(cli("models", "show", f"{OWNER}/Nothing")).startswith("error: publish-tests/Nothing has no versions")
+        "error: --to must be one of latest, staging"
+    )
+    assert one_line_error(cli("models", "show", f"{OWNER}/Nothing")).startswith(
+        "error: publish-tests/Nothing has no versions"
+    )
     assert cli("models", "promote", "../x", v1).exit_code == 2
 
 
@@ -76,28 +94,47 @@ def test_models_inputs_from_the_cache_or_computed(cli, configs):
     assert (cached["source"], cached["tag"], cached["version"]) == ("cache", tag, "tiny 1.0")
     assert set(cached["inputs"]["model_parameters"]) == {"Knobs", "Extras"}
     # The default year is the default: still the cache.
-    assert json.loads(cli("models", "inputs", f"{OWNER}/Tiny", "--meta", "year=2024", "-o", "json").output)["source"] == "cache"
-    computed = json.loads(cli("models", "inputs", f"{OWNER}/Tiny", "--meta", "year=2025", "-o", "json").output)
+    assert (
+        json.loads(
+            cli("models", "inputs", f"{OWNER}/Tiny", "--meta", "year=2024", "-o", "json").output
+        )["source"]
+        == "cache"
+    )
+    computed = json.loads(
+        cli("models", "inputs", f"{OWNER}/Tiny", "--meta", "year=2025", "-o", "json").output
+    )
     assert computed["source"] == "computed" and computed["meta_param_dict"] == {"year": 2025}
-    assert computed["inputs"]["model_parameters"]["Knobs"]["rate"]["description"] == "A rate in 2025"
+    assert (
+        computed["inputs"]["model_parameters"]["Knobs"]["rate"]["description"] == "A rate in 2025"
+    )
     table = cli("models", "inputs", f"{OWNER}/Tiny")
     assert table.exit_code == 0 and "inputs cache" in table.output
     assert one_line_error(cli("models", "inputs", f"{OWNER}/Tiny", "--meta", "year")).startswith(
-        "error: --meta 'year': expected NAME=VALUE")
+        "error: --meta 'year': expected NAME=VALUE"
+    )
     assert one_line_error(cli("models", "inputs", f"{OWNER}/Tiny", "--tag", "nightly")).startswith(
-        "error: unknown tag 'nightly'")
+        "error: unknown tag 'nightly'"
+    )
 
 
 def test_simulate_with_an_unknown_tag_is_a_clear_error(cli, configs):
     cli("publish", tiny_config(configs))
     assert one_line_error(cli("simulate", f"{OWNER}/Tiny", "--tag", "staging2")).startswith(
-        "error: unknown tag 'staging2' for model publish-tests/Tiny")
+        "error: unknown tag 'staging2' for model publish-tests/Tiny"
+    )
 
 
 def _config(configs, **changes) -> str:
     """``config/publish-tests/Bad.yaml``, a valid config but for ``changes``."""
-    data = {"owner": OWNER, "title": "Bad", "source": {"path": str(TINY)}, "functions": "tiny_model",
-            "python": "3.11", "tests": TESTS_SECTION, **changes}
+    data = {
+        "owner": OWNER,
+        "title": "Bad",
+        "source": {"path": str(TINY)},
+        "functions": "tiny_model",
+        "python": "3.11",
+        "tests": TESTS_SECTION,
+        **changes,
+    }
     data = {k: v for k, v in data.items() if v is not None}
     path = configs / OWNER / "Bad.yaml"
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -112,8 +149,14 @@ def _config(configs, **changes) -> str:
         ({"owner": None}, "owner: Field required"),
         ({"image": "mine"}, "image: Extra inputs are not permitted"),
         ({"tests": {**TESTS_SECTION, "skip": True}}, "tests.skip: Extra inputs are not permitted"),
-        ({"source": {"path": "/nonexistent/model"}}, "source path /nonexistent/model does not exist"),
-        ({"source": {"path": "x", "git": {"url": "y"}}}, "give exactly one of source.path or source.git"),
+        (
+            {"source": {"path": "/nonexistent/model"}},
+            "source path /nonexistent/model does not exist",
+        ),
+        (
+            {"source": {"path": "x", "git": {"url": "y"}}},
+            "give exactly one of source.path or source.git",
+        ),
         ({"title": "../../etc"}, "invalid title '../../etc'"),
         ({"owner": "-rf"}, "invalid owner '-rf'"),
         ({"python": "2.7; rm -rf /"}, "python: String should match pattern"),
@@ -151,4 +194,5 @@ def test_the_argo_backend_refuses_a_local_source_in_one_line(cli, configs, monke
     assert result.exit_code == 2, result.output
     assert one_line_error(result) == (
         "error: publish-tests/Tiny: source.path is a folder on this machine, which a cluster cannot read; "
-        "give the config a source.git (or publish with the local backend)")
+        "give the config a source.git (or publish with the local backend)"
+    )

@@ -30,7 +30,11 @@ def published(tmp_path_factory):
 
 
 def _income_tax(client, run) -> list[str]:
-    data = next(o["data"] for o in client.results(run.id)["downloadable"] if o["title"] == "Basic Liabilities")
+    data = next(
+        o["data"]
+        for o in client.results(run.id)["downloadable"]
+        if o["title"] == "Basic Liabilities"
+    )
     rows = {row[0]: row[1:] for row in csv.reader(io.StringIO(data))}
     return rows["Individual Income Tax"][:2]
 
@@ -44,7 +48,10 @@ def test_the_example_passes_every_contract_test(published):
     assert tests["sections"]["detail"].startswith("Tax Information: ")  # Policy is not empty
     assert tests["meta_grid"]["detail"].startswith("8 combination(s): year=2013")
     assert "taxcalc 6.8.5" in run.model_version
-    assert Registry(home).document("PSLmodels", "Tax-Cruncher")["tags"] == {"latest": run.tag, "staging": run.tag}
+    assert Registry(home).document("PSLmodels", "Tax-Cruncher")["tags"] == {
+        "latest": run.tag,
+        "staging": run.tag,
+    }
 
 
 def test_simulate_latest_and_staging_after_publishing(published, tax_inputs):
