@@ -29,6 +29,8 @@ COPY sdk ./sdk
 COPY cli ./cli
 COPY engine ./engine
 COPY runtime ./runtime
+# The cluster's manifests, package data of csflow.cluster.argo (`csflow svc config`).
+COPY cluster/argo ./cluster/argo
 RUN uv sync --frozen --no-dev --no-editable
 
 FROM ${PYTHON_IMAGE}

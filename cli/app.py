@@ -1,8 +1,8 @@
 """The ``csflow`` command line (typer + rich).
 
 Configuration comes from flags, then ``CSFLOW_*`` variables, then
-``$CSFLOW_HOME/config.yaml``. Exit codes: 0 ok, 1 model or run failure,
-2 bad input or usage.
+``config.yaml`` in the home (``--home``, else ``CSFLOW_HOME``, else
+``~/.csflow``). Exit codes: 0 ok, 1 model or run failure, 2 bad input or usage.
 """
 
 from __future__ import annotations
@@ -26,7 +26,11 @@ app = typer.Typer(
 @app.callback()
 def main_options(
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks."),
-    home: str | None = typer.Option(None, "--home", help="Data directory (CSFLOW_HOME)."),
+    home: str | None = typer.Option(
+        None,
+        "--home",
+        help="Data directory, with its config.yaml (default: CSFLOW_HOME, else ~/.csflow).",
+    ),
 ) -> None:
     State.debug = debug
     State.overrides = {"home": home} if home else {}

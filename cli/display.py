@@ -13,22 +13,23 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from csflow.sdk.core.run import Run
+from csflow.sdk.core.status import RunStatus, StepPhase
 
 STATUS_STYLE = {
-    "SUCCESS": "green",
-    "INVALID": "yellow",
-    "FAIL": "red",
-    "CANCELLED": "magenta",
-    "INTERRUPTED": "red",
-    "RUNNING": "cyan",
-    "PENDING": "dim",
+    RunStatus.SUCCESS: "green",
+    RunStatus.INVALID: "yellow",
+    RunStatus.FAIL: "red",
+    RunStatus.CANCELLED: "magenta",
+    RunStatus.INTERRUPTED: "red",
+    RunStatus.RUNNING: "cyan",
+    RunStatus.PENDING: "dim",
 }
 PHASE_STYLE = {
-    "Succeeded": "green",
-    "Failed": "red",
-    "Errored": "red",
-    "Skipped": "dim",
-    "Omitted": "dim",
+    StepPhase.SUCCEEDED: "green",
+    StepPhase.FAILED: "red",
+    StepPhase.ERRORED: "red",
+    StepPhase.SKIPPED: "dim",
+    StepPhase.OMITTED: "dim",
 }
 
 

@@ -28,6 +28,7 @@ from csflow.cli.common import (
     handle_errors,
 )
 from csflow.cli.display import StepProgress, show_run
+from csflow.sdk.core.status import RunStatus, StepPhase
 
 DEFAULT_COMMAND = "run"
 RESULT_STYLE = {"passed": "green", "failed": "red", "not run": "dim"}
@@ -110,18 +111,22 @@ def approve(
 def finish(sdk, run, output: OutputFormat) -> None:
     """Show a publish run and its tests; exit 0 when deployed or waiting for
     approval (or detached), 1 when it failed."""
-    report = sdk.publish_report(run.id) if run.status not in ("PENDING", "RUNNING") else None
+    report = (
+        sdk.publish_report(run.id)
+        if run.status not in (RunStatus.PENDING, RunStatus.RUNNING)
+        else None
+    )
     if output != OutputFormat.table:
         emit({**run.to_dict(), "tests": report}, output)
     else:
         if report is not None:
             show_report(report)
         show_run(console, run)
-        if run.status == "SUCCESS":
+        if run.status == RunStatus.SUCCESS:
             console.print(
                 f"[green]{run.model}: latest and staging are now {run.tag}[/]", highlight=False
             )
-        elif run.status == "SUSPENDED":
+        elif run.status == RunStatus.SUSPENDED:
             console.print(
                 f"{run.model}: {run.tag} is on staging, waiting for approval: "
                 f"csflow publish approve {run.id}",
@@ -129,13 +134,15 @@ def finish(sdk, run, output: OutputFormat) -> None:
             )
         elif run.done:
             console.print("nothing was promoted; logs: " + _log_hint(run), highlight=False)
-    if run.done and run.status != "SUCCESS":
+    if run.done and run.status != RunStatus.SUCCESS:
         raise typer.Exit(EXIT_FAILED)
 
 
 def _log_hint(run) -> str:
     failed = [
-        name for name, step in run.steps.items() if step.get("phase") in ("Failed", "Errored")
+        name
+        for name, step in run.steps.items()
+        if step.get("phase") in (StepPhase.FAILED, StepPhase.ERRORED)
     ]
     step = failed[0] if failed else None
     return f"csflow runs logs {run.id}" + (f" --step {step}" if step else "")

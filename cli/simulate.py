@@ -21,6 +21,7 @@ from csflow.cli.common import (
     handle_errors,
 )
 from csflow.cli.display import StepProgress, run_json, show_errors_warnings, show_outputs, show_run
+from csflow.sdk.core.status import RunStatus
 
 
 def read_inputs(path: Path | None) -> Any:
@@ -91,18 +92,20 @@ def simulate(
 
 def finish(sdk, run, output: OutputFormat) -> None:
     """Show a finished run; exit 0 on success, 2 for invalid inputs, 1 otherwise."""
-    outputs = sdk.results(run.id) if run.status == "SUCCESS" and run.kind == "simulate" else None
+    outputs = (
+        sdk.results(run.id) if run.status == RunStatus.SUCCESS and run.kind == "simulate" else None
+    )
     if output != OutputFormat.table:
         emit(run_json(run, outputs), output)
     else:
         if outputs is not None:
             show_outputs(console, outputs)
-        if run.status == "INVALID":
+        if run.status == RunStatus.INVALID:
             show_errors_warnings(console, run.errors_warnings)
         show_run(console, run)
-        if run.status not in ("SUCCESS", "INVALID"):
+        if run.status not in (RunStatus.SUCCESS, RunStatus.INVALID):
             console.print(f"logs: csflow runs logs {run.id} --step run", highlight=False)
-    if run.status == "INVALID":
+    if run.status == RunStatus.INVALID:
         raise typer.Exit(EXIT_BAD_INPUT)
-    if run.status != "SUCCESS":
+    if run.status != RunStatus.SUCCESS:
         raise typer.Exit(EXIT_FAILED)

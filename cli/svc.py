@@ -4,7 +4,12 @@
 ``kubectl apply -f -``: the namespace, RBAC, the workflow controller and its
 ConfigMap, the Argo Server, Redis with its ACL users, NetworkPolicies, and the
 flows' WorkflowTemplates built fresh from ``flows/``. The static parts live in
-``cluster/argo/`` (a kustomize base). Argo's CRDs come from Argo's release.
+``cluster/argo/`` (a kustomize base, shipped in the package too). Argo's CRDs
+come from Argo's release; before printing, every document is linted, and
+checked against its schema when there is one at hand: Argo's CRDs from
+``--crds DIR``, ``--kubeconfig PATH`` (the cluster about to get them) or
+``$CSFLOW_ARGO_SCHEMA_DIR``, core kinds with kubernetes-validate if installed.
+What could not be checked is said in a note (the cluster checks again on apply).
 """
 
 from __future__ import annotations
@@ -34,6 +39,13 @@ def config(
         help="GCS bucket for Argo's artifacts (default: csflow-artifacts).",
     ),
     check: bool = typer.Option(True, "--check/--no-check", help="Validate every document first."),
+    crds: Path | None = typer.Option(
+        None, "--crds", help="Check against Argo's CRDs in this folder (manifests/base/crds/full)."
+    ),
+    kubeconfig: Path | None = typer.Option(
+        None, "--kubeconfig", help="Check against the CRDs of this kubeconfig's cluster."
+    ),
+    context: str | None = typer.Option(None, "--context", help="The kubeconfig context."),
 ) -> None:
     """Print every manifest for `kubectl apply -f -`."""
     from csflow.sdk.argo import lint, schema
@@ -54,8 +66,12 @@ def config(
             highlight=False,
         )
     if check:
-        findings = [f for doc in docs for f in schema.schema_findings(doc)]
+        findings, notes = schema.check_documents(
+            docs, schema.open_schema(crds, kubeconfig, context)
+        )
         findings += lint.lint_documents(docs)
+        for note in notes:
+            err_console.print(f"note: {note}", highlight=False, soft_wrap=True, markup=False)
         if findings:
             for finding in findings:
                 err_console.print(str(finding), highlight=False, soft_wrap=True, markup=False)

@@ -24,8 +24,7 @@ from pathlib import Path
 from typing import Protocol
 
 from csflow.sdk.core.errors import CsflowError
-
-RUNTIME_DIR = Path(__file__).resolve().parent.parent / "runtime"
+from csflow.sdk.core.steps import RUNTIME_DIR
 
 
 class LaunchError(CsflowError):

@@ -5,7 +5,8 @@ child per step), then goes back to the pool for the next simulation of the
 same model version. Starting one early (``prestart``) lets the model import
 overlap with the engine's own set-up. Workers are keyed by everything that
 shapes their process (interpreter, preloads, environment), so a changed
-secret or config never reuses a stale worker.
+secret or config never reuses a stale worker. A run borrows a worker with
+``lend``: closing the launcher it gets gives the worker back.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import json
 import threading
 from pathlib import Path
 
-from csflow.engine.launchers import WarmLauncher
+from csflow.engine.launchers import StepProcess, WarmLauncher
 
 
 def _key(python: str, entry: str, preload: list[str], env: dict[str, str]) -> str:
@@ -52,6 +53,12 @@ class WorkerPool:
         worker.key = key
         return worker
 
+    def lend(
+        self, python: str, entry: str, preload: list[str], env: dict[str, str]
+    ) -> PooledLauncher:
+        """A worker for one run: its ``close`` gives the worker back to the pool."""
+        return PooledLauncher(self, self.acquire(python, entry, preload, env))
+
     def prestart(self, python: str, entry: str, preload: list[str], env: dict[str, str]) -> None:
         """Start a worker now so its imports run while the caller does other work."""
         self.release(self.acquire(python, entry, preload, env))
@@ -69,3 +76,17 @@ class WorkerPool:
             self._idle.clear()
         for worker in workers:
             worker.close()
+
+
+class PooledLauncher:
+    """A ``Launcher`` lent by a ``WorkerPool``: closing it returns the worker."""
+
+    def __init__(self, pool: WorkerPool, worker: WarmLauncher):
+        self.pool = pool
+        self.worker = worker
+
+    def start(self, args: list[str], cwd: Path, log: Path, env: dict[str, str]) -> StepProcess:
+        return self.worker.start(args, cwd, log, env)
+
+    def close(self) -> None:
+        self.pool.release(self.worker)

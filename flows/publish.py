@@ -60,7 +60,8 @@ from hera.workflows.models import (
 )
 
 from csflow.flows import _common as c
-from csflow.sdk.core import steps
+from csflow.sdk.core import names, steps
+from csflow.sdk.core.model_config import ModelConfig
 
 NAME = "csflow-publish"
 ENTRYPOINT = "publish"
@@ -86,6 +87,9 @@ REGISTRY_SECRET = "csflow-registry-push"
 DOCKER_CONFIG_DIR = "/var/run/csflow/registry"
 BUILD_DEADLINE = 3600
 PLATFORM_DEADLINE = 1800
+# The contract tests' deadline: the model's timeout plus room for get_inputs over
+# the meta-parameter grid.
+TEST_TIMEOUT_MARGIN = 600
 
 PLATFORM_RESOURCES = Resources(
     cpu_request="100m", cpu_limit="1", memory_request="256Mi", memory_limit="1Gi"
@@ -366,4 +370,23 @@ def publish_workflow(
             "test-timeout": str(test_timeout),
             "model-secret": model_secret,
         },
+    )
+
+
+def publish_workflow_for(
+    config: ModelConfig, run_id: str, registry: str, require_approval: bool, config_dir: str
+) -> Workflow:
+    """The publish Workflow for a loaded model config, as every backend submits it:
+    its resources, test deadline and secret name come from the config. ``config_dir``
+    is the config's folder on the embedded engine, empty on a cluster."""
+    names.model_image(registry, config.owner, config.title, "0")  # a name Docker accepts
+    return publish_workflow(
+        config=config.model_dump(mode="json"),
+        config_dir=config_dir,
+        run_id=run_id,
+        registry=registry,
+        require_approval=require_approval,
+        resources=config.resources.kubernetes(),
+        test_timeout=config.timeout + TEST_TIMEOUT_MARGIN,
+        model_secret=f"{names.kube_name(config.owner, config.title)}-secrets",
     )

@@ -27,6 +27,10 @@ The schema of the outputs is checked on the platform side (the ``verify``
 step), where csflow's pydantic schema lives: model environments do not have
 pydantic.
 
+Environment (declared in ``step_env.py``, the sibling file that travels with
+this one): ``CSFLOW_MODEL_FUNCTIONS`` (``cs_config.functions``) and
+``CSFLOW_WORK_DIR``.
+
 Files (``CSFLOW_WORK_DIR``, ``/tmp/csflow`` in a pod):
 - in: ``tests.json``, the config's ``tests`` section;
 - out: ``test-results.json`` (every test: status, time, detail, warnings and,
@@ -55,6 +59,11 @@ import time
 import traceback
 from pathlib import Path
 
+try:  # csflow.runtime.contract_tests (tests)
+    from . import step_env
+except ImportError:  # a copy run as a script
+    import step_env  # type: ignore[no-redef]
+
 FUNCTIONS = ("get_version", "get_inputs", "validate_inputs", "run_model")
 INPUT_KEYS = {"meta_parameters", "model_parameters"}
 VALIDATE_KEYS = {"errors_warnings", "custom_adjustment"}
@@ -76,7 +85,7 @@ class Failed(Exception):
 
 
 def work_dir() -> Path:
-    path = Path(os.environ.get("CSFLOW_WORK_DIR", "/tmp/csflow"))
+    path = Path(step_env.WORK_DIR.get())
     path.mkdir(parents=True, exist_ok=True)
     return path
 
@@ -198,7 +207,7 @@ class Harness:
     # -- the tests --------------------------------------------------------------
 
     def t_functions(self, warnings: list) -> str:
-        name = os.environ.get("CSFLOW_MODEL_FUNCTIONS", "cs_config.functions")
+        name = step_env.MODEL_FUNCTIONS.get()
         self.module = importlib.import_module(name)
         missing = [f for f in FUNCTIONS if not callable(getattr(self.module, f, None))]
         if missing:
@@ -538,9 +547,7 @@ def command_test() -> int:
 
 
 def command_inputs(meta_json: str, out_file: str) -> int:
-    module = importlib.import_module(
-        os.environ.get("CSFLOW_MODEL_FUNCTIONS", "cs_config.functions")
-    )
+    module = importlib.import_module(step_env.MODEL_FUNCTIONS.get())
     meta = spec_form(json.loads(meta_json or "{}"))
     started = time.perf_counter()
     version = str(module.get_version())

@@ -20,12 +20,13 @@ import os
 import sys
 from pathlib import Path
 
-POD_WORK_DIR = "/tmp/csflow"
+from csflow.runtime import step_env
+from csflow.runtime.step_env import POD_WORK_DIR
 
 
 def local_path(path: str) -> Path:
     path = path.removeprefix("dir://")
-    work = os.environ.get("CSFLOW_WORK_DIR")
+    work = step_env.WORK_DIR.get()
     if work and (path == POD_WORK_DIR or path.startswith(POD_WORK_DIR + "/")):
         return Path(work) / os.path.relpath(path, POD_WORK_DIR)
     return Path(path)

@@ -5,9 +5,10 @@ environment in the embedded engine), next to code csflow does not control. It
 uses the standard library only, so it needs nothing from csflow's environment,
 and it sees nothing but the model's secrets and its own job key.
 
-Environment:
+Environment (declared in ``step_env.py``, the sibling file that travels with
+this one):
 - ``CSFLOW_MODEL_FUNCTIONS``: the functions module (``cs_config.functions``);
-- ``CSFLOW_JOB_STORE``: where the job's inputs are, ``file:///dir`` or
+- ``CSFLOW_JOB_STORE_URL``: where the job's inputs are, ``file:///dir`` or
   ``redis://host:port/db`` (with ``CSFLOW_REDIS_USER``/``CSFLOW_REDIS_PASSWORD``,
   the model's read-only ACL user);
 - ``CSFLOW_WORK_DIR``: where step files go (``/tmp/csflow`` in a pod).
@@ -29,6 +30,11 @@ import traceback
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
+try:  # csflow.runtime.model_step (tests)
+    from . import step_env
+except ImportError:  # a copy run as a script, or imported by the warm worker
+    import step_env  # type: ignore[no-redef]
+
 EXIT_OK, EXIT_MODEL_ERROR, EXIT_BAD_JOB = 0, 1, 3
 
 
@@ -37,7 +43,7 @@ class JobError(Exception):
 
 
 def work_dir() -> Path:
-    path = Path(os.environ.get("CSFLOW_WORK_DIR", "/tmp/csflow"))
+    path = Path(step_env.WORK_DIR.get())
     path.mkdir(parents=True, exist_ok=True)
     return path
 
@@ -52,7 +58,7 @@ def write_atomic(path: Path, data: str | bytes) -> None:
 
 
 def load_job(job_id: str) -> dict:
-    url = os.environ.get("CSFLOW_JOB_STORE", "")
+    url = step_env.JOB_STORE_URL.get()
     parsed = urlparse(url)
     key = f"job-{job_id}"
     if parsed.scheme == "file":
@@ -64,12 +70,12 @@ def load_job(job_id: str) -> dict:
     elif parsed.scheme in ("redis", "rediss"):
         import redis  # installed in model images for this purpose only
 
-        user = os.environ.get("CSFLOW_REDIS_USER") or None
+        user = step_env.REDIS_USER.get() or None
         try:
             client = redis.Redis.from_url(
                 url,
                 username=user,
-                password=os.environ.get("CSFLOW_REDIS_PASSWORD") or None,
+                password=step_env.REDIS_PASSWORD.get() or None,
                 socket_timeout=30,
                 socket_connect_timeout=30,
             )
@@ -91,7 +97,7 @@ def load_job(job_id: str) -> dict:
 
 
 def functions():
-    return importlib.import_module(os.environ.get("CSFLOW_MODEL_FUNCTIONS", "cs_config.functions"))
+    return importlib.import_module(step_env.MODEL_FUNCTIONS.get())
 
 
 def _meta_errors(meta_parameters: dict, meta_param_dict: dict) -> dict:

@@ -9,8 +9,9 @@ model's: storage and webapp credentials live only here.
   then tell the webapp;
 - ``notify``: the exit handler; reports every end, including failures.
 
-Environment: ``CSFLOW_WORK_DIR`` (``/tmp/csflow`` in a pod),
-``CSFLOW_STORAGE_URL``, ``CSFLOW_WEBAPP_URL`` (optional) and the webapp token.
+Environment (declared in ``runtime/step_env.py``): ``CSFLOW_WORK_DIR``
+(``/tmp/csflow`` in a pod), ``CSFLOW_STORAGE_URL``, ``CSFLOW_WEBAPP_URL``
+(optional) and the webapp token.
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ from __future__ import annotations
 import argparse
 import io
 import json
-import os
 import sys
 import uuid
 import zipfile
@@ -27,6 +27,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from csflow.runtime import step_env
 from csflow.sdk.core.contract import ModelResult, RemoteResult, output_filenames
 from csflow.sdk.core.errors import CsflowError
 from csflow.sdk.core.fileutil import write_bytes_atomic, write_json_atomic
@@ -42,7 +43,7 @@ class StepError(Exception):
 
 
 def work_dir() -> Path:
-    path = Path(os.environ.get("CSFLOW_WORK_DIR", "/tmp/csflow"))
+    path = Path(step_env.WORK_DIR.get())
     path.mkdir(parents=True, exist_ok=True)
     return path
 
@@ -106,7 +107,7 @@ def step_outputs(args: argparse.Namespace) -> None:
 
 
 def step_upload(args: argparse.Namespace) -> None:
-    storage = open_storage(os.environ["CSFLOW_STORAGE_URL"])
+    storage = open_storage(step_env.STORAGE_URL.require())
     prefix = run_prefix(args.owner, args.title, args.job_id)
     results = work_dir() / "results"
     for name in RESULT_FILES:
@@ -138,7 +139,7 @@ def step_notify(args: argparse.Namespace) -> None:
 
 
 def _tell_webapp(args: argparse.Namespace, status: str, **payload: Any) -> None:
-    if not os.environ.get("CSFLOW_WEBAPP_URL"):
+    if not step_env.WEBAPP_URL.get():
         return
     from csflow.sdk.dataplane.webapp import WebappClient
 

@@ -16,7 +16,8 @@ here. The model's code runs only in the ``test`` step
 - ``deploy``: stores the default inputs in the inputs cache, moves ``latest``
   and tells the webapp.
 
-Environment: ``CSFLOW_WORK_DIR`` (``/tmp/csflow`` in a pod), ``CSFLOW_HOME``,
+Environment (declared in ``runtime/step_env.py``): ``CSFLOW_WORK_DIR``
+(``/tmp/csflow`` in a pod), ``CSFLOW_HOME``,
 ``CSFLOW_BUILDER`` (``uv`` in the embedded engine, where a version is built
 when its environment exists; otherwise a version is built once the registry
 knows its image), ``CSFLOW_MODEL_REGISTRY_URL`` (where the registry and inputs
@@ -29,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -37,6 +37,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from csflow.runtime import step_env
 from csflow.sdk.core.errors import CsflowError
 
 REPORT = "test-report.json"
@@ -47,7 +48,7 @@ class StepError(Exception):
 
 
 def work_dir() -> Path:
-    path = Path(os.environ.get("CSFLOW_WORK_DIR", "/tmp/csflow"))
+    path = Path(step_env.WORK_DIR.get())
     path.mkdir(parents=True, exist_ok=True)
     return path
 
@@ -59,7 +60,7 @@ def home() -> Path:
 
 
 def local_builds() -> bool:
-    return os.environ.get("CSFLOW_BUILDER", "") == "uv"
+    return step_env.BUILDER.get() == "uv"
 
 
 def registry_url() -> str:
@@ -280,7 +281,7 @@ def step_verify(args: argparse.Namespace) -> None:
 def _tell_webapp(owner: str, title: str, body: dict[str, Any]) -> None:
     """The webapp keeps each project's tags (C/S: ``/publish/api/O/T/deployments/``).
     PUT, not C/S's POST: setting a tag is idempotent, so a retry is harmless."""
-    if not os.environ.get("CSFLOW_WEBAPP_URL"):
+    if not step_env.WEBAPP_URL.get():
         return
     from csflow.sdk.dataplane.webapp import WebappClient
 

@@ -5,7 +5,9 @@
     run = client.simulate("PSLmodels/Tax-Cruncher", {"meta_param_dict": {"year": 2024}, "adjustment": {...}})
     client.wait(run.id); client.results(run.id)
 
-The backend (``local`` by default: the embedded engine) comes from settings.
+The backend (``local`` by default: the embedded engine) comes from settings; every
+call is the backend's (``sdk/backends/base.py``: the ``Backend`` contract), which
+refuses in one line what it cannot do.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from csflow.sdk.backends.base import Backend, open_backend
 from csflow.sdk.core.contract import JobInputs
 from csflow.sdk.core.errors import BadInput
 from csflow.sdk.core.run import Run
@@ -33,14 +36,7 @@ def parse_inputs(data: Any) -> JobInputs:
 class Client:
     def __init__(self, settings: Settings | None = None, **overrides: Any):
         self.settings = settings or Settings(**overrides)
-        if self.settings.backend == "local":
-            from csflow.sdk.backends.local import LocalBackend
-
-            self.backend = LocalBackend(self.settings)
-        else:
-            from csflow.sdk.backends.argo import ArgoBackend
-
-            self.backend = ArgoBackend(self.settings)
+        self.backend: Backend = open_backend(self.settings)
 
     def submit(
         self,
@@ -51,8 +47,9 @@ class Client:
         warm_up: bool = False,
     ) -> Run:
         """Record the job and return at once (the run has not started)."""
-        extra = {"warm_up": warm_up} if self.settings.backend == "local" else {}
-        return self.backend.submit(model, parse_inputs(inputs), tag=tag, progress=progress, **extra)
+        return self.backend.submit(
+            model, parse_inputs(inputs), tag=tag, progress=progress, warm_up=warm_up
+        )
 
     def simulate(
         self,
@@ -64,6 +61,10 @@ class Client:
         events=None,
     ) -> Run:
         run = self.submit(model, inputs, tag=tag, progress=progress, warm_up=not detach)
+        return self._go(run, detach, events)
+
+    def _go(self, run: Run, detach: bool, events) -> Run:
+        """Run a submitted run here until it ends (or waits for approval), or let it go on."""
         if detach:
             self.backend.detach(run.id)
             return self.backend.status(run.id)
@@ -91,9 +92,6 @@ class Client:
     def cancel(self, job_id: str) -> Run:
         return self.backend.cancel(job_id)
 
-    def list(self, limit: int = 50) -> list[Run]:
-        return self.backend.list(limit)
-
     # -- publishing and the model registry ------------------------------------------
 
     def publish(
@@ -101,40 +99,22 @@ class Client:
     ) -> Run:
         """Publish a model from its config (``config/OWNER/TITLE.yaml``): build, test,
         push to ``staging``, then (after approval, if asked) deploy to ``latest``."""
-        self._supports("submit_publish", "publish")
         run = self.backend.submit_publish(config, require_approval=require_approval)
-        if detach:
-            self.backend.detach(run.id)
-            return self.backend.status(run.id)
-        return self.backend.execute(run.id, events=events)
+        return self._go(run, detach, events)
 
     def approve(self, run_id: str, detach: bool = False, events=None) -> Run:
         """Approve a publish waiting at its approval step, and let it deploy."""
-        self._supports("approve", "approve a publish")
-        run = self.backend.approve(run_id)
-        if detach:
-            self.backend.detach(run.id)
-            return self.backend.status(run.id)
-        return self.backend.execute(run.id, events=events)
-
-    def _supports(self, method: str, what: str) -> None:
-        if not hasattr(self.backend, method):
-            raise BadInput(
-                f"the {self.settings.backend} backend cannot {what} yet; use the local backend"
-            )
+        return self._go(self.backend.approve(run_id), detach, events)
 
     def publish_report(self, run_id: str) -> dict[str, Any] | None:
         """A publish's contract-test results (None if the tests never ran)."""
-        self._supports("publish_report", "show a publish's tests")
         return self.backend.publish_report(run_id)
 
     def models(self) -> list[dict[str, Any]]:
-        self._supports("models", "list models")
         return self.backend.models()
 
     def model(self, model: str) -> dict[str, Any]:
         """A model's versions (build records, test summaries), tags and tag history."""
-        self._supports("model", "show a model")
         return self.backend.model(*_model_name(model))
 
     def inputs(
@@ -142,18 +122,19 @@ class Client:
     ) -> dict[str, Any]:
         """``get_version`` and ``get_inputs`` of a model version (default: latest),
         from the inputs cache for the default meta parameters."""
-        self._supports("model_inputs", "compute inputs")
         return self.backend.model_inputs(*_model_name(model), meta_param_dict, tag=tag)
 
     def promote(self, model: str, tag: str, to: str = "latest") -> dict[str, Any]:
         """Point ``to`` (latest or staging) at ``tag`` (a version or a tag name)."""
-        self._supports("promote", "move tags")
         return self.backend.promote(*_model_name(model), tag, to=to)
 
     def rollback(self, model: str, tag: str = "latest") -> dict[str, Any]:
         """Move ``tag`` back to the version it pointed at before."""
-        self._supports("rollback", "move tags")
         return self.backend.rollback(*_model_name(model), tag)
+
+    # (last: below it, ``list`` in an annotation would mean this method)
+    def list(self, limit: int = 50) -> list[Run]:
+        return self.backend.list(limit)
 
 
 def _model_name(model: str) -> tuple[str, str]:

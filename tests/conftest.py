@@ -5,12 +5,17 @@ so its uv environment is built once)."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
-from paths import REPO, TAX_INPUTS, TOY_CONFIGS
+from paths import ARGO_SCHEMA, REPO, TAX_INPUTS, TOY_CONFIGS
 
 from csflow.sdk.client import Client
+
+# The strict schema checks (sdk/argo/schema.py) read Argo's CRDs from here, in
+# this process and in the commands the tests run.
+os.environ.setdefault("CSFLOW_ARGO_SCHEMA_DIR", str(ARGO_SCHEMA))
 
 
 @pytest.fixture

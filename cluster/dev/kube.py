@@ -36,6 +36,8 @@ from kubernetes.client.rest import ApiException
 from kubernetes.dynamic import DynamicClient
 from kubernetes.dynamic.exceptions import ResourceNotFoundError
 
+from csflow.runtime import step_env
+
 FIELD_MANAGER = "csflow-dev"
 
 
@@ -200,9 +202,9 @@ def dev_overlay(
         "metadata": {"name": "csflow-platform", "namespace": namespace},
         "data": {
             "STORAGE_EMULATOR_HOST": gcs_url,
-            "CSFLOW_MODEL_REGISTRY_URL": model_registry_url,
-            "CSFLOW_REGISTRY_INSECURE": "true",
-            "CSFLOW_MODEL_BASE_IMAGE": f"{registry}/library/python:{{python}}-slim-bookworm",
+            step_env.MODEL_REGISTRY_URL.name: model_registry_url,
+            step_env.REGISTRY_INSECURE.name: "true",
+            step_env.MODEL_BASE_IMAGE.name: f"{registry}/library/python:{{python}}-slim-bookworm",
         },
     }
     controller = core.read_namespaced_config_map("workflow-controller-configmap", namespace)

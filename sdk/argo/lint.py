@@ -21,6 +21,10 @@ here, following Argo v4.0.5's rules and messages:
   steps and DAGs; one loop kind per task; known retry policies and podGC
   strategies; no duplicate mount paths.
 
+The Argo rules the embedded engine runs too (the Workflow/WorkflowTemplate merge,
+``depends`` parsing, dependency cycles and ancestry, ``{{...}}`` variables) come
+from the kernel, ``sdk/argo/semantics.py``; this module reports what they find.
+
 One deliberate difference: in a WorkflowTemplate, ``{{workflow.parameters.x}}``
 must name a parameter the template declares (Argo lets it through, since a
 Workflow may supply it). csflow's templates declare every parameter, so a typo
@@ -32,12 +36,20 @@ https://argo-workflows.readthedocs.io/en/latest/variables/
 
 from __future__ import annotations
 
-import copy
 import re
 from collections.abc import Iterable, Iterator
 from typing import Any
 
 from csflow.sdk.argo.schema import Finding, document_name
+from csflow.sdk.argo.semantics import (
+    ancestors,
+    depends_targets,
+    find_cycle,
+    merge_specs,
+    strings_in,
+    task_dependencies,
+    variables,
+)
 
 MAX_OBJECT_NAME = 63
 MAX_CRON_NAME = 52
@@ -60,18 +72,6 @@ RETRY_POLICIES = frozenset({"", "Always", "OnError", "OnFailure", "OnTransientEr
 POD_GC_STRATEGIES = frozenset(
     {"", "OnPodCompletion", "OnPodSuccess", "OnWorkflowCompletion", "OnWorkflowSuccess"}
 )
-DEPENDS_RESULTS = frozenset(
-    {
-        "Succeeded",
-        "Failed",
-        "Errored",
-        "Skipped",
-        "Omitted",
-        "Daemoned",
-        "AnySucceeded",
-        "AllFailed",
-    }
-)
 WORKFLOW_KINDS = frozenset(
     {"Workflow", "WorkflowTemplate", "ClusterWorkflowTemplate", "CronWorkflow"}
 )
@@ -81,11 +81,8 @@ _PARAM_NAME = re.compile(r"^[-a-zA-Z0-9_]+$")
 _RFC1123_SUBDOMAIN = re.compile(
     r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
 )
-_TAG = re.compile(r"\{\{([^{}]*)\}\}")
-_EXPRESSION_TAG = re.compile(r"\{\{=")
 # Argo checks only references under these roots; anything else is left alone.
 _CHECKED_ROOTS = ("item.", "steps.", "inputs.", "outputs.", "pod.", "workflow.", "tasks.")
-_DEPENDS_TOKEN = re.compile(r"([A-Za-z0-9][-A-Za-z0-9]*)(?:\.([A-Za-z]+))?")
 _ALWAYS_GLOBAL = (
     "workflow.name",
     "workflow.namespace",
@@ -113,47 +110,14 @@ _RUNTIME_PREFIXES = (
 # -- helpers -----------------------------------------------------------------
 
 
-def _strings(value: Any) -> Iterator[str]:
-    if isinstance(value, str):
-        yield value
-    elif isinstance(value, dict):
-        for item in value.values():
-            yield from _strings(item)
-    elif isinstance(value, list):
-        for item in value:
-            yield from _strings(item)
-
-
 def references(value: Any) -> list[str]:
     """The ``{{tag}}`` references in every string of a value (expression tags
     ``{{=...}}`` are Argo's expr language and are not resolved statically)."""
-    tags = []
-    for text in _strings(value):
-        for match in _TAG.finditer(text):
-            tag = match.group(1).strip()
-            if not tag.startswith("="):
-                tags.append(tag)
-    return tags
+    return [tag for text in strings_in(value) for tag in variables(text) if tag[:1] != "="]
 
 
 def template_type(template: dict[str, Any]) -> list[str]:
     return [t for t in TEMPLATE_TYPES if template.get(t) is not None]
-
-
-def depends_targets(expression: str) -> list[str]:
-    """Task names in an enhanced ``depends`` expression (``a && (b.Failed || !c)``)."""
-    names = []
-    for match in _DEPENDS_TOKEN.finditer(expression or ""):
-        name, result = match.groups()
-        if result is not None and result not in DEPENDS_RESULTS:
-            names.append(f"{name}.{result}")  # reported as an unknown target
-        else:
-            names.append(name)
-    return list(dict.fromkeys(names))
-
-
-def task_dependencies(task: dict[str, Any]) -> list[str]:
-    return depends_targets(task.get("depends", "")) + list(task.get("dependencies") or [])
 
 
 def _check_names(
@@ -222,7 +186,7 @@ class _Linter:
                     f"workflow template '{ref.get('name')}' not found (lint it together with this file)",
                 )
                 return self.problems
-            spec = self.merged_spec(referred)
+            spec = merge_specs(self.spec, referred.get("spec") or {})
         self.effective = spec
         templates = spec.get("templates") or []
         for path, message in _field_names(templates, f"{self.spec_path}.templates"):
@@ -272,22 +236,6 @@ class _Linter:
                 f"name {name!r} is not a valid RFC 1123 subdomain "
                 "(lowercase letters, digits, '-' and '.')",
             )
-
-    def merged_spec(self, referred: dict[str, Any]) -> dict[str, Any]:
-        """The Workflow as Argo runs it: the template's spec under the Workflow's own
-        fields, arguments merged by name."""
-        spec = copy.deepcopy(referred.get("spec") or {})
-        own = {k: v for k, v in self.spec.items() if k not in ("workflowTemplateRef", "arguments")}
-        spec.update(copy.deepcopy(own))
-        values = {
-            p.get("name"): p for p in (self.spec.get("arguments") or {}).get("parameters") or []
-        }
-        merged = []
-        for parameter in (spec.get("arguments") or {}).get("parameters") or []:
-            merged.append({**parameter, **values.pop(parameter.get("name"), {})})
-        merged.extend(values.values())
-        spec["arguments"] = {**(spec.get("arguments") or {}), "parameters": merged}
-        return spec
 
     def check_arguments(self, spec: dict[str, Any]) -> None:
         arguments = spec.get("arguments") or {}
@@ -600,7 +548,8 @@ class _Linter:
                         task_where,
                         f"templates.{name}.tasks.{task_name} dependency '{dependency}' not defined",
                     )
-        cycle = self.find_cycle(by_name)
+        graph = {task_name: task_dependencies(task) for task_name, task in by_name.items()}
+        cycle = find_cycle(graph)
         if cycle:
             self.add(
                 f"{where}.dag.tasks",
@@ -621,7 +570,7 @@ class _Linter:
             )
         for index, task in enumerate(tasks):
             task_where = f"{where}.dag.tasks[{index}]"
-            ancestry = self.ancestors(task.get("name", ""), by_name)
+            ancestry = ancestors(task.get("name", ""), graph)
             task_scope = scope | every_task | {f"tasks.{a}.status" for a in ancestry}
             if task.get("hooks"):
                 task_scope.add(f"tasks.{task.get('name')}.status")
@@ -649,46 +598,6 @@ class _Linter:
             referred = value[len("{{tasks.") :].split(".", 1)[0]
             if referred not in ancestry:
                 self.add(where, f"missing dependency '{referred}' for {what} '{name}'")
-
-    @staticmethod
-    def ancestors(name: str, by_name: dict[str, dict[str, Any]]) -> set[str]:
-        found: set[str] = set()
-        stack = list(task_dependencies(by_name.get(name, {})))
-        while stack:
-            current = stack.pop()
-            if current in found or current not in by_name:
-                continue
-            found.add(current)
-            stack.extend(task_dependencies(by_name[current]))
-        return found
-
-    @staticmethod
-    def find_cycle(by_name: dict[str, dict[str, Any]]) -> list[str]:
-        state: dict[str, str] = {}
-        path: list[str] = []
-
-        def visit(name: str) -> list[str]:
-            state[name] = "active"
-            path.append(name)
-            for dependency in task_dependencies(by_name[name]):
-                if dependency not in by_name:
-                    continue
-                if state.get(dependency) == "active":
-                    return path[path.index(dependency) :] + [dependency]
-                if dependency not in state:
-                    cycle = visit(dependency)
-                    if cycle:
-                        return cycle
-            path.pop()
-            state[name] = "done"
-            return []
-
-        for name in by_name:
-            if name not in state:
-                cycle = visit(name)
-                if cycle:
-                    return cycle
-        return []
 
     def check_steps(self, template: dict[str, Any], where: str, scope: set[str]) -> None:
         name = template.get("name", "?")
@@ -769,4 +678,12 @@ def describe(findings: list[Finding]) -> str:
     return "\n".join(str(f) for f in findings)
 
 
-__all__ = ["Finding", "lint_document", "lint_documents", "library_of", "references", "describe"]
+__all__ = [
+    "Finding",
+    "depends_targets",
+    "describe",
+    "library_of",
+    "lint_document",
+    "lint_documents",
+    "references",
+]

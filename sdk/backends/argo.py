@@ -42,20 +42,18 @@ from urllib.parse import quote, urljoin
 
 import requests
 
-from csflow.flows import publish, simulate
+from csflow.flows import publish
+from csflow.sdk.backends.base import EventSink, Progress, RunResults, SimulationWorkflows, cannot
 from csflow.sdk.core import names
 from csflow.sdk.core.contract import JobInputs
-from csflow.sdk.core.errors import BadInput, CsflowError, NotFound
+from csflow.sdk.core.errors import BadInput, CsflowError, NotFound, translated
 from csflow.sdk.core.model_config import find_model_config
-from csflow.sdk.core.run import Run
+from csflow.sdk.core.run import Run, output_fields
 from csflow.sdk.core.settings import Settings
 from csflow.sdk.core.status import RunStatus, StepPhase, classify, failure_reason
 from csflow.sdk.dataplane.jobstore import open_job_store
-from csflow.sdk.dataplane.storage import open_storage, read_outputs, run_prefix, write_downloadables
 from csflow.sdk.registry.local import ModelVersion, open_registry
-
-Progress = Callable[[str], None]
-EventSink = Callable[[str, str, dict[str, Any]], None]
+from csflow.sdk.registry.views import RegistryViews
 
 WORKFLOW_PREFIX = "sim-"
 PUBLISH_PREFIX = "publish-"
@@ -178,13 +176,13 @@ def run_from_workflow(
     status = workflow.get("status") or {}
     phase = status.get("phase") or "Pending"
     kind = "publish" if labels.get(FLOW_LABEL) == "publish" else "simulate"
-    globals_ = {
-        p["name"]: p.get("value", "") for p in (status.get("outputs") or {}).get("parameters") or []
-    }
-    try:
-        errors_warnings = json.loads(globals_.get("errors-warnings") or "{}")
-    except json.JSONDecodeError:
-        errors_warnings = {}
+    outputs = output_fields(
+        {
+            p["name"]: p.get("value") or ""
+            for p in (status.get("outputs") or {}).get("parameters") or []
+        }
+    )
+    errors_warnings = outputs["errors_warnings"]
     steps: dict[str, dict[str, Any]] = {}
     failures = []
     waiting = []
@@ -238,7 +236,7 @@ def run_from_workflow(
         created=_epoch(metadata.get("creationTimestamp")) or 0.0,
         started=_epoch(status.get("startedAt")),
         finished=_epoch(status.get("finishedAt")),
-        model_version=globals_.get("model-version", ""),
+        model_version=outputs["model_version"],
         steps=steps,
         errors_warnings=errors_warnings,
         extra={"workflow": metadata.get("name", ""), "phase": phase},
@@ -251,7 +249,7 @@ def run_from_workflow(
 # -- the backend ----------------------------------------------------------------
 
 
-class ArgoBackend:
+class ArgoBackend(SimulationWorkflows, RunResults, RegistryViews):
     def __init__(self, settings: Settings, session: requests.Session | None = None):
         self.settings = settings
         self.registry = open_registry(settings.model_registry_url, settings.home)
@@ -293,19 +291,26 @@ class ArgoBackend:
         from hera.exceptions import HeraException
         from hera.exceptions import NotFound as HeraNotFound
 
-        try:
+        with translated(
+            (
+                HeraNotFound,
+                lambda exc: NotFound(f"{what}: not found on the Argo Server ({_first_line(exc)})"),
+            ),
+            (
+                HeraException,
+                lambda exc: ArgoError(
+                    f"{what}: the Argo Server said {type(exc).__name__}: {_first_line(exc)}"
+                ),
+            ),
+            (
+                requests.RequestException,
+                lambda exc: ArgoError(
+                    f"{what}: cannot reach the Argo Server at {self.settings.argo_host} "
+                    f"({type(exc).__name__})"
+                ),
+            ),
+        ):
             return call()
-        except HeraNotFound as exc:
-            raise NotFound(f"{what}: not found on the Argo Server ({_first_line(exc)})") from None
-        except HeraException as exc:
-            raise ArgoError(
-                f"{what}: the Argo Server said {type(exc).__name__}: {_first_line(exc)}"
-            ) from None
-        except requests.RequestException as exc:
-            raise ArgoError(
-                f"{what}: cannot reach the Argo Server at {self.settings.argo_host} "
-                f"({type(exc).__name__})"
-            ) from None
 
     @staticmethod
     def workflow_name(job_id: str) -> str:
@@ -332,20 +337,13 @@ class ArgoBackend:
 
     # -- simulations -------------------------------------------------------------
 
-    def workflow(self, version: ModelVersion, job_id: str) -> dict[str, Any]:
-        """The simulation Workflow, exactly as it is submitted."""
-        return simulate.simulation_workflow_for(version, job_id, self.settings.registry).to_dict()
-
-    def render(self, model: str, inputs: JobInputs, tag: str | None = None) -> dict[str, Any]:
-        owner, title = names.parse_model_name(model)
-        return self.workflow(self.resolve(owner, title, tag), str(uuid.uuid4()))
-
     def submit(
         self,
         model: str,
         inputs: JobInputs,
         tag: str | None = None,
         progress: Progress = lambda _: None,
+        warm_up: bool = False,  # nothing to warm up: the cluster starts the pods
     ) -> Run:
         owner, title = names.parse_model_name(model)
         version = self.resolve(owner, title, tag)
@@ -358,7 +356,7 @@ class ArgoBackend:
         job_id = str(uuid.uuid4())
         workflow = self.workflow(version, job_id)
         request = self.create_request(workflow)
-        self.service  # fail on a missing host before writing anything
+        _ = self.service  # fail on a missing host before writing anything
         progress(f"writing the inputs of job {job_id} to the job store")
         open_job_store(url).put(
             job_id, {"owner": owner, "title": title, "inputs": inputs.model_dump()}
@@ -377,9 +375,7 @@ class ArgoBackend:
     ) -> dict[str, Any]:
         """The publish Workflow for a config, exactly as it is submitted. Its source
         must be in git: the cluster's clone step cannot read this machine's folders."""
-        from csflow.sdk.backends.local_publish import TEST_TIMEOUT_MARGIN
         from csflow.sdk.core.model_config import load_model_config
-        from csflow.sdk.core.names import model_image
 
         config = load_model_config(config_path)
         if config.source.path is not None:
@@ -387,19 +383,12 @@ class ArgoBackend:
                 f"{config.name}: source.path is a folder on this machine, which a cluster cannot "
                 "read; give the config a source.git (or publish with the local backend)"
             )
-        kube = names.kube_name(config.owner, config.title)
-        model_image(
-            self.settings.registry, config.owner, config.title, "0"
-        )  # a name Docker accepts
-        return publish.publish_workflow(
-            config=config.model_dump(mode="json"),
+        return publish.publish_workflow_for(
+            config,
+            run_id or str(uuid.uuid4()),
+            self.settings.registry,
+            require_approval,
             config_dir="",
-            run_id=run_id or str(uuid.uuid4()),
-            registry=self.settings.registry,
-            require_approval=require_approval,
-            resources=config.resources.kubernetes(),
-            test_timeout=config.timeout + TEST_TIMEOUT_MARGIN,
-            model_secret=f"{kube}-secrets",
         ).to_dict()
 
     def submit_publish(
@@ -494,50 +483,93 @@ class ArgoBackend:
             )
         return response.content
 
-    # -- the model registry (the same views and tag moves as the embedded engine's) ---
+    # -- the model registry (its views and tag moves: RegistryViews) ----------------
 
-    def models(self) -> list[dict[str, Any]]:
-        from csflow.sdk.backends.local_publish import LocalPublishing
+    def model_inputs(self, owner: str, title: str, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        raise cannot("argo", "compute inputs")
 
-        return LocalPublishing.models(self)
-
-    def model(self, owner: str, title: str) -> dict[str, Any]:
-        from csflow.sdk.backends.local_publish import LocalPublishing
-
-        return LocalPublishing.model(self, owner, title)
-
-    def promote(self, owner: str, title: str, tag: str, to: str = "latest") -> dict[str, Any]:
-        from csflow.sdk.backends.local_publish import LocalPublishing
-
-        return LocalPublishing.promote(self, owner, title, tag, to=to)
-
-    def rollback(self, owner: str, title: str, tag_name: str = "latest") -> dict[str, Any]:
-        from csflow.sdk.backends.local_publish import LocalPublishing
-
-        return LocalPublishing.rollback(self, owner, title, tag_name)
-
-    def _tell_webapp(self, owner: str, title: str, body: dict[str, Any]) -> str:
-        from csflow.sdk.backends.local_publish import LocalPublishing
-
-        return LocalPublishing._tell_webapp(self, owner, title, body)
-
-    @staticmethod
-    def create_request(workflow: dict[str, Any]):
-        """hera's WorkflowCreateRequest for exactly this Workflow. The Workflow must pass
-        the strict CRD schema, and survive hera's models unchanged: pydantic drops
-        unknown fields silently, so a typo would otherwise vanish on the way."""
+    def create_request(self, workflow: dict[str, Any]):
+        """hera's WorkflowCreateRequest for exactly this Workflow, once it passed two
+        checks. Here: it must survive hera's models (generated from Argo's schema)
+        unchanged; pydantic drops unknown fields silently, as the Argo Server's JSON
+        decoder does, so a typo would otherwise vanish on the way. Then the Argo
+        Server lints it (``POST /api/v1/workflows/{namespace}/lint``) with the
+        templates on the cluster, as it validates a submission: Argo's schema and
+        semantics come from Argo itself, so csflow needs no copy of them. A problem
+        is one line; an unreachable server is the usual ArgoError."""
         from hera.workflows.models import Workflow as WorkflowModel
         from hera.workflows.models import WorkflowCreateRequest
+        from pydantic import ValidationError
 
-        from csflow.sdk.argo.schema import schema_findings
-
-        findings = schema_findings(workflow)
-        if findings:
-            raise CsflowError(f"refusing to submit an invalid Workflow: {findings[0]}")
-        model = WorkflowModel.model_validate(workflow)
-        if _as_dict(model) != workflow:
-            raise CsflowError("refusing to submit: hera's Workflow model changed the document")
+        name = f"Workflow/{(workflow.get('metadata') or {}).get('name', '?')}"
+        try:
+            model = WorkflowModel.model_validate(workflow)
+        except ValidationError as exc:
+            error = exc.errors()[0]
+            where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error["loc"])
+            raise CsflowError(
+                f"refusing to submit an invalid Workflow: {name}: {where.lstrip('.')}: "
+                f"{error['msg']}"
+            ) from None
+        difference = self._difference(workflow, _as_dict(model))
+        if difference:
+            raise CsflowError(f"refusing to submit an invalid Workflow: {name}: {difference}")
+        self._lint(name, workflow)
         return WorkflowCreateRequest(workflow=model)
+
+    def _lint(self, name: str, workflow: dict[str, Any]) -> None:
+        """The Argo Server's lint of a Workflow, in the namespace it will be created in
+        (the server resolves templates in the Workflow's own namespace, which create
+        fills in from the request and lint does not)."""
+        from hera.exceptions import BadRequest, InternalServerError
+        from hera.workflows.models import Workflow as WorkflowModel
+        from hera.workflows.models import WorkflowLintRequest
+
+        namespace = self.settings.argo_namespace
+        metadata = workflow.get("metadata") or {}
+        linted = {**workflow, "metadata": {"namespace": namespace, **metadata}}
+        request = WorkflowLintRequest(
+            namespace=namespace, workflow=WorkflowModel.model_validate(linted)
+        )
+
+        def lint() -> Any:
+            try:
+                return self.service.lint_workflow(request)
+            except (BadRequest, InternalServerError) as exc:
+                # Argo answers a Workflow it cannot decode with 400 and one its
+                # validation rejects with 500 (gRPC Unknown): both are its verdict.
+                text = str(exc)
+                marker = "with message: `"
+                if marker in text:
+                    text = text[text.index(marker) + len(marker) :].removesuffix("`")
+                raise CsflowError(
+                    f"refusing to submit an invalid Workflow: the Argo Server's lint of {name} "
+                    f"says: {_first_line(text)}"
+                ) from None
+
+        self._call(f"lint {name}", lint)
+
+    @staticmethod
+    def _difference(sent: Any, kept: Any, path: str = "") -> str | None:
+        """The first place where hera's model of a document differs from it, as
+        "path: what changed", or None."""
+        if isinstance(sent, dict) and isinstance(kept, dict):
+            for key, value in sent.items():
+                where = f"{path}.{key}" if path else str(key)
+                if key not in kept:
+                    return f"{where}: no such field in Argo's schema (hera's models drop it)"
+                found = ArgoBackend._difference(value, kept[key], where)
+                if found:
+                    return found
+            added = next((key for key in kept if key not in sent), None)
+            return f"{path}.{added}: added by hera's models" if added is not None else None
+        if isinstance(sent, list) and isinstance(kept, list) and len(sent) == len(kept):
+            for index, (one, other) in enumerate(zip(sent, kept, strict=True)):
+                found = ArgoBackend._difference(one, other, f"{path}[{index}]")
+                if found:
+                    return found
+            return None
+        return None if sent == kept else f"{path}: hera's models changed {sent!r} to {kept!r}"
 
     def detach(self, job_id: str) -> None:
         """Nothing to do: the run already goes on in the cluster."""
@@ -570,9 +602,7 @@ class ArgoBackend:
         return _as_dict(self._call(f"run {job_id}", lambda: self.service.get_workflow(name)))
 
     def _results_uri(self, run: Run) -> str:
-        if not self.settings.storage_url:
-            return ""
-        return open_storage(self.settings.storage_url).uri(run_prefix(run.owner, run.title, run.id))
+        return self.results_uri(run) if self.settings.storage_url else ""
 
     def status(self, job_id: str) -> Run:
         return run_from_workflow(self.get_workflow(job_id), self._results_uri)
@@ -640,9 +670,8 @@ class ArgoBackend:
         if step is not None:
             matching = [pod for pod, name in pods.items() if name == step]
             if not matching:
-                raise NotFound(
-                    f"no step {step!r} in run {job_id} (steps: {', '.join(sorted(set(pods.values())))})"
-                )
+                steps = ", ".join(sorted(set(pods.values())))
+                raise NotFound(f"no step {step!r} in run {job_id} (steps: {steps})")
             params["podName"] = matching[0]
         service = self.service
         url = urljoin(
@@ -686,23 +715,10 @@ class ArgoBackend:
 
     # -- results --------------------------------------------------------------------
 
-    def _finished(self, job_id: str) -> Run:
-        run = self.status(job_id)
-        if run.status != RunStatus.SUCCESS:
-            raise BadInput(f"run {run.id} has no results: it is {run.status}")
+    def results_url(self) -> str:
         if not self.settings.storage_url:
             raise BadInput("set CSFLOW_STORAGE_URL (gs://BUCKET) to read results of runs on Argo")
-        return run
-
-    def results(self, job_id: str) -> dict[str, Any]:
-        run = self._finished(job_id)
-        return read_outputs(open_storage(self.settings.storage_url), run.owner, run.title, run.id)
-
-    def download(self, job_id: str, out: Path) -> list[Path]:
-        run = self._finished(job_id)
-        return write_downloadables(
-            open_storage(self.settings.storage_url), run.owner, run.title, run.id, out
-        )
+        return self.settings.storage_url
 
     # -- stopping -------------------------------------------------------------------
 

@@ -15,41 +15,54 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from csflow import flows
-from csflow.engine.launchers import RUNTIME_DIR, Launcher, SubprocessLauncher, WarmLauncher
+from csflow.engine.launchers import Launcher, SubprocessLauncher
 from csflow.engine.pool import WorkerPool
-from csflow.engine.runner import SimulationRunner
+from csflow.engine.runner import LauncherFactory, WorkflowRunner
 from csflow.engine.slots import slot
 from csflow.engine.store import RunStore
-from csflow.flows import simulate
+from csflow.runtime import step_env
 from csflow.sdk.argo import semantics
-from csflow.sdk.backends.local_env import model_environment
+from csflow.sdk.backends.base import EventSink, Progress, RunResults, SimulationWorkflows
+from csflow.sdk.backends.local_env import LocalEnvironment, model_process_env
 from csflow.sdk.backends.local_publish import LocalPublishing
 from csflow.sdk.builds.environments import build_environment
 from csflow.sdk.core import names
 from csflow.sdk.core.contract import JobInputs
-from csflow.sdk.core.errors import BadInput, CsflowError, NotFound
+from csflow.sdk.core.errors import CsflowError, NotFound
 from csflow.sdk.core.fileutil import write_json_atomic
 from csflow.sdk.core.model_config import ModelConfig, find_model_config
-from csflow.sdk.core.run import Run
+from csflow.sdk.core.run import RUN_OUTPUTS, Run, output_fields
 from csflow.sdk.core.settings import Settings
 from csflow.sdk.core.status import RunStatus
-from csflow.sdk.core.steps import MODEL, PLATFORM
+from csflow.sdk.core.steps import (
+    MODEL,
+    MODEL_STEP_COMMAND,
+    PLATFORM,
+    PLATFORM_STEP_COMMAND,
+    StepProgram,
+    program_for,
+)
 from csflow.sdk.dataplane.jobstore import open_job_store
 from csflow.sdk.dataplane.secrets import open_secret_store
-from csflow.sdk.dataplane.storage import open_storage, read_outputs, run_prefix, write_downloadables
-from csflow.sdk.ops.redis_acl import model_job_store_env
 from csflow.sdk.registry.local import ModelVersion, Registry
+from csflow.sdk.registry.views import RegistryViews
 
-Progress = Callable[[str], None]
-EventSink = Callable[[str, str, dict[str, Any]], None]
+# The programs a simulation's steps run (flows/simulate.py): their warm workers start ahead.
+SIMULATION_PROGRAMS = (
+    program_for(MODEL_STEP_COMMAND, MODEL),
+    program_for(PLATFORM_STEP_COMMAND, PLATFORM),
+)
 
 
-class LocalBackend(LocalPublishing):
+def _worker(program: StepProgram, where: LocalEnvironment) -> tuple[str, str, list[str], dict]:
+    """A warm worker for a program (the pool's key): interpreter, entry, preloads, environment."""
+    return where.python, program.entry, [*program.preload, *where.preload], where.env
+
+
+class LocalBackend(SimulationWorkflows, RunResults, RegistryViews, LocalPublishing):
     def __init__(self, settings: Settings):
         self.settings = settings
         self.home = settings.home
@@ -110,128 +123,113 @@ class LocalBackend(LocalPublishing):
             )
         )
 
-    def workflow(self, version: ModelVersion, job_id: str) -> dict[str, Any]:
-        """The simulation Workflow, exactly as Argo would receive it."""
-        return simulate.simulation_workflow_for(version, job_id, self.settings.registry).to_dict()
-
-    def render(self, model: str, inputs: JobInputs, tag: str | None = None) -> dict[str, Any]:
-        owner, title = names.parse_model_name(model)
-        return self.workflow(self.resolve(owner, title, tag), str(uuid.uuid4()))
-
     def run_dir(self, job_id: str) -> Path:
         return self.home / "runs" / names.check_job_id(job_id)
 
     def execute(self, job_id: str, events: EventSink | None = None) -> Run:
-        """Run a submitted simulation in this process (waits for a free slot)."""
+        """Run a submitted simulation or publish in this process (waits for a free slot)."""
         run = self.store.get(job_id)
         self.store.update(job_id, engine_pid=os.getpid())
         with slot(self.home / "slots", self.settings.max_parallel):
             if self.store.get(job_id).done:  # cancelled while it waited
                 return self.store.get(job_id)
-            if run.kind == "publish":
-                self._execute_publish(run, events)
-            else:
-                self._execute(run, events)
+            self._run(run, events)
         return self.store.get(job_id)
 
-    def _environments(self, owner: str, title: str, version: ModelVersion) -> tuple[dict, dict]:
-        """The model steps' and the platform steps' process environments."""
+    def _run(self, run: Run, events: EventSink | None) -> None:
+        """Run a simulation's or a publish's Workflow (its own, merged with the compiled
+        flow) with one runner; each kind prepares its launchers and records its end."""
+        run = self.store.get(run.id)
+        prepare, finish = {
+            "simulate": (self._prepare_simulation, self._finish_simulation),
+            "publish": (self._prepare_publish, self._finish_publish),
+        }[run.kind]
+        run_dir = self.run_dir(run.id)
+        try:
+            template = flows.compiled(run.kind, cache_dir=self.home / "cache")
+            workflow = semantics.merge_workflow(
+                json.loads((run_dir / "workflow.json").read_text()), template
+            )
+            launch, events, resume = prepare(run, events)
+        except CsflowError as exc:
+            self.store.finish(run.id, RunStatus.FAIL, str(exc))
+            return
+        runner = WorkflowRunner(self.store, run_dir, launch, events=events)
+        try:
+            status, reason = runner.execute(run.id, workflow, resume=resume)
+        finally:
+            runner.close()
+        finish(run, status, reason)
+
+    def launcher(self, program: StepProgram, where: LocalEnvironment) -> Launcher:
+        """A step program's launcher: a warm worker lent by the pool (``warm`` programs,
+        with ``warm_workers``), else a fresh interpreter per step."""
+        if self.settings.warm_workers and program.warm:
+            return self.pool.lend(*_worker(program, where))
+        return SubprocessLauncher(program.argv(where.python), where.env)
+
+    def _simulation_environments(self, version: ModelVersion) -> dict[str, LocalEnvironment]:
+        """Where a simulation's steps run: model steps with the version's interpreter
+        (a warm worker imports the model too), platform steps with csflow's."""
         secret_store = open_secret_store(self.settings)
-        secrets = secret_store.values(owner, title, version.config.get("secrets", []))
-        # A redis:// job store: the model reads its job as the read-only ACL user.
-        secrets.update(model_job_store_env(secret_store, self.job_store_url))
-        return model_environment(version, self.job_store_url, secrets), self._platform_environment(
-            secret_store
-        )
+        return {
+            MODEL: LocalEnvironment(
+                str(version.python),
+                model_process_env(version, secret_store, self.job_store_url),
+                (version.config["functions"],),
+            ),
+            PLATFORM: LocalEnvironment(sys.executable, self._platform_environment(secret_store)),
+        }
 
     def _platform_environment(self, secret_store) -> dict[str, str]:
         platform_env = {
             **os.environ,
-            "CSFLOW_STORAGE_URL": self.settings.results_url,
-            "CSFLOW_HOME": str(self.home),
+            step_env.STORAGE_URL.name: self.settings.results_url,
+            step_env.HOME.name: str(self.home),
         }
         if self.settings.webapp_url:
-            platform_env["CSFLOW_WEBAPP_URL"] = self.settings.webapp_url
+            platform_env[step_env.WEBAPP_URL.name] = self.settings.webapp_url
             token = secret_store.values(None, None, [self.settings.webapp_token_secret])
             if token:
-                platform_env["CSFLOW_WEBAPP_TOKEN"] = token[self.settings.webapp_token_secret]
+                platform_env[step_env.WEBAPP_TOKEN.name] = token[self.settings.webapp_token_secret]
         return platform_env
 
-    def _worker_specs(self, version: ModelVersion, model_env: dict, platform_env: dict) -> dict:
-        return {
-            MODEL: (
-                str(version.python),
-                "model_step:main",
-                [version.config["functions"]],
-                model_env,
-            ),
-            PLATFORM: (sys.executable, "csflow.runtime.platform_step:main", [], platform_env),
-        }
-
-    def _launchers(
-        self, version: ModelVersion, model_env: dict, platform_env: dict
-    ) -> dict[str, Launcher]:
-        if not self.settings.warm_workers:
-            return {
-                MODEL: SubprocessLauncher(
-                    [str(version.python), str(RUNTIME_DIR / "model_step.py")], model_env
-                ),
-                PLATFORM: SubprocessLauncher(
-                    [sys.executable, "-m", "csflow.runtime.platform_step"], platform_env
-                ),
-            }
-        specs = self._worker_specs(version, model_env, platform_env)
-        return {kind: self.pool.acquire(*spec) for kind, spec in specs.items()}
+    def _prestart(self, environments: dict[str, LocalEnvironment]) -> None:
+        if self.settings.warm_workers:
+            for program in SIMULATION_PROGRAMS:
+                if program.warm:
+                    self.pool.prestart(*_worker(program, environments[program.environment]))
 
     def warm_up(self, version: ModelVersion) -> None:
         """Start the version's workers now, so the model imports while the engine
         records the job and compiles the flow."""
         if self.settings.warm_workers:
-            for spec in self._worker_specs(
-                version, *self._environments(version.owner, version.title, version)
-            ).values():
-                self.pool.prestart(*spec)
+            self._prestart(self._simulation_environments(version))
 
-    def _execute(self, run: Run, events: EventSink | None) -> None:
-        run_dir = self.run_dir(run.id)
-        try:
-            version = self.registry.resolve(run.owner, run.title, run.tag)
-            template = flows.compiled("simulate", cache_dir=self.home / "cache")
-            workflow = semantics.merge_workflow(
-                json.loads((run_dir / "workflow.json").read_text()), template
-            )
-            launchers = self._launchers(version, *self._environments(run.owner, run.title, version))
-        except CsflowError as exc:
-            self.store.finish(run.id, RunStatus.FAIL, str(exc))
-            return
-        try:
-            status, reason = SimulationRunner(
-                self.store, run_dir, launchers, events=events
-            ).execute(run.id, workflow)
-        finally:
-            for launcher in launchers.values():
-                if isinstance(launcher, WarmLauncher):
-                    self.pool.release(launcher)
-        model_version = ""
-        version_file = run_dir / "work" / "inputs" / "model-version"
-        if version_file.is_file():
-            model_version = version_file.read_text().strip()
-        errors_warnings_file = run_dir / "work" / "inputs" / "errors-warnings"
-        errors_warnings = (
-            json.loads(errors_warnings_file.read_text()) if errors_warnings_file.is_file() else {}
-        )
-        uri = ""
-        if status == "SUCCESS":
-            uri = open_storage(self.settings.results_url).uri(
-                run_prefix(run.owner, run.title, run.id)
-            )
+    def _prepare_simulation(
+        self, run: Run, events: EventSink | None
+    ) -> tuple[LauncherFactory, EventSink | None, None]:
+        version = self.registry.resolve(run.owner, run.title, run.tag)
+        environments = self._simulation_environments(version)
+        self._prestart(environments)  # (started already, if submitted with warm_up)
+
+        def launch(program: StepProgram, image: str) -> Launcher:
+            if program.environment not in environments:
+                raise semantics.SpecError(f"a simulation has no {program.environment} environment")
+            return self.launcher(program, environments[program.environment])
+
+        return launch, events, None
+
+    def _finish_simulation(self, run: Run, status: str, reason: str) -> None:
+        # What the model said of itself and of the inputs: its inputs step's outputs.
+        inputs = self.run_dir(run.id) / "work" / "inputs"
+        outputs = {n: (inputs / n).read_text() for n in RUN_OUTPUTS if (inputs / n).is_file()}
         self.store.finish(
             run.id,
             status,
             reason,
-            model_version=model_version,
-            errors_warnings=errors_warnings,
-            results_uri=uri,
+            **output_fields(outputs),
+            results_uri=self.results_uri(run) if status == RunStatus.SUCCESS else "",
         )
 
     def detach(self, job_id: str) -> None:
@@ -239,7 +237,7 @@ class LocalBackend(LocalPublishing):
         log = open(self.run_dir(job_id) / "engine.log", "ab")
         process = subprocess.Popen(
             [sys.executable, "-m", "csflow.sdk.backends.local_engine", job_id],
-            env={**os.environ, "CSFLOW_HOME": str(self.home)},
+            env={**os.environ, step_env.HOME.name: str(self.home)},
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -286,22 +284,8 @@ class LocalBackend(LocalPublishing):
                 parts.append(f"==> {name} <==\n{path.read_text(errors='replace')}")
         return "\n".join(parts)
 
-    def _finished(self, job_id: str) -> Run:
-        run = self.store.get(job_id)
-        if run.status != "SUCCESS":
-            raise BadInput(f"run {run.id} has no results: it is {run.status}")
-        return run
-
-    def results(self, job_id: str) -> dict[str, Any]:
-        run = self._finished(job_id)
-        return read_outputs(open_storage(self.settings.results_url), run.owner, run.title, run.id)
-
-    def download(self, job_id: str, out: Path) -> list[Path]:
-        """Write the downloadable outputs of a run as files under ``out``."""
-        run = self._finished(job_id)
-        return write_downloadables(
-            open_storage(self.settings.results_url), run.owner, run.title, run.id, out
-        )
+    def results_url(self) -> str:
+        return self.settings.results_url
 
     def cancel(self, job_id: str) -> Run:
         run = self.store.get(job_id)

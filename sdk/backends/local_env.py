@@ -8,10 +8,13 @@ reach model code (least privilege).
 from __future__ import annotations
 
 import os
+from typing import NamedTuple
 
+from csflow.runtime import step_env
+from csflow.sdk.ops.redis_acl import model_job_store_env
 from csflow.sdk.registry.local import ModelVersion
 
-__all__ = ["model_environment"]
+__all__ = ["LocalEnvironment", "model_environment", "model_process_env"]
 
 # Variables a model process inherits from the engine; nothing else leaks in
 # (least privilege: no platform credentials reach model code).
@@ -33,8 +36,29 @@ def model_environment(
         {
             "PYTHONPATH": str(version.source),
             "PYTHONUNBUFFERED": "1",
-            "CSFLOW_MODEL_FUNCTIONS": version.config["functions"],
-            "CSFLOW_JOB_STORE": job_store_url,
+            step_env.MODEL_FUNCTIONS.name: version.config["functions"],
+            step_env.JOB_STORE_URL.name: job_store_url,
         }
     )
     return env
+
+
+class LocalEnvironment(NamedTuple):
+    """What stands in, on this machine, for an environment a step's label names
+    (model, platform, build): an interpreter, the process environment it runs a
+    step program with, and what a warm worker imports besides the program."""
+
+    python: str
+    env: dict[str, str]
+    preload: tuple[str, ...] = ()
+
+
+def model_process_env(
+    version: ModelVersion, secret_store, job_store_url: str = ""
+) -> dict[str, str]:
+    """A model process's environment with the model's declared secrets and, for a
+    simulation (``job_store_url``), what it needs to read its job."""
+    secrets = secret_store.values(version.owner, version.title, version.config.get("secrets", []))
+    # A redis:// job store: the model reads its job as the read-only ACL user.
+    secrets.update(model_job_store_env(secret_store, job_store_url))
+    return model_environment(version, job_store_url, secrets)

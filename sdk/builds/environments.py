@@ -34,10 +34,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from csflow.runtime import step_env
 from csflow.sdk.core.errors import BadInput, CsflowError
 from csflow.sdk.core.fileutil import file_lock, write_json_atomic, write_text_atomic
 from csflow.sdk.core.model_config import ModelConfig
-from csflow.sdk.core.steps import MODEL_SIDE_PROGRAMS, RUNTIME_DIR
+from csflow.sdk.core.steps import MODEL_SIDE_FILES, RUNTIME_DIR
 from csflow.sdk.registry.local import version_dir
 
 Progress = Callable[[str], None]
@@ -75,7 +76,7 @@ _BUILD_ENV_NAMES = frozenset(
         "http_proxy",
         "https_proxy",
         "no_proxy",
-        "CSFLOW_HOME",
+        step_env.HOME.name,
     }
 )
 
@@ -246,7 +247,7 @@ def write_build_context(plan: BuildPlan, context: Path) -> None:
     shutil.copytree(plan.source, context / "src", ignore=_IGNORED, dirs_exist_ok=True)
     write_text_atomic(context / "requirements.lock", plan.lock)
     (context / "csflow").mkdir(exist_ok=True)
-    for name in MODEL_SIDE_PROGRAMS:
+    for name in MODEL_SIDE_FILES:
         shutil.copy2(RUNTIME_DIR / name, context / "csflow" / name)
     write_json_atomic(context / "build.json", plan.info)
 

@@ -8,7 +8,8 @@ same unprivileged user as every other step. From the build context the
 - ``build.json``: the version's record (owner, title, content tag, Python, the config);
 - ``requirements.lock``: the requirements resolved to exact pins;
 - ``src/``: the model's source at the published revision;
-- ``csflow/``: csflow's model-side programs (standard library only),
+- ``csflow/``: csflow's model-side programs and ``step_env.py``, the
+  declaration of the variables they read (standard library only),
 
 it makes one layer (``write_layer``): the locked packages installed by uv for
 the image's Python and platform (``--target``, so no interpreter of that
@@ -35,6 +36,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+from csflow.runtime import step_env
 from csflow.sdk.core.errors import BadInput
 from csflow.sdk.core.settings import BASE_IMAGE
 from csflow.sdk.core.steps import PROGRAMS as STEP_PROGRAMS
@@ -62,8 +64,8 @@ def image_env(info: dict) -> dict[str, str]:
         "PYTHONUNBUFFERED": "1",
         "PYTHONPATH": f"{SOURCE_DIR}:{PACKAGES_DIR}",
         "HOME": "/tmp",
-        "CSFLOW_MODEL_FUNCTIONS": config["functions"],
-        "CSFLOW_WORK_DIR": "/tmp/csflow",
+        step_env.MODEL_FUNCTIONS.name: config["functions"],
+        step_env.WORK_DIR.name: step_env.POD_WORK_DIR,
         **config.get("env", {}),
     }
     for name, value in env.items():

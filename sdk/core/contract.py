@@ -1,9 +1,12 @@
 """The C/S model contract: job inputs, errors/warnings and outputs.
 
 A model module (by convention ``cs_config.functions``) provides
-``get_version``, ``get_inputs``, ``validate_inputs`` and ``run_model``
-(DESIGN.md, "The model contract"). This module owns the shapes that cross the
-boundary, in place of the unmaintained cs-kit and cs-storage:
+``get_version``, ``get_inputs``, ``validate_inputs`` and ``run_model``, the
+functions C/S models already implement (``get_inputs`` returns
+``meta_parameters`` and ``model_parameters``; ``run_model`` returns
+``renderable`` and ``downloadable`` lists; ``runtime/contract_tests.py``
+checks them). This module owns the shapes that cross the boundary, in place of
+the unmaintained cs-kit and cs-storage:
 
 - ``JobInputs``: C/S job kwargs, ``{"meta_param_dict", "adjustment"}``;
 - ``ErrorsWarnings``: ``{section: {"errors": {param: [msg]}, "warnings": {...}}}``;

@@ -1,18 +1,42 @@
 """``Run``: one simulation or publish, as every backend reports it.
 
 The embedded engine keeps runs in SQLite (``engine/store.py``); the argo
-backend reads them from Workflows. Both return this record.
+backend reads them from Workflows. Both return this record, and both read what
+a finished simulation said of itself with ``output_fields``: the global outputs
+its ``inputs`` step sets (Argo's ``status.outputs.parameters``; on the embedded
+engine, the same step's output files).
 """
 
 from __future__ import annotations
 
+import json
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from csflow.sdk.core.status import FINAL
 
-__all__ = ["Run"]
+__all__ = ["Run", "RUN_OUTPUTS", "output_fields"]
+
+# The simulate flow's global outputs (flows/simulate.py, its inputs step): the
+# model's own version, and its verdict on the inputs.
+MODEL_VERSION_OUTPUT = "model-version"
+ERRORS_WARNINGS_OUTPUT = "errors-warnings"
+RUN_OUTPUTS = (MODEL_VERSION_OUTPUT, ERRORS_WARNINGS_OUTPUT)
+
+
+def output_fields(outputs: Mapping[str, str]) -> dict[str, Any]:
+    """A run's ``model_version`` and ``errors_warnings``, from its global outputs
+    (absent or unreadable ones: empty)."""
+    try:
+        errors_warnings = json.loads(outputs.get(ERRORS_WARNINGS_OUTPUT) or "{}")
+    except json.JSONDecodeError:
+        errors_warnings = {}
+    return {
+        "model_version": (outputs.get(MODEL_VERSION_OUTPUT) or "").strip(),
+        "errors_warnings": errors_warnings if isinstance(errors_warnings, dict) else {},
+    }
 
 
 @dataclass

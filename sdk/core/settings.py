@@ -1,9 +1,11 @@
 """csflow's own configuration: one object, one precedence.
 
-Flags beat ``CSFLOW_*`` environment variables, which beat the config file
-(``$CSFLOW_HOME/config.yaml``), which beats the defaults below. The CLI passes
-flags as keyword arguments to ``Settings``. Secret values never live here;
-only the names of secrets do.
+Flags beat ``CSFLOW_*`` environment variables, which beat the config file,
+which beats the defaults below. The CLI passes flags as keyword arguments to
+``Settings``. The config file is ``config.yaml`` in the home actually chosen:
+the ``home`` flag (``csflow --home X``), else ``CSFLOW_HOME``, else
+``~/.csflow``. Secret values never live here; only the names of secrets do.
+The variables csflow's steps read are declared in ``runtime/step_env.py``.
 """
 
 from __future__ import annotations
@@ -16,24 +18,47 @@ import yaml
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from csflow.runtime import step_env
+
 # The image a model's image is built on, unless configured (e.g. a mirror).
 BASE_IMAGE = "python:{python}-slim-bookworm"
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
+CONFIG_FILE = "config.yaml"
+
+
 def default_home() -> Path:
-    return Path(os.environ.get("CSFLOW_HOME") or Path.home() / ".csflow")
+    """The home when no flag chooses one: ``CSFLOW_HOME``, else ``~/.csflow``."""
+    return Path(step_env.HOME.get() or Path.home() / ".csflow")
 
 
 class _YamlFileSource(PydanticBaseSettingsSource):
-    """Reads ``$CSFLOW_HOME/config.yaml`` (pydantic-settings ships TOML/YAML sources
-    keyed to a fixed path; ours depends on CSFLOW_HOME, hence this small source)."""
+    """Reads ``config.yaml`` in the chosen home: the ``home`` keyword (a flag), else
+    ``home`` from the environment (``CSFLOW_HOME``), else ``~/.csflow``.
+    (pydantic-settings ships TOML/YAML sources keyed to a fixed path; ours depends on
+    the sources above it, hence this small source.)"""
+
+    def __init__(
+        self,
+        settings_cls: type[BaseSettings],
+        *above: PydanticBaseSettingsSource,
+    ):
+        super().__init__(settings_cls)
+        self.above = above
 
     def get_field_value(self, field, field_name):  # pragma: no cover - unused by __call__
         return None, field_name, False
 
+    def home(self) -> Path:
+        for source in self.above:
+            home = source().get("home")
+            if home is not None and str(home) != "":
+                return Path(home)
+        return default_home()
+
     def __call__(self) -> dict[str, Any]:
-        path = default_home() / "config.yaml"
+        path = self.home() / CONFIG_FILE
         if not path.is_file():
             return {}
         data = yaml.safe_load(path.read_text()) or {}
@@ -97,7 +122,11 @@ class Settings(BaseSettings):
     def settings_customise_sources(
         cls, settings_cls, init_settings, env_settings, dotenv_settings, file_secret_settings
     ):
-        return (init_settings, env_settings, _YamlFileSource(settings_cls))
+        return (
+            init_settings,
+            env_settings,
+            _YamlFileSource(settings_cls, init_settings, env_settings),
+        )
 
     @property
     def results_url(self) -> str:

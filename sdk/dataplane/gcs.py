@@ -1,6 +1,6 @@
 """Google Cloud Storage: where a cluster keeps simulation results.
 
-``GCSStorage`` implements ``sdk/storage.Storage`` for ``gs://BUCKET[/PREFIX]``
+``GCSStorage`` implements ``Storage`` (``sdk/dataplane/storage.py``) for ``gs://BUCKET[/PREFIX]``
 with ``google-cloud-storage``. Keys are laid out as ``FileStorage`` lays out
 its folder: ``OWNER/TITLE/JOB_ID/<file>`` under the URL's prefix.
 
@@ -30,7 +30,7 @@ from google.auth import exceptions as auth_errors
 from google.cloud import storage
 from google.cloud.storage.retry import DEFAULT_RETRY
 
-from csflow.sdk.core.errors import BadInput, CsflowError, NotFound
+from csflow.sdk.core.errors import BadInput, CsflowError, NotFound, translated
 from csflow.sdk.dataplane.storage import _check_key
 
 T = TypeVar("T")
@@ -42,6 +42,34 @@ MAX_SIGNED_URL_LIFETIME = dt.timedelta(days=7)  # the V4 signing limit
 
 class StorageError(CsflowError):
     """Cloud Storage refused, or could not be reached."""
+
+
+def cloud_storage_errors(
+    what: str,
+    not_found: Callable[[Exception], Exception | None],
+    passing: tuple[type[Exception], ...] = (),
+):
+    """A Cloud Storage call's failures as one line each (``with ...: return call()``):
+    ``not_found`` says what a 404 means to the caller; ``passing`` exceptions go on
+    unchanged (for the caller to handle)."""
+
+    def gave_up(exc: google_errors.RetryError) -> StorageError:  # retried until the deadline
+        cause = type(exc.cause).__name__ if exc.cause else "no answer"
+        return StorageError(f"cannot reach Cloud Storage for {what}: {cause} (gave up retrying)")
+
+    return translated(
+        (passing, lambda _: None),
+        (google_errors.NotFound, not_found),
+        (
+            google_errors.GoogleAPICallError,
+            lambda exc: StorageError(f"Cloud Storage refused {what}: {exc.message}"),
+        ),
+        (google_errors.RetryError, gave_up),
+        (
+            (auth_errors.GoogleAuthError, ConnectionError, OSError),
+            lambda exc: StorageError(f"cannot reach Cloud Storage for {what}: {exc}"),
+        ),
+    )
 
 
 class GCSStorage:
@@ -83,19 +111,8 @@ class GCSStorage:
         return self.client.bucket(self.bucket_name).blob(self._object_name(key))
 
     def _call(self, what: str, action: Callable[[], T]) -> T:
-        try:
+        with cloud_storage_errors(what, lambda _: NotFound(f"no stored object {what}")):
             return action()
-        except google_errors.NotFound:
-            raise NotFound(f"no stored object {what}") from None
-        except google_errors.GoogleAPICallError as exc:
-            raise StorageError(f"Cloud Storage refused {what}: {exc.message}") from None
-        except google_errors.RetryError as exc:  # retried until the deadline
-            cause = type(exc.cause).__name__ if exc.cause else "no answer"
-            raise StorageError(
-                f"cannot reach Cloud Storage for {what}: {cause} (gave up retrying)"
-            ) from None
-        except (auth_errors.GoogleAuthError, ConnectionError, OSError) as exc:
-            raise StorageError(f"cannot reach Cloud Storage for {what}: {exc}") from None
 
     def put(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> str:
         blob = self._blob(key)

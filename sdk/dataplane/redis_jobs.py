@@ -7,23 +7,22 @@ its own key as the ``model`` user, which can do nothing but GET ``job-*``
 an error that says so.
 
 URL: ``redis://host:port/db`` (``rediss://`` for TLS). The user and password
-come from the arguments or from ``CSFLOW_REDIS_USER`` / ``CSFLOW_REDIS_PASSWORD``,
-never from the URL: URLs end up in settings, manifests and run records.
+come from the arguments or from ``CSFLOW_REDIS_USER`` / ``CSFLOW_REDIS_PASSWORD``
+(``runtime/step_env.py``), never from the URL: URLs end up in settings, manifests and run records.
 """
 
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable
 from typing import Any, TypeVar
 from urllib.parse import urlparse
 
 import redis
 
-from csflow.sdk.core.errors import BadInput, CsflowError, NotFound
+from csflow.runtime.step_env import REDIS_PASSWORD, REDIS_USER
+from csflow.sdk.core.errors import BadInput, CsflowError, NotFound, translated
 from csflow.sdk.dataplane.jobstore import DEFAULT_TTL, job_key
-from csflow.sdk.ops.redis_acl import REDIS_PASSWORD_ENV, REDIS_USER_ENV
 
 T = TypeVar("T")
 
@@ -45,11 +44,11 @@ class RedisJobStore:
             raise BadInput(f"not a Redis URL: {url!r}")
         if parsed.password is not None:
             raise BadInput(
-                f"put the Redis password in {REDIS_PASSWORD_ENV}, not in the job store URL"
+                f"put the Redis password in {REDIS_PASSWORD.name}, not in the job store URL"
             )
         self.url = url
-        self.username = username or parsed.username or os.environ.get(REDIS_USER_ENV) or None
-        password = password if password is not None else os.environ.get(REDIS_PASSWORD_ENV)
+        self.username = username or parsed.username or REDIS_USER.get() or None
+        password = password if password is not None else REDIS_PASSWORD.get()
         self._client = redis.Redis.from_url(
             url,
             username=self.username,
@@ -65,18 +64,27 @@ class RedisJobStore:
         """Run one command; Redis' errors become one line that names the user
         (never the password)."""
         who = f"user {self.username!r}" if self.username else "the default user"
-        try:
+        with translated(
+            (
+                redis.AuthenticationError,
+                lambda _: JobStoreError(
+                    f"job store {self.url} refused {who}: wrong password, or the user is disabled"
+                ),
+            ),
+            (
+                redis.exceptions.NoPermissionError,
+                lambda exc: JobStoreError(f"job store {self.url}: {who} may not {action} ({exc})"),
+            ),
+            (
+                (redis.ConnectionError, redis.TimeoutError),
+                lambda exc: JobStoreError(f"cannot reach the job store at {self.url}: {exc}"),
+            ),
+            (
+                redis.RedisError,
+                lambda exc: JobStoreError(f"job store {self.url}: {action} failed: {exc}"),
+            ),
+        ):
             return command(self._client)
-        except redis.AuthenticationError:
-            raise JobStoreError(
-                f"job store {self.url} refused {who}: wrong password, or the user is disabled"
-            ) from None
-        except redis.exceptions.NoPermissionError as exc:
-            raise JobStoreError(f"job store {self.url}: {who} may not {action} ({exc})") from None
-        except (redis.ConnectionError, redis.TimeoutError) as exc:
-            raise JobStoreError(f"cannot reach the job store at {self.url}: {exc}") from None
-        except redis.RedisError as exc:
-            raise JobStoreError(f"job store {self.url}: {action} failed: {exc}") from None
 
     def put(self, job_id: str, job: dict[str, Any], ttl: int = DEFAULT_TTL) -> None:
         if int(ttl) <= 0:

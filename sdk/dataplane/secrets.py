@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from csflow.sdk.core import names
-from csflow.sdk.core.errors import BadInput, CsflowError, NotFound
+from csflow.sdk.core.errors import BadInput, CsflowError, NotFound, translated
 from csflow.sdk.core.fileutil import file_lock, write_json_atomic
 
 if TYPE_CHECKING:
@@ -233,18 +233,24 @@ class SecretManagerStore:
     def _call(self, what: str, action: Callable[[], T]) -> T:
         from google.api_core import exceptions as google_errors
 
-        try:
+        with translated(
+            (google_errors.NotFound, lambda _: NotFound(f"no secret {what}")),
+            (
+                google_errors.GoogleAPICallError,
+                lambda exc: SecretError(f"Secret Manager refused {what}: {exc.message}"),
+            ),
+            (
+                google_errors.RetryError,
+                lambda exc: SecretError(f"Secret Manager did not answer for {what}: {exc.message}"),
+            ),
+            (
+                OSError,
+                lambda exc: SecretError(
+                    f"cannot reach Secret Manager for {what}: {type(exc).__name__}"
+                ),
+            ),
+        ):
             return action()
-        except google_errors.NotFound:
-            raise NotFound(f"no secret {what}") from None
-        except google_errors.GoogleAPICallError as exc:
-            raise SecretError(f"Secret Manager refused {what}: {exc.message}") from None
-        except google_errors.RetryError as exc:
-            raise SecretError(f"Secret Manager did not answer for {what}: {exc.message}") from None
-        except OSError as exc:
-            raise SecretError(
-                f"cannot reach Secret Manager for {what}: {type(exc).__name__}"
-            ) from None
 
     # -- the store -----------------------------------------------------------
 

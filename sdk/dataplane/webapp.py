@@ -14,12 +14,12 @@ Settings: ``CSFLOW_WEBAPP_URL`` (``Settings.webapp_url``), the token in
 ``CSFLOW_WEBAPP_TOKEN`` (filled from the secret store, service secret
 ``Settings.webapp_token_secret``; it is never logged or shown in a repr),
 ``CSFLOW_WEBAPP_ATTEMPTS``, ``CSFLOW_WEBAPP_BACKOFF`` (seconds) and
-``CSFLOW_WEBAPP_TIMEOUT`` (seconds per attempt).
+``CSFLOW_WEBAPP_TIMEOUT`` (seconds per attempt), all declared in
+``runtime/step_env.py``.
 """
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,12 +27,13 @@ import requests
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
+from csflow.runtime import step_env
 from csflow.sdk.core import names
 from csflow.sdk.core.errors import CsflowError
 
 OUTPUTS_PATH = "/outputs/api/"
 RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
-TOKEN_ENV = "CSFLOW_WEBAPP_TOKEN"
+TOKEN_ENV = step_env.WEBAPP_TOKEN.name
 
 
 class WebappError(CsflowError):
@@ -57,11 +58,11 @@ class WebappClient:
     @classmethod
     def from_env(cls) -> WebappClient:
         return cls(
-            url=os.environ["CSFLOW_WEBAPP_URL"],
-            token=os.environ.get(TOKEN_ENV, ""),
-            attempts=int(os.environ.get("CSFLOW_WEBAPP_ATTEMPTS", "5")),
-            backoff=float(os.environ.get("CSFLOW_WEBAPP_BACKOFF", "1.0")),
-            timeout=float(os.environ.get("CSFLOW_WEBAPP_TIMEOUT", "10")),
+            url=step_env.WEBAPP_URL.require(),
+            token=step_env.WEBAPP_TOKEN.get(),
+            attempts=int(step_env.WEBAPP_ATTEMPTS.get()),
+            backoff=float(step_env.WEBAPP_BACKOFF.get()),
+            timeout=float(step_env.WEBAPP_TIMEOUT.get()),
         )
 
     def report(self, job_id: str, status: str, **payload: Any) -> requests.Response:

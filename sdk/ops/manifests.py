@@ -2,20 +2,27 @@
 
 ``service_manifests`` reads ``cluster/argo/kustomization.yaml`` and puts the
 flows' WorkflowTemplates, built fresh, in place of their golden files.
+
+``cluster/argo`` is a kustomize base in the checkout and, as the package
+``csflow.cluster.argo``, package data in the wheel (pyproject.toml), so an
+installed csflow (a wheel, the csflow image) reads the same files, found with
+``importlib.resources``; an editable install reads the checkout's folder.
 """
 
 from __future__ import annotations
 
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from csflow.sdk.argo.schema import load_documents
-from csflow.sdk.core.settings import REPO_ROOT
 from csflow.sdk.core.steps import PLATFORM_CONFIG
 
-CLUSTER_DIR = REPO_ROOT / "cluster" / "argo"
+CLUSTER_PACKAGE = "csflow.cluster.argo"
+# A real folder: csflow is installed unzipped (pip, uv), and in a checkout it is cluster/argo.
+CLUSTER_DIR = Path(str(resources.files(CLUSTER_PACKAGE)))
 GOLDEN_DIR = CLUSTER_DIR / "golden"
 _CLUSTER_SCOPED = frozenset(
     {

@@ -32,7 +32,8 @@ API (small on purpose; ``cluster/argo`` renders Redis with it):
 - ``redis_server_args() -> list[str]``: the ``redis-server`` arguments that
   load that file;
 - ``model_job_store_env(store, job_store_url) -> dict[str, str]``: the
-  variables a model step reads the job store with (``runtime/model_step.py``).
+  variables a model step reads the job store with (``runtime/model_step.py``;
+  the names are declared in ``runtime/step_env.py``).
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from csflow.runtime import step_env
 from csflow.sdk.core.errors import BadInput, NotFound
 
 ADMIN, SCHEDULER, MODEL, DEFAULT = "admin", "scheduler", "model", "default"
@@ -56,11 +58,6 @@ CLUSTER_JOB_STORE_URL = f"redis://{REDIS_SERVICE}:{REDIS_PORT}/0"
 ACL_SECRET = "csflow-redis-acl"
 ACL_FILE_KEY = "users.acl"
 ACL_DIR = "/etc/redis/acl"
-
-# The variables job store clients read their user and password from.
-REDIS_USER_ENV = "CSFLOW_REDIS_USER"
-REDIS_PASSWORD_ENV = "CSFLOW_REDIS_PASSWORD"
-JOB_STORE_ENV = "CSFLOW_JOB_STORE"
 
 MIN_PASSWORD_LENGTH = 16
 
@@ -235,4 +232,14 @@ def model_job_store_env(store: _SecretReader, job_store_url: str) -> dict[str, s
             f"the job store {job_store_url} needs the model user's password: "
             f"csflow svc secrets set {user.password_secret} --generate"
         ) from None
-    return {JOB_STORE_ENV: job_store_url, REDIS_USER_ENV: MODEL, REDIS_PASSWORD_ENV: password}
+    return job_store_env(job_store_url, MODEL, password)
+
+
+def job_store_env(job_store_url: str, user: str, password: str) -> dict[str, str]:
+    """The variables a job store client reads: the store's URL, a Redis user and its
+    password (``runtime/step_env.py``)."""
+    return {
+        step_env.JOB_STORE_URL.name: job_store_url,
+        step_env.REDIS_USER.name: user,
+        step_env.REDIS_PASSWORD.name: password,
+    }

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
+from csflow.runtime import step_env
 from csflow.sdk.core import names
 from csflow.sdk.core.errors import CsflowError, NotFound
 from csflow.sdk.core.model_config import ModelConfig, load_model_config
@@ -146,11 +147,7 @@ def plan(
             secret_object(
                 MODEL_JOB_STORE_SECRET,
                 namespace,
-                {
-                    redis_acl.JOB_STORE_ENV: job_store,
-                    redis_acl.REDIS_USER_ENV: redis_acl.MODEL,
-                    redis_acl.REDIS_PASSWORD_ENV: service[redis_acl.MODEL],
-                },
+                redis_acl.job_store_env(job_store, redis_acl.MODEL, service[redis_acl.MODEL]),
                 "model",
             )
         )
@@ -159,11 +156,11 @@ def plan(
 
     platform: dict[str, str] = {}
     if service.get(redis_acl.SCHEDULER):
-        platform[redis_acl.REDIS_USER_ENV] = redis_acl.SCHEDULER
-        platform[redis_acl.REDIS_PASSWORD_ENV] = service[redis_acl.SCHEDULER]
+        platform[step_env.REDIS_USER.name] = redis_acl.SCHEDULER
+        platform[step_env.REDIS_PASSWORD.name] = service[redis_acl.SCHEDULER]
     token = store.values(None, None, [settings.webapp_token_secret])
     if token:
-        platform["CSFLOW_WEBAPP_TOKEN"] = token[settings.webapp_token_secret]
+        platform[step_env.WEBAPP_TOKEN.name] = token[settings.webapp_token_secret]
     else:
         result.warnings.append(f"the webapp token ({settings.webapp_token_secret}) is not set")
     result.secrets.append(secret_object(PLATFORM_SECRET, namespace, platform, "platform"))

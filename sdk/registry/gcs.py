@@ -1,7 +1,7 @@
 """The model registry and the inputs cache on Google Cloud Storage, for clusters.
 
 On a cluster the ``push`` and ``deploy`` steps run in pods that share no
-files, so the registry (``sdk/registry.Registry``: each model's versions and
+files, so the registry (``sdk/registry/local.py`` ``Registry``: each model's versions and
 its moving tags) and the inputs cache must live in object storage. This module
 keeps the same documents at ``gs://BUCKET/PREFIX``:
 
@@ -41,12 +41,11 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from google.api_core import exceptions as google_errors
-from google.auth import exceptions as auth_errors
 from google.cloud import storage
 
 from csflow.sdk.core import names
 from csflow.sdk.core.errors import CsflowError, NotFound
-from csflow.sdk.dataplane.gcs import GCSStorage, StorageError
+from csflow.sdk.dataplane.gcs import GCSStorage, StorageError, cloud_storage_errors
 from csflow.sdk.registry.local import Registry, empty_document
 
 T = TypeVar("T")
@@ -93,23 +92,11 @@ class GCSRegistry(Registry):
 
     def _call(self, what: str, action: Callable[[], T]) -> T:
         """One Cloud Storage call; its failures (but a lost race) as one line."""
-        try:
+        no_bucket = f"Cloud Storage has no bucket {self.storage.bucket_name!r} ({what})"
+        with cloud_storage_errors(
+            what, lambda _: StorageError(no_bucket), passing=(google_errors.PreconditionFailed,)
+        ):
             return action()
-        except google_errors.PreconditionFailed:
-            raise
-        except google_errors.NotFound:
-            raise StorageError(
-                f"Cloud Storage has no bucket {self.storage.bucket_name!r} ({what})"
-            ) from None
-        except google_errors.GoogleAPICallError as exc:
-            raise StorageError(f"Cloud Storage refused {what}: {exc.message}") from None
-        except google_errors.RetryError as exc:
-            cause = type(exc.cause).__name__ if exc.cause else "no answer"
-            raise StorageError(
-                f"cannot reach Cloud Storage for {what}: {cause} (gave up retrying)"
-            ) from None
-        except (auth_errors.GoogleAuthError, ConnectionError, OSError) as exc:
-            raise StorageError(f"cannot reach Cloud Storage for {what}: {exc}") from None
 
     def read(self, owner: str, title: str) -> tuple[dict[str, Any], int, dict[str, str]]:
         """The model's document, its generation (0: no object yet) and its metadata."""

@@ -11,6 +11,20 @@ Endpoints (Argo's swagger paths), each checking ``Authorization: Bearer <token>`
   WorkflowCreateRequest; its ``workflow`` is validated against the strict v4.0.5
   CRD schema and linted together with the templates the double holds (as the
   server validates a submission); a bad one gets 400, a duplicate name 409.
+- ``POST /api/v1/workflows/{namespace}/lint``: lint (Argo's ``LintWorkflow``,
+  which the argo backend calls before it creates a Workflow). The body is a
+  WorkflowLintRequest (its envelope checked against ``schema.json``, closed).
+  As the real server, it resolves the templates a Workflow refers to in the
+  Workflow's own ``metadata.namespace`` (the server's managed namespace when
+  that is empty, as ``argo server --namespaced`` does) and answers 200 with
+  the Workflow. A Workflow the strict CRD schema rejects gets 400 (the real
+  server refuses a body it cannot decode with 400; it *drops* unknown fields,
+  where the double refuses them: csflow's own check before the request is
+  what catches those); one the semantic lint rejects gets 500 with gRPC code 2
+  (Unknown), as the real server answers a validation error: Argo's
+  ``ValidateWorkflow`` error is not a Kubernetes status, so its error
+  translation leaves it untranslated (server/workflow/workflow_server.go,
+  util/grpc/errors.go in v4.0.5).
 - ``GET /api/v1/workflows/{namespace}/{name}`` and ``GET /api/v1/workflows/{namespace}``
   (``listOptions.labelSelector`` = a label key that must exist).
 - ``PUT .../{name}/stop`` and ``.../terminate``: the body is validated against
@@ -37,6 +51,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlparse
 
 import jsonschema
+from paths import ARGO_SCHEMA
 
 from csflow.sdk.argo import lint
 from csflow.sdk.argo import schema as argo_schema
@@ -45,7 +60,7 @@ from csflow.sdk.argo import schema as argo_schema
 @functools.cache
 def request_validator(definition: str) -> jsonschema.protocols.Validator:
     """A validator for one request type of Argo's schema.json, every object closed."""
-    schema = json.loads((argo_schema.schema_dir() / "schema.json").read_text())
+    schema = json.loads((ARGO_SCHEMA / "schema.json").read_text())
     definitions = argo_schema.close_objects(schema["definitions"])
     return jsonschema.Draft7Validator({**definitions[definition], "definitions": definitions})
 
@@ -165,6 +180,8 @@ class ArgoServerDouble:
         parts = [p for p in url.path[len(prefix) :].split("/") if p]
         if method == "POST" and not parts:
             return self._create(handler)
+        if method == "POST" and parts == ["lint"]:
+            return self._lint(handler)
         if method == "GET" and not parts:
             return self._list(handler, query)
         name = parts[0] if parts else ""
@@ -214,6 +231,32 @@ class ArgoServerDouble:
             stored["status"] = {"phase": "Pending"}
             self.workflows[name] = stored
         self._send(handler, 200, stored)
+
+    def _lint(self, handler: BaseHTTPRequestHandler) -> None:
+        body = self._body(handler)
+        errors = sorted(
+            request_validator("io.argoproj.workflow.v1alpha1.WorkflowLintRequest").iter_errors(
+                {k: v for k, v in body.items() if k != "workflow"}
+            ),
+            key=str,
+        )
+        workflow = body.get("workflow")
+        if errors:
+            return self._error(handler, 400, f"bad WorkflowLintRequest: {errors[0].message}")
+        if not isinstance(workflow, dict):
+            return self._error(handler, 500, "unable to get a workflow")  # as Argo says it
+        workflow.setdefault("apiVersion", "argoproj.io/v1alpha1")
+        workflow.setdefault("kind", "Workflow")
+        findings = argo_schema.schema_findings(workflow)
+        if findings:
+            return self._error(handler, 400, str(findings[0]))
+        # Templates resolve in the Workflow's namespace; the managed one when it has none.
+        namespace = (workflow.get("metadata") or {}).get("namespace") or self.namespace
+        library = self.library if namespace == self.namespace else {}
+        findings = lint.lint_document(workflow, library)
+        if findings:
+            return self._error(handler, 500, str(findings[0]))
+        self._send(handler, 200, workflow)
 
     def _list(self, handler: BaseHTTPRequestHandler, query: dict[str, str]) -> None:
         selector = query.get("listOptions.labelSelector", "")

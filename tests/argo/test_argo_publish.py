@@ -27,8 +27,8 @@ from typer.testing import CliRunner
 
 from csflow.cli.app import app
 from csflow.flows import publish
+from csflow.flows.publish import TEST_TIMEOUT_MARGIN
 from csflow.sdk.backends.argo import ArgoBackend, ArgoError, pod_name
-from csflow.sdk.backends.local_publish import TEST_TIMEOUT_MARGIN
 from csflow.sdk.client import Client
 from csflow.sdk.core.errors import BadInput, CsflowError
 from csflow.sdk.core.settings import Settings

@@ -35,6 +35,7 @@ from typing import Any
 import pytest
 from dataplane.conftest import redis_server  # noqa: F401  (the real redis-server fixture)
 
+from csflow.runtime import step_env
 from csflow.sdk.ops import redis_acl
 
 REPO = Path(__file__).resolve().parents[2]
@@ -150,8 +151,8 @@ def argo_client(cluster, argo_token, job_store, tmp_path, monkeypatch):
 
     url, passwords = job_store
     monkeypatch.setenv("CSFLOW_HOME", str(tmp_path / "home"))
-    monkeypatch.setenv(redis_acl.REDIS_USER_ENV, redis_acl.SCHEDULER)
-    monkeypatch.setenv(redis_acl.REDIS_PASSWORD_ENV, passwords[redis_acl.SCHEDULER])
+    monkeypatch.setenv(step_env.REDIS_USER.name, redis_acl.SCHEDULER)
+    monkeypatch.setenv(step_env.REDIS_PASSWORD.name, passwords[redis_acl.SCHEDULER])
     return Client(
         backend="argo",
         home=tmp_path / "home",
@@ -246,15 +247,15 @@ def webapp(node) -> WebappRecorder:
 def pods_client(cluster, argo_token, node, webapp, tmp_path, monkeypatch):
     from csflow.sdk.client import Client
 
-    password = os.environ.get(redis_acl.REDIS_PASSWORD_ENV)
+    password = os.environ.get(step_env.REDIS_PASSWORD.name)
     if not password:
         secret = cluster.core.read_namespaced_secret("csflow-platform", cluster.namespace)
-        password = base64.b64decode(secret.data[redis_acl.REDIS_PASSWORD_ENV]).decode()
+        password = base64.b64decode(secret.data[step_env.REDIS_PASSWORD.name]).decode()
     monkeypatch.setenv("CSFLOW_HOME", str(tmp_path / "home"))
     monkeypatch.setenv(
-        redis_acl.REDIS_USER_ENV, os.environ.get(redis_acl.REDIS_USER_ENV, redis_acl.SCHEDULER)
+        step_env.REDIS_USER.name, os.environ.get(step_env.REDIS_USER.name, redis_acl.SCHEDULER)
     )
-    monkeypatch.setenv(redis_acl.REDIS_PASSWORD_ENV, password)
+    monkeypatch.setenv(step_env.REDIS_PASSWORD.name, password)
     return Client(
         backend="argo",
         home=tmp_path / "home",

@@ -54,7 +54,7 @@ def test_passwords_come_from_the_service_secret_store(tmp_path):
     assert redis_acl.passwords_from(store) == passwords()
     env = redis_acl.model_job_store_env(store, "redis://csflow-redis:6379/0")
     assert env == {
-        "CSFLOW_JOB_STORE": "redis://csflow-redis:6379/0",
+        "CSFLOW_JOB_STORE_URL": "redis://csflow-redis:6379/0",
         "CSFLOW_REDIS_USER": "model",
         "CSFLOW_REDIS_PASSWORD": "m" * 20,
     }

@@ -119,7 +119,7 @@ def run_model_step(
         "PATH": os.environ["PATH"],
         "PYTHONPATH": str(MODEL_SOURCE),
         "CSFLOW_MODEL_FUNCTIONS": "dataplane_model",
-        "CSFLOW_JOB_STORE": job_store,
+        "CSFLOW_JOB_STORE_URL": job_store,
         "CSFLOW_WORK_DIR": str(tmp_path / "work"),
     }
     if user:

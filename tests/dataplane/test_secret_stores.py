@@ -71,7 +71,7 @@ def test_bad_names_and_values_are_refused(store):
         with pytest.raises(BadInput):
             store.set(name, "v")
     with pytest.raises(BadInput, match="CSFLOW_ are csflow's own"):
-        store.set("CSFLOW_JOB_STORE", "redis://evil", "o", "t")
+        store.set("CSFLOW_JOB_STORE_URL", "redis://evil", "o", "t")
     store.set("CSFLOW_WEBAPP_TOKEN", "fine in the service scope")
     with pytest.raises(BadInput, match="may not be empty"):
         store.set("A", "")

@@ -115,7 +115,7 @@ def test_the_value_can_come_from_stdin_or_be_generated(cli):
         (["models", "-n", "../x/y", "secrets", "get", "X"], "invalid model name"),
         (model("get", "NOPE"), "no secret 'NOPE' for dataplane/SecretReader"),
         (model("set", "bad-name", "v"), "invalid environment variable or secret name"),
-        (model("set", "CSFLOW_JOB_STORE", "v"), "CSFLOW_ are csflow's own"),
+        (model("set", "CSFLOW_JOB_STORE_URL", "v"), "CSFLOW_ are csflow's own"),
         (model("set", "X", "v", "--generate"), "not both"),
         (["svc", "secrets", "delete", "NOPE"], "no secret 'NOPE' in the service scope"),
     ],
@@ -160,7 +160,7 @@ def test_sync_without_flags_shows_names_only(cli):
     assert by_name["dataplane-secretreader-secrets"]["keys"] == ["DP_API_KEY"]
     assert by_name["dataplane-neighbour-secrets"]["keys"] == []  # declares nothing: gets nothing
     assert by_name["csflow-model-jobs"]["keys"] == [
-        "CSFLOW_JOB_STORE",
+        "CSFLOW_JOB_STORE_URL",
         "CSFLOW_REDIS_PASSWORD",
         "CSFLOW_REDIS_USER",
     ]
@@ -195,7 +195,7 @@ def test_sync_renders_valid_secrets_and_values_only_inside_them(cli, tmp_path):
         secrets["dataplane-crash-secrets"] == {}
     )  # declares DP_API_KEY too, but has none of its own
     assert secrets["csflow-model-jobs"] == {
-        "CSFLOW_JOB_STORE": redis_acl.CLUSTER_JOB_STORE_URL,
+        "CSFLOW_JOB_STORE_URL": redis_acl.CLUSTER_JOB_STORE_URL,
         "CSFLOW_REDIS_USER": "model",
         "CSFLOW_REDIS_PASSWORD": values["REDIS_MODEL_PW"],
     }

@@ -193,6 +193,7 @@ def test_the_layer_runs_the_model_on_the_images_python(configs, tmp_path):
         for name in model_image.PROGRAMS:
             assert entries[f"usr/local/bin/{name}"].mode == 0o755
         assert "opt/csflow/model/tiny_model.py" in entries
+        assert f"{model_image.RUNTIME_DIR.lstrip('/')}/step_env.py" in entries
         assert any(n.startswith("opt/csflow/packages/redis/") for n in entries)
         tar.extractall(tmp_path / "root", filter="tar")
     root = tmp_path / "root"
@@ -238,6 +239,7 @@ def test_the_build_context_holds_what_the_image_and_uv_builds_need(configs, tmp_
     assert sorted(p.name for p in (context / "csflow").iterdir()) == [
         "contract_tests.py",
         "model_step.py",
+        "step_env.py",  # the variables they read, imported as a sibling file
     ]
     assert (context / "src" / "tiny_model.py").read_text() == (TINY / "tiny_model.py").read_text()
     info = json.loads((context / "build.json").read_text())
