@@ -59,7 +59,8 @@ def main(count: int = 1000) -> None:
     small, big = size(one), size(inlined)
     print(f"one simulation Workflow: {small:,} bytes (YAML)")
     print(
-        f"the same DAG inlined:    {big:,} bytes (YAML); the reference is {small / big:.2f}x its size"
+        f"the same DAG inlined:    {big:,} bytes (YAML); "
+        f"the reference is {small / big:.2f}x its size"
     )
     print(
         f"headroom under etcd's 1 MiB object limit: {2**20 / small:,.0f}x (reference), "
@@ -81,7 +82,8 @@ def main(count: int = 1000) -> None:
     check_ms = (finished - after_build) * 1000 / count
     print(
         f"{count} simulation Workflows built and validated in {finished - started:.2f} s: "
-        f"{build_ms + check_ms:.2f} ms each ({build_ms:.2f} ms build, {check_ms:.2f} ms schema + lint); "
+        f"{build_ms + check_ms:.2f} ms each "
+        f"({build_ms:.2f} ms build, {check_ms:.2f} ms schema + lint); "
         f"problems found: {problems}"
     )
 

@@ -49,9 +49,8 @@ def publish(home: Path, extra_env: dict[str, str] | None = None) -> tuple[float,
     )
     seconds = time.perf_counter() - started
     if result.returncode != 0:
-        sys.exit(
-            f"publish failed ({result.returncode}): {result.stderr.strip() or result.stdout[-2000:]}"
-        )
+        detail = result.stderr.strip() or result.stdout[-2000:]
+        sys.exit(f"publish failed ({result.returncode}): {detail}")
     return seconds, json.loads(result.stdout)
 
 

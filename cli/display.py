@@ -15,7 +15,8 @@ from rich.table import Table
 from csflow.sdk.core.run import Run
 from csflow.sdk.core.status import RunStatus, StepPhase
 
-STATUS_STYLE = {
+# Keyed by the enums, looked up by the plain strings runs and events carry.
+STATUS_STYLE: dict[str, str] = {
     RunStatus.SUCCESS: "green",
     RunStatus.INVALID: "yellow",
     RunStatus.FAIL: "red",
@@ -24,7 +25,7 @@ STATUS_STYLE = {
     RunStatus.RUNNING: "cyan",
     RunStatus.PENDING: "dim",
 }
-PHASE_STYLE = {
+PHASE_STYLE: dict[str, str] = {
     StepPhase.SUCCEEDED: "green",
     StepPhase.FAILED: "red",
     StepPhase.ERRORED: "red",

@@ -60,7 +60,8 @@ def command(
     docs = argo_schema.load_documents(_read(file), source)
     if not docs:
         raise fail(f"{file}: no documents", EXIT_BAD_INPUT)
-    findings, notes = [], []
+    findings: list[argo_schema.Finding] = []
+    notes: list[str] = []
     if schema:
         crd_source = argo_schema.open_schema(crds, kubeconfig, context)
         if crd_source is None and any(

@@ -48,7 +48,8 @@ class _ConfigOrCommand(TyperGroup):
 app = typer.Typer(
     cls=_ConfigOrCommand,
     help=(
-        "Publish a model: clone → build → test → push (staging) → approve (optional) → deploy (latest).\n\n"
+        "Publish a model: clone → build → test → push (staging) → approve (optional) "
+        "→ deploy (latest).\n\n"
         "Usage: csflow publish CONFIG [--require-approval], e.g. "
         "csflow publish config/PSLmodels/Tax-Cruncher.yaml; csflow publish approve RUN."
     ),
@@ -150,8 +151,9 @@ def _log_hint(run) -> str:
 
 def show_report(report: dict[str, Any]) -> None:
     """Every contract test's result, then the model's own output for each failure."""
+    model, version = escape(report.get("model", "")), escape(report.get("version", ""))
     table = Table(
-        title=f"Contract tests: {escape(report.get('model', ''))} {escape(report.get('version', ''))}",
+        title=f"Contract tests: {model} {version}",
         header_style="bold",
     )
     for column in ("test", "result", "time", "detail"):

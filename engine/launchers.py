@@ -116,6 +116,9 @@ class WarmLauncher:
     """Starts the worker at once (in the background) so its imports overlap with
     the engine's own set-up; ``start`` waits for it to be ready."""
 
+    # Set by WorkerPool.acquire (engine/pool.py): the idle list it goes back to.
+    key: str
+
     def __init__(self, python: str, entry: str, preload: list[str], env: dict[str, str], log: Path):
         self.log = log
         self._stderr = open(log, "ab")

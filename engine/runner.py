@@ -555,7 +555,8 @@ class WorkflowRunner:
                 self._place(artifacts[artifact["name"]], self._local(work, artifact["path"]))
             elif not artifact.get("optional"):
                 raise semantics.SpecError(
-                    f"template {template['name']!r}: input artifact {artifact['name']!r} has no source"
+                    f"template {template['name']!r}: "
+                    f"input artifact {artifact['name']!r} has no source"
                 )
         retry = {
             key: semantics.substitute(str(value), scope)

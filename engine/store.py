@@ -163,7 +163,8 @@ class RunStore:
         return self._row(row)
 
     def list(self, limit: int = 50, kind: str | None = None) -> list[Run]:
-        query, args = "SELECT * FROM runs", []
+        query = "SELECT * FROM runs"
+        args: list[str | int] = []
         if kind:
             query += " WHERE kind = ?"
             args.append(kind)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 
-from hera.workflows import Container, EmptyDirVolume, Parameter
+from hera.workflows import Container, EmptyDirVolume, Parameter, Step, Task
 from hera.workflows.models import (
     Backoff as BackoffModel,
 )
@@ -25,6 +25,7 @@ from hera.workflows.models import (
     ConfigMapEnvSource,
     EnvFromSource,
     ExecutorConfig,
+    IntOrString,
     PodGC,
     PodSecurityContext,
     RetryStrategy,
@@ -49,6 +50,14 @@ from csflow.sdk.core.steps import (
     WORK_DIR,
     WORKFLOW_SERVICE_ACCOUNT,
 )
+
+
+def dag_task(created: Step | Task | None) -> Task:
+    """What calling a template inside a ``DAG`` context made: a Task. Hera types the
+    call for any context (a Step under Steps, None under a Workflow)."""
+    if not isinstance(created, Task):
+        raise TypeError(f"expected a DAG task, got {type(created).__name__}")
+    return created
 
 
 def param(name: str) -> str:
@@ -100,11 +109,12 @@ def ttl_strategy() -> TTLStrategy:
 
 def transient_retry() -> RetryStrategy:
     """Retries with backoff for platform steps that talk to services. Model steps
-    never get one: a model that failed on its own is not run again."""
+    never get one: a model that failed on its own is not run again. Limit and
+    factor stay strings ('4', '2'), as the compiled templates have always had them."""
     return RetryStrategy(
-        limit="4",
+        limit=IntOrString("4"),
         retry_policy="Always",
-        backoff=BackoffModel(duration="5s", factor="2", max_duration="5m"),
+        backoff=BackoffModel(duration="5s", factor=IntOrString("2"), max_duration="5m"),
     )
 
 

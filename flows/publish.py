@@ -272,7 +272,7 @@ def build(platform_image: str = "gcr.io/csflow/csflow:0.1.0") -> WorkflowTemplat
             ],
         )
         with DAG(name=ENTRYPOINT):
-            clone_task = clone(name="clone")
+            clone_task = c.dag_task(clone(name="clone"))
             image_build(
                 name="build",
                 depends="clone.Succeeded",
@@ -283,21 +283,25 @@ def build(platform_image: str = "gcr.io/csflow/csflow:0.1.0") -> WorkflowTemplat
                 ],
             )
             # A bare "build" is Succeeded or Skipped (already built).
-            test_task = test(
-                name="test",
-                depends="clone.Succeeded && build",
-                arguments=[
-                    Parameter(name="image", value=f"{{{{{CLONE}.image}}}}"),
-                    clone_task.get_artifact("tests"),
-                ],
+            test_task = c.dag_task(
+                test(
+                    name="test",
+                    depends="clone.Succeeded && build",
+                    arguments=[
+                        Parameter(name="image", value=f"{{{{{CLONE}.image}}}}"),
+                        clone_task.get_artifact("tests"),
+                    ],
+                )
             )
-            verify_task = verify(
-                name="verify",
-                depends="test.Succeeded",
-                arguments=[
-                    test_task.get_artifact("test-results"),
-                    test_task.get_artifact("raw-outputs"),
-                ],
+            verify_task = c.dag_task(
+                verify(
+                    name="verify",
+                    depends="test.Succeeded",
+                    arguments=[
+                        test_task.get_artifact("test-results"),
+                        test_task.get_artifact("raw-outputs"),
+                    ],
+                )
             )
             push(
                 name="push",

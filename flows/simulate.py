@@ -137,15 +137,19 @@ def build(platform_image: str = "gcr.io/csflow/csflow:0.1.0") -> WorkflowTemplat
         with DAG(name=ENTRYPOINT):
             # Explicit ".Succeeded": a bare "run" would also fire when run is skipped.
             inputs(name="inputs")
-            run_task = run(
-                name="run",
-                depends="inputs.Succeeded",
-                when="{{tasks.inputs.outputs.parameters.valid}} == true",
+            run_task = c.dag_task(
+                run(
+                    name="run",
+                    depends="inputs.Succeeded",
+                    when="{{tasks.inputs.outputs.parameters.valid}} == true",
+                )
             )
-            outputs_task = outputs(
-                name="outputs",
-                depends="run.Succeeded",
-                arguments=[run_task.get_artifact("raw-outputs")],
+            outputs_task = c.dag_task(
+                outputs(
+                    name="outputs",
+                    depends="run.Succeeded",
+                    arguments=[run_task.get_artifact("raw-outputs")],
+                )
             )
             upload(
                 name="upload",

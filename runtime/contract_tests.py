@@ -58,6 +58,8 @@ import sys
 import time
 import traceback
 from pathlib import Path
+from types import ModuleType
+from typing import Any
 
 try:  # csflow.runtime.contract_tests (tests)
     from . import step_env
@@ -142,8 +144,10 @@ class _Tee(io.TextIOBase):
     def isatty(self) -> bool:
         return False
 
+    # typeshed declares TextIOBase.encoding a writable attribute; at runtime it is
+    # a read-only property (a getset descriptor of _io._TextIOBase), as here.
     @property
-    def encoding(self) -> str:
+    def encoding(self) -> str:  # type: ignore[override]
         return getattr(self.stream, "encoding", "utf-8")
 
 
@@ -151,18 +155,32 @@ class Harness:
     def __init__(self, tests: dict):
         self.tests = tests
         self.results: list[dict] = []
-        self.module = None
+        self.module: ModuleType | None = None
         self.version = ""
         self.defaults: dict | None = None
         self.meta = spec_form(tests.get("meta_param_dict") or {})
         self.noted_no_paramtools = False
+
+    @property
+    def model(self) -> ModuleType:
+        """The model's functions (``t_functions``; the later tests need it)."""
+        if self.module is None:
+            raise Failed("the model's functions are not imported")
+        return self.module
+
+    @property
+    def default_inputs(self) -> dict:
+        """``get_inputs({})`` (``t_get_inputs``; the later tests need it)."""
+        if self.defaults is None:
+            raise Failed("the default inputs are not computed")
+        return self.defaults
 
     # -- running one test ---------------------------------------------------
 
     def run(self, name: str, title: str, check, needs: tuple[str, ...] = ()) -> None:
         status = {r["name"]: r["status"] for r in self.results}
         blocked = [n for n in needs if status.get(n) != "passed"]
-        result = {
+        result: dict[str, Any] = {
             "name": name,
             "title": title,
             "status": "not run",
@@ -208,14 +226,14 @@ class Harness:
 
     def t_functions(self, warnings: list) -> str:
         name = step_env.MODEL_FUNCTIONS.get()
-        self.module = importlib.import_module(name)
-        missing = [f for f in FUNCTIONS if not callable(getattr(self.module, f, None))]
+        module = self.module = importlib.import_module(name)
+        missing = [f for f in FUNCTIONS if not callable(getattr(module, f, None))]
         if missing:
             raise Failed(f"{name} lacks {', '.join(missing)}")
         return f"{name}: {', '.join(FUNCTIONS)}"
 
     def t_get_version(self, warnings: list) -> str:
-        version = self.module.get_version()
+        version = self.model.get_version()
         if not version:
             raise Failed(f"get_version() returned {version!r}")
         self.version = str(version)
@@ -223,7 +241,7 @@ class Harness:
 
     def _get_inputs(self, meta: dict, warnings: list | None, label: str) -> tuple[dict, float]:
         started = time.perf_counter()
-        inputs = self.module.get_inputs(meta)
+        inputs = self.model.get_inputs(meta)
         seconds = time.perf_counter() - started
         if not isinstance(inputs, dict) or set(inputs) != INPUT_KEYS:
             keys = sorted(inputs) if isinstance(inputs, dict) else type(inputs).__name__
@@ -245,14 +263,15 @@ class Harness:
         return inputs, seconds
 
     def t_get_inputs(self, warnings: list) -> str:
-        self.defaults, seconds = self._get_inputs({}, warnings, "{}")
-        sections = list(self.defaults["model_parameters"])
+        defaults, seconds = self._get_inputs({}, warnings, "{}")
+        self.defaults = defaults
+        sections = list(defaults["model_parameters"])
         return f"{len(sections)} section(s): {', '.join(sections)} in {seconds:.2f}s"
 
     def t_sections(self, warnings: list) -> str:
         counts = {
             name: len(_parameters(params))
-            for name, params in self.defaults["model_parameters"].items()
+            for name, params in self.default_inputs["model_parameters"].items()
         }
         if not counts:
             raise Failed("model_parameters has no sections")
@@ -271,7 +290,8 @@ class Harness:
             if not self.noted_no_paramtools:
                 self.noted_no_paramtools = True
                 warnings.append(
-                    "ParamTools is not installed in the model environment: checked the structure only"
+                    "ParamTools is not installed in the model environment: "
+                    "checked the structure only"
                 )
             return
         for where, defaults in [
@@ -287,11 +307,11 @@ class Harness:
                 ) from None
 
     def t_paramtools(self, warnings: list) -> str:
-        self._load_all(self.defaults, "{}", warnings)
-        return f"meta_parameters and {len(self.defaults['model_parameters'])} section(s) load"
+        self._load_all(self.default_inputs, "{}", warnings)
+        return f"meta_parameters and {len(self.default_inputs['model_parameters'])} section(s) load"
 
     def t_meta_grid(self, warnings: list) -> str:
-        grid = meta_grid(self.defaults["meta_parameters"])
+        grid = meta_grid(self.default_inputs["meta_parameters"])
         timings = []
         for combination in grid:
             label = ", ".join(f"{k}={v}" for k, v in combination.items()) or "{}"
@@ -315,7 +335,7 @@ class Harness:
         )
 
     def t_meta_shapes(self, warnings: list) -> str:
-        flat = flat_form(self.meta) or _default_meta(self.defaults["meta_parameters"])
+        flat = flat_form(self.meta) or _default_meta(self.default_inputs["meta_parameters"])
         spec = spec_form(flat)
         by_flat, _ = self._get_inputs(flat, None, json.dumps(flat))
         by_spec, _ = self._get_inputs(spec, None, json.dumps(spec))
@@ -326,10 +346,10 @@ class Harness:
         return f"{json.dumps(flat)} and {json.dumps(spec)} agree"
 
     def _validate(self, adjustment: dict, label: str) -> dict:
-        template = {
-            name: {"errors": {}, "warnings": {}} for name in self.defaults["model_parameters"]
+        template: dict[str, dict[str, dict]] = {
+            name: {"errors": {}, "warnings": {}} for name in self.default_inputs["model_parameters"]
         }
-        result = self.module.validate_inputs(self.meta, adjustment, template)
+        result = self.model.validate_inputs(self.meta, adjustment, template)
         if not isinstance(result, dict) or "errors_warnings" not in result:
             raise Failed(f"validate_inputs({label}) must return {{'errors_warnings': ...}}")
         extra = sorted(set(result) - VALIDATE_KEYS)
@@ -372,7 +392,7 @@ class Harness:
 
     def t_run_model(self, warnings: list) -> str:
         started = time.perf_counter()
-        result = self.module.run_model(self.meta, self.tests["ok_adjustment"])
+        result = self.model.run_model(self.meta, self.tests["ok_adjustment"])
         seconds = time.perf_counter() - started
         if not isinstance(result, dict):
             raise Failed(f"run_model returned {type(result).__name__}, not an object")
@@ -507,8 +527,10 @@ def meta_values(spec: dict) -> list:
 
 def meta_grid(meta_parameters: dict) -> list[dict]:
     names = [n for n in meta_parameters if n != "schema" and isinstance(meta_parameters[n], dict)]
+    # One value per name (product over the same names). No zip(strict=): this runs
+    # on the model's Python, which may predate 3.10.
     combinations = [
-        dict(zip(names, values))
+        dict(zip(names, values))  # noqa: B905
         for values in itertools.product(*(meta_values(meta_parameters[n]) for n in names))
     ]
     if len(combinations) > GRID_LIMIT:

@@ -61,12 +61,15 @@ def load_job(job_id: str) -> dict:
     url = step_env.JOB_STORE_URL.get()
     parsed = urlparse(url)
     key = f"job-{job_id}"
+    raw: str | bytes | None
     if parsed.scheme == "file":
         path = Path(unquote(parsed.path)) / f"{key}.json"
         try:
             raw = path.read_text()
-        except FileNotFoundError:
-            raise JobError(f"job {job_id} not found in the job store (expired or never written)")
+        except FileNotFoundError as exc:
+            raise JobError(
+                f"job {job_id} not found in the job store (expired or never written)"
+            ) from exc
     elif parsed.scheme in ("redis", "rediss"):
         import redis  # installed in model images for this purpose only
 
@@ -80,12 +83,14 @@ def load_job(job_id: str) -> dict:
                 socket_connect_timeout=30,
             )
             raw = client.get(key)  # the model user may only GET job-*; an expired key is gone
-        except redis.AuthenticationError:
+        except redis.AuthenticationError as exc:
             raise JobError(
                 f"the job store refused user {user!r}: wrong password, or the user is disabled"
-            )
+            ) from exc
         except redis.RedisError as exc:
-            raise JobError(f"cannot read job {job_id} from the job store as user {user!r}: {exc}")
+            raise JobError(
+                f"cannot read job {job_id} from the job store as user {user!r}: {exc}"
+            ) from exc
         if raw is None:
             raise JobError(f"job {job_id} not found in the job store (expired or never written)")
     else:
@@ -125,7 +130,9 @@ def step_inputs(job_id: str) -> int:
     write_atomic(out / "model-version", str(model.get_version()))
     spec = model.get_inputs({})
     sections = list(spec["model_parameters"])
-    errors_warnings = {name: {"errors": {}, "warnings": {}} for name in sections}
+    errors_warnings: dict[str, dict[str, dict]] = {
+        name: {"errors": {}, "warnings": {}} for name in sections
+    }
     api_errors = {}
     meta_errors = _meta_errors(spec["meta_parameters"], meta)
     if meta_errors:

@@ -71,7 +71,7 @@ def build_results(raw: Any) -> dict[str, bytes]:
         filenames = output_filenames(outputs)
         archive = io.BytesIO()
         with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as zipped:
-            for output, filename in zip(outputs, filenames):
+            for output, filename in zip(outputs, filenames, strict=True):
                 zipped.writestr(filename, output.content())
         files[f"{category}.zip"] = archive.getvalue()
         serialized[category] = [o.model_dump(mode="json") for o in outputs]
@@ -79,7 +79,7 @@ def build_results(raw: Any) -> dict[str, bytes]:
             "ziplocation": f"{category}.zip",
             "outputs": [
                 {"id": o.id, "title": o.title, "media_type": o.media_type, "filename": f}
-                for o, f in zip(outputs, filenames)
+                for o, f in zip(outputs, filenames, strict=True)
             ],
         }
     RemoteResult.model_validate(remote)

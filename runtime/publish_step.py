@@ -33,12 +33,15 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
 from csflow.runtime import step_env
 from csflow.sdk.core.errors import CsflowError
+
+if TYPE_CHECKING:
+    from csflow.sdk.registry.local import Registry
 
 REPORT = "test-report.json"
 
@@ -81,7 +84,7 @@ def registry_url() -> str:
     return url
 
 
-def model_registry():
+def model_registry() -> Registry:
     from csflow.sdk.registry.local import open_registry
 
     return open_registry(registry_url(), home())
@@ -130,14 +133,13 @@ def step_clone(args: argparse.Namespace) -> None:
     from csflow.sdk.registry.local import version_dir
 
     config = load_config(args.config, args.owner, args.title, args.config_dir)
-    registry = (
-        None if local_builds() else model_registry()
-    )  # before the lock: a missing one fails fast
+    # Before the lock, so a missing one fails fast; none when the builds stay local.
+    registry = None if local_builds() else model_registry()
     work = work_dir()
     with plan_build(config, home() / "cache", progress=print) as plan:
         write_build_context(plan, work / "context")
     image = model_image(args.registry, config.owner, config.title, plan.tag)
-    if local_builds():
+    if registry is None:
         built = is_built(version_dir(home(), config.owner, config.title, plan.tag))
     else:
         known = registry.document(config.owner, config.title)["versions"].get(plan.tag, {})
@@ -155,7 +157,8 @@ def step_clone(args: argparse.Namespace) -> None:
         or origin.get("path")
     )
     print(
-        f"{config.name}: content tag {plan.tag} ({info['requirements']} locked packages) from {where}"
+        f"{config.name}: content tag {plan.tag} "
+        f"({info['requirements']} locked packages) from {where}"
     )
     print(f"image {image}: {'already built, the build is skipped' if built else 'to build'}")
 
@@ -218,7 +221,8 @@ def format_report(report: dict[str, Any]) -> str:
     width = max((len(t["title"]) for t in report["tests"]), default=10)
     for test in report["tests"]:
         lines.append(
-            f"{test['status'].upper():8} {test['title']:{width}}  {test['seconds']:7.2f}s  {test['detail']}"
+            f"{test['status'].upper():8} {test['title']:{width}}  "
+            f"{test['seconds']:7.2f}s  {test['detail']}"
         )
         for warning in test.get("warnings", []):
             lines.append(f"{'':8} warning: {warning}")
@@ -271,7 +275,8 @@ def step_verify(args: argparse.Namespace) -> None:
     if not passed:
         failed = [t["name"] for t in tests if t["status"] == "failed"]
         raise StepError(
-            f"{len(failed)} of {len(tests)} contract tests failed: {', '.join(failed)}; nothing was promoted"
+            f"{len(failed)} of {len(tests)} contract tests failed: {', '.join(failed)}; "
+            "nothing was promoted"
         )
 
 
@@ -339,7 +344,8 @@ def step_deploy(args: argparse.Namespace) -> None:
         print(f"inputs cache: {path}")
     else:
         print(
-            "inputs cache: the test step left no default inputs; `csflow models inputs` will compute them"
+            "inputs cache: the test step left no default inputs; "
+            "`csflow models inputs` will compute them"
         )
     # Last, and alone: the one write that changes what simulations run.
     previous = registry.move_tag(

@@ -27,10 +27,15 @@ import resource
 import select
 import signal
 import sys
+from typing import TextIO
 
 # A step that writes more than this to any one file (its log included) is
 # stopped with SIGXFSZ instead of filling the disk.
 MAX_FILE_BYTES = 2 * 1024**3
+
+# The protocol channel: the real stdout, kept here while sys.stdout points at
+# stderr (main), so nothing a model prints can corrupt the protocol.
+_channel: TextIO = sys.stdout
 
 
 def _load_entry(spec: str):
@@ -75,8 +80,8 @@ def _run_child(entry, request: dict) -> None:
 
 
 def _reply(message: dict) -> None:
-    sys.__stdout__.write(json.dumps(message) + "\n")
-    sys.__stdout__.flush()
+    _channel.write(json.dumps(message) + "\n")
+    _channel.flush()
 
 
 def _wait_or_orphaned(pid: int) -> int:
@@ -121,10 +126,10 @@ def main() -> None:
     parser.add_argument("--preload", action="append", default=[])
     args = parser.parse_args()
     # Keep the protocol channel clean: anything printed while importing goes to stderr.
-    real_stdout = sys.stdout
+    global _channel
+    _channel = sys.stdout
     sys.stdout = sys.stderr
     try:
-        sys.__stdout__ = real_stdout
         serve(args.entry, args.preload)
     except KeyboardInterrupt:
         pass

@@ -2,7 +2,9 @@
 
     from csflow.sdk import Client
     client = Client()                       # settings from CSFLOW_* and the config file
-    run = client.simulate("PSLmodels/Tax-Cruncher", {"meta_param_dict": {"year": 2024}, "adjustment": {...}})
+    run = client.simulate(
+        "PSLmodels/Tax-Cruncher", {"meta_param_dict": {"year": 2024}, "adjustment": {...}}
+    )
     client.wait(run.id); client.results(run.id)
 
 The backend (``local`` by default: the embedded engine) comes from settings; every

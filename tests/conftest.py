@@ -1,17 +1,27 @@
 """Shared fixtures: a fresh CSFLOW_HOME per test, clients for the test models
 (tests/models) and for the real Tax-Cruncher example (one home per session,
-so its uv environment is built once)."""
+so its uv environment is built once), and ``redis_server``: a real
+``redis-server`` (Debian package) on a free port, once per session, loading the
+ACL users rendered by ``csflow.sdk.ops.redis_acl`` (the same file the
+cluster's Redis gets) with random passwords. It is defined here, once, because
+the data-plane, Argo and cluster tests all use it."""
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
+import subprocess
+import time
 from pathlib import Path
 
 import pytest
+import redis
 from paths import ARGO_SCHEMA, REPO, TAX_INPUTS, TOY_CONFIGS
+from servers import RedisServer, free_port
 
 from csflow.sdk.client import Client
+from csflow.sdk.ops import redis_acl
 
 # The strict schema checks (sdk/argo/schema.py) read Argo's CRDs from here, in
 # this process and in the commands the tests run.
@@ -45,3 +55,41 @@ def tax(tax_home, monkeypatch) -> Client:
 @pytest.fixture
 def tax_inputs() -> dict:
     return json.loads(TAX_INPUTS.read_text())
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory) -> RedisServer:
+    binary = shutil.which("redis-server") or "/usr/bin/redis-server"
+    if not Path(binary).exists():
+        pytest.fail("redis-server is not installed (apt-get install -y redis-server)")
+    folder = tmp_path_factory.mktemp("redis")
+    passwords = {u.name: redis_acl.generate_password() for u in redis_acl.acl_users() if u.enabled}
+    (folder / redis_acl.ACL_FILE_KEY).write_text(redis_acl.render_acl_file(passwords))
+    port = free_port()
+    log = open(folder / "redis.log", "wb")
+    process = subprocess.Popen(
+        [
+            binary,
+            *redis_acl.redis_server_args(str(folder), port),
+            "--bind",
+            "127.0.0.1",
+            "--dir",
+            str(folder),
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    server = RedisServer(port, passwords, folder / redis_acl.ACL_FILE_KEY)
+    admin = server.client("admin")
+    for _ in range(200):  # until it answers (about 50 ms)
+        if process.poll() is not None:
+            pytest.fail(f"redis-server exited: {(folder / 'redis.log').read_text()[-500:]}")
+        try:
+            admin.ping()
+            break
+        except redis.ConnectionError:
+            time.sleep(0.05)
+    yield server
+    process.terminate()
+    process.wait(10)
+    log.close()

@@ -90,7 +90,7 @@ def apply(
         except ApiException as exc:
             raise SystemExit(
                 f"kube.py: apply {key} refused: {exc.status} {exc.reason}: {_message(exc)}"
-            )
+            ) from exc
         applied.append(key)
         if doc["kind"] == "CustomResourceDefinition" and not dry_run:
             wait_established(api_client, doc["metadata"]["name"])

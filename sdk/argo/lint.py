@@ -136,7 +136,10 @@ def _check_names(
         seen.add(name)
 
 
-_FIELD_RULE = "name must consist of alpha-numeric characters or '-', and must start with an alpha-numeric character"
+_FIELD_RULE = (
+    "name must consist of alpha-numeric characters or '-', "
+    "and must start with an alpha-numeric character"
+)
 _PARAM_RULE = "Parameter/Artifact name must consist of alpha-numeric characters, '_' or '-'"
 
 
@@ -177,13 +180,15 @@ class _Linter:
             if spec.get("templates"):
                 self.add(
                     f"{self.spec_path}.templates",
-                    "Templates is invalid field in spec if workflow referred WorkflowTemplate reference",
+                    "Templates is invalid field in spec "
+                    "if workflow referred WorkflowTemplate reference",
                 )
             referred = self.library.get(ref.get("name", ""))
             if referred is None:
                 self.add(
                     f"{self.spec_path}.workflowTemplateRef",
-                    f"workflow template '{ref.get('name')}' not found (lint it together with this file)",
+                    f"workflow template '{ref.get('name')}' not found "
+                    "(lint it together with this file)",
                 )
                 return self.problems
             spec = merge_specs(self.spec, referred.get("spec") or {})
@@ -351,7 +356,10 @@ class _Linter:
     def check_template(self, template: dict[str, Any], where: str) -> None:
         name = template.get("name", "?")
         types = template_type(template)
-        choose = "choose one of: container, containerSet, steps, script, resource, dag, suspend, template, template ref"
+        choose = (
+            "choose one of: container, containerSet, steps, script, resource, dag, suspend, "
+            "template, template ref"
+        )
         if not types:
             self.add(where, f"templates.{name} template type unspecified. {choose}")
             return
@@ -451,7 +459,8 @@ class _Linter:
             if path in mounts:
                 self.add(
                     f"{where}.container.volumeMounts[{index}]",
-                    f"templates.{name}.container.volumeMounts[{index}].mountPath '{path}' already mounted in {mounts[path]}",
+                    f"templates.{name}.container.volumeMounts[{index}].mountPath '{path}' "
+                    f"already mounted in {mounts[path]}",
                 )
             mounts[path] = f"container.volumeMounts.{mount.get('name')}"
         if kind == "container":
@@ -460,7 +469,8 @@ class _Linter:
                 if path and path in mounts:
                     self.add(
                         f"{where}.inputs.artifacts[{index}]",
-                        f"templates.{name}.inputs.artifacts[{index}].path '{path}' already mounted in {mounts[path]}",
+                        f"templates.{name}.inputs.artifacts[{index}].path '{path}' "
+                        f"already mounted in {mounts[path]}",
                     )
                 if path:
                     mounts[path] = f"inputs.artifacts.{artifact.get('name')}"
@@ -517,7 +527,7 @@ class _Linter:
             return
         for path, message in _field_names(tasks, f"{where}.dag.tasks"):
             self.add(path, message)
-        by_name = {t.get("name"): t for t in tasks if t.get("name")}
+        by_name = {t["name"]: t for t in tasks if t.get("name")}
         using_depends = any(t.get("depends") for t in tasks)
         resolved: dict[str, dict[str, Any] | None] = {}
         for index, task in enumerate(tasks):
@@ -620,7 +630,8 @@ class _Linter:
                 elif not _FIELD_NAME.match(step_name) or len(step_name) > MAX_FIELD_NAME:
                     self.add(
                         step_where,
-                        f"templates.{name}.steps[{group_index}].name '{step_name}' is invalid: {_FIELD_RULE}",
+                        f"templates.{name}.steps[{group_index}].name '{step_name}' "
+                        f"is invalid: {_FIELD_RULE}",
                     )
                 seen.add(step_name)
                 resolved = self.check_template_reference(step, step_where)
@@ -642,7 +653,7 @@ class _Linter:
 def library_of(docs: Iterable[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """WorkflowTemplates (and cluster ones) by name, to resolve references offline."""
     return {
-        (d.get("metadata") or {}).get("name"): d
+        d["metadata"]["name"]: d
         for d in docs
         if isinstance(d, dict)
         and d.get("kind") in ("WorkflowTemplate", "ClusterWorkflowTemplate")

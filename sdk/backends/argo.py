@@ -521,7 +521,7 @@ class ArgoBackend(SimulationWorkflows, RunResults, RegistryViews):
         """The Argo Server's lint of a Workflow, in the namespace it will be created in
         (the server resolves templates in the Workflow's own namespace, which create
         fills in from the request and lint does not)."""
-        from hera.exceptions import BadRequest, InternalServerError
+        from hera.exceptions import BadRequest, InternalServerError, NotFound
         from hera.workflows.models import Workflow as WorkflowModel
         from hera.workflows.models import WorkflowLintRequest
 
@@ -535,9 +535,10 @@ class ArgoBackend(SimulationWorkflows, RunResults, RegistryViews):
         def lint() -> Any:
             try:
                 return self.service.lint_workflow(request)
-            except (BadRequest, InternalServerError) as exc:
-                # Argo answers a Workflow it cannot decode with 400 and one its
-                # validation rejects with 500 (gRPC Unknown): both are its verdict.
+            except (BadRequest, NotFound, InternalServerError) as exc:
+                # Argo answers a Workflow it cannot decode with 400, one whose
+                # WorkflowTemplate is not on the cluster with 404, and one its
+                # validation rejects with 500 (gRPC Unknown): each is its verdict.
                 text = str(exc)
                 marker = "with message: `"
                 if marker in text:

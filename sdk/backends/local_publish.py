@@ -95,7 +95,7 @@ class LocalPublishing:
             run_id,
             self.settings.registry,
             require_approval,
-            config_dir=str(config.config_path.parent),
+            config_dir=str(Path(config_path).resolve().parent),
         ).to_dict()
         run_dir = self.run_dir(run_id)
         run_dir.mkdir(parents=True)

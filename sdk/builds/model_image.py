@@ -144,7 +144,8 @@ def _env_flag(name: str, value: str) -> str:
 def crane_mutate_command(
     crane: str, info: dict, layer: Path, image: str, base: str, insecure: bool = False
 ) -> list[str]:
-    """``crane mutate``: the base image plus the layer, its environment and user, pushed as ``image``."""
+    """``crane mutate``: the base image plus the layer, its environment and user,
+    pushed as ``image``."""
     command = [
         crane,
         "mutate",

@@ -27,7 +27,10 @@ from urllib.parse import urlparse
 
 from google.api_core import exceptions as google_errors
 from google.auth import exceptions as auth_errors
-from google.cloud import storage
+
+# google-cloud-storage has no py.typed while other google.cloud packages (secret manager)
+# do, so mypy knows google.cloud but not its storage module.
+from google.cloud import storage  # type: ignore[attr-defined]
 from google.cloud.storage.retry import DEFAULT_RETRY
 
 from csflow.sdk.core.errors import BadInput, CsflowError, NotFound, translated

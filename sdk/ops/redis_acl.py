@@ -73,6 +73,13 @@ class AclUser:
     enabled: bool = True
     purpose: str = ""
 
+    @property
+    def secret_name(self) -> str:
+        """``password_secret`` of a user that logs in (every enabled user has one)."""
+        if self.password_secret is None:
+            raise BadInput(f"Redis user {self.name!r} has no password secret")
+        return self.password_secret
+
     def acl_line(self, password: str | None) -> str:
         """The ``user ...`` line of an ACL file (``password`` is hashed)."""
         if not self.enabled:
@@ -154,7 +161,7 @@ def render_acl_file(passwords: Mapping[str, str]) -> str:
     unknown = sorted(set(passwords) - {u.name for u in _USERS})
     if unknown:
         raise BadInput(f"passwords given for unknown Redis users: {', '.join(unknown)}")
-    missing = [u.password_secret for u in _USERS if u.enabled and not passwords.get(u.name)]
+    missing = [u.secret_name for u in _USERS if u.enabled and not passwords.get(u.name)]
     if missing:
         raise BadInput(f"Redis passwords not set: {', '.join(missing)}")
     lines = []  # redis-server refuses comments in an ACL file
@@ -226,7 +233,7 @@ def model_job_store_env(store: _SecretReader, job_store_url: str) -> dict[str, s
         return {}
     user = acl_user(MODEL)
     try:
-        password = store.get(user.password_secret)
+        password = store.get(user.secret_name)
     except NotFound:
         raise NotFound(
             f"the job store {job_store_url} needs the model user's password: "

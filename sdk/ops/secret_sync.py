@@ -128,7 +128,7 @@ def plan(
         for user in redis_acl.acl_users()
         if user.password_secret
     }
-    unset = [redis_acl.acl_user(u).password_secret for u, pw in service.items() if not pw]
+    unset = [redis_acl.acl_user(u).secret_name for u, pw in service.items() if not pw]
     if unset:
         result.warnings.append(
             f"Redis passwords not set: {', '.join(unset)} "

@@ -32,6 +32,7 @@ https://cloud.google.com/storage/docs/generations-preconditions
 
 from __future__ import annotations
 
+import functools
 import json
 import random
 import time
@@ -41,7 +42,10 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from google.api_core import exceptions as google_errors
-from google.cloud import storage
+
+# google-cloud-storage has no py.typed while other google.cloud packages (secret manager)
+# do, so mypy knows google.cloud but not its storage module.
+from google.cloud import storage  # type: ignore[attr-defined]
 
 from csflow.sdk.core import names
 from csflow.sdk.core.errors import CsflowError, NotFound
@@ -112,7 +116,7 @@ class GCSRegistry(Registry):
                 # The bytes of exactly that generation (a newer one answers 412).
                 data = self._call(
                     f"reading {where}",
-                    lambda: blob.download_as_bytes(if_generation_match=generation),
+                    functools.partial(blob.download_as_bytes, if_generation_match=generation),
                 )
             except google_errors.PreconditionFailed:
                 continue  # changed between the two requests: read again
@@ -147,8 +151,11 @@ class GCSRegistry(Registry):
             try:
                 self._call(
                     f"writing {where}",
-                    lambda: blob.upload_from_string(
-                        after, content_type="application/json", if_generation_match=generation
+                    functools.partial(
+                        blob.upload_from_string,
+                        after,
+                        content_type="application/json",
+                        if_generation_match=generation,
                     ),
                 )
                 return result

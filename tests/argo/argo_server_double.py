@@ -253,6 +253,11 @@ class ArgoServerDouble:
         # Templates resolve in the Workflow's namespace; the managed one when it has none.
         namespace = (workflow.get("metadata") or {}).get("namespace") or self.namespace
         library = self.library if namespace == self.namespace else {}
+        # A real v4.0.5 server fetches the referenced template first: a missing one
+        # is the API's NotFound (seen on the dev cluster), before any other check.
+        ref = ((workflow.get("spec") or {}).get("workflowTemplateRef") or {}).get("name")
+        if ref and ref not in library:
+            return self._error(handler, 404, f'workflowtemplates.argoproj.io "{ref}" not found')
         findings = lint.lint_document(workflow, library)
         if findings:
             return self._error(handler, 500, str(findings[0]))

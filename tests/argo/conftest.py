@@ -1,6 +1,8 @@
 """Fixtures for the Argo tests: csflow's compiled templates, a simulation
-Workflow, every manifest of ``csflow svc config``, and the real ``argo`` CLI
-when one is available."""
+Workflow, every manifest of ``csflow svc config``, the ``argo`` backend against
+the Argo Server double with the job store on the real redis-server (``double``,
+``settings``, ``backend``; a module may define its own), and the real ``argo``
+CLI when one is available."""
 
 from __future__ import annotations
 
@@ -13,7 +15,12 @@ from pathlib import Path
 import pytest
 
 from csflow.flows import simulate
-from csflow.sdk.ops import manifests
+from csflow.sdk.backends.argo import ArgoBackend
+from csflow.sdk.client import parse_inputs
+from csflow.sdk.core.settings import Settings
+from csflow.sdk.ops import manifests, redis_acl
+
+from .argo_server_double import ArgoServerDouble
 
 REPO = Path(__file__).resolve().parents[2]
 JOB_ID = "0b4c1f0e-1d7b-4b7c-9d41-7f5cbb1f7c6e"
@@ -97,3 +104,42 @@ def argo_cli() -> str:
     if not (Path(path).is_file() or shutil.which(path)):
         pytest.fail(f"CSFLOW_ARGO_CLI={path} does not exist")
     return path
+
+
+TOKEN = "test-token-not-a-secret"
+INPUTS = {"meta_param_dict": {"year": 2024}, "adjustment": {"Policy": {"STD": [{"value": 1}]}}}
+
+
+@pytest.fixture
+def double(templates):
+    """The Argo Server double (argo_server_double.py), with csflow's templates."""
+    with ArgoServerDouble(TOKEN, templates) as server:
+        yield server
+
+
+@pytest.fixture
+def settings(tmp_path, double, redis_server, monkeypatch):
+    """The argo backend's settings: the double, and the job store on the real
+    redis-server as the scheduler user."""
+    redis_server.client("admin").flushall()
+    monkeypatch.setenv("CSFLOW_REDIS_USER", redis_acl.SCHEDULER)
+    monkeypatch.setenv("CSFLOW_REDIS_PASSWORD", redis_server.passwords[redis_acl.SCHEDULER])
+    return Settings(
+        home=tmp_path / "home",
+        backend="argo",
+        argo_host=double.url,
+        argo_token=TOKEN,
+        job_store_url=redis_server.url,
+        config_dirs=[REPO / "config"],
+        storage_url=(tmp_path / "results").as_uri(),
+        registry="gcr.io/cs-test",
+    )
+
+
+@pytest.fixture
+def backend(settings) -> ArgoBackend:
+    return ArgoBackend(settings)
+
+
+def submit(backend: ArgoBackend, tag: str | None = "42ce5647434e"):
+    return backend.submit("PSLmodels/Tax-Cruncher", parse_inputs(INPUTS), tag=tag)

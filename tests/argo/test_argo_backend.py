@@ -10,54 +10,16 @@ import threading
 import pytest
 import redis
 import requests
-from dataplane.conftest import redis_server  # noqa: F401  (the real redis-server fixture)
 from pydantic import SecretStr
 
 from csflow.sdk.backends import argo as argo_backend
 from csflow.sdk.backends.argo import ArgoBackend, ArgoError, ndjson, pod_name, run_from_workflow
 from csflow.sdk.client import Client, parse_inputs
 from csflow.sdk.core.errors import BadInput, CsflowError, NotFound
-from csflow.sdk.core.settings import Settings
 from csflow.sdk.dataplane.storage import open_storage, run_prefix
 from csflow.sdk.ops import redis_acl
 
-from .argo_server_double import ArgoServerDouble
-from .conftest import REPO
-
-TOKEN = "test-token-not-a-secret"
-INPUTS = {"meta_param_dict": {"year": 2024}, "adjustment": {"Policy": {"STD": [{"value": 1}]}}}
-
-
-@pytest.fixture
-def double(templates):
-    with ArgoServerDouble(TOKEN, templates) as server:
-        yield server
-
-
-@pytest.fixture
-def settings(tmp_path, double, redis_server, monkeypatch):  # noqa: F811
-    redis_server.client("admin").flushall()
-    monkeypatch.setenv("CSFLOW_REDIS_USER", redis_acl.SCHEDULER)
-    monkeypatch.setenv("CSFLOW_REDIS_PASSWORD", redis_server.passwords[redis_acl.SCHEDULER])
-    return Settings(
-        home=tmp_path / "home",
-        backend="argo",
-        argo_host=double.url,
-        argo_token=TOKEN,
-        job_store_url=redis_server.url,
-        config_dirs=[REPO / "config"],
-        storage_url=(tmp_path / "results").as_uri(),
-        registry="gcr.io/cs-test",
-    )
-
-
-@pytest.fixture
-def backend(settings) -> ArgoBackend:
-    return ArgoBackend(settings)
-
-
-def submit(backend: ArgoBackend, tag: str | None = "42ce5647434e"):
-    return backend.submit("PSLmodels/Tax-Cruncher", parse_inputs(INPUTS), tag=tag)
+from .conftest import INPUTS, TOKEN, submit
 
 
 def node(
@@ -115,7 +77,7 @@ def test_retried_steps_are_named_after_their_task_and_the_last_attempt_counts():
         node(workflow, "upload", "Succeeded", index=4),
         node(workflow, "notify", "Succeeded", index=5),
     ]
-    for attempt, item in zip((0, 1, 0), attempts):
+    for attempt, item in zip((0, 1, 0), attempts, strict=True):
         item["displayName"] += f"({attempt})"
         built[item["id"]] = item
     run = run_from_workflow(
@@ -129,7 +91,7 @@ def test_retried_steps_are_named_after_their_task_and_the_last_attempt_counts():
     assert run.steps["upload"]["phase"] == "Succeeded" and run.status == "SUCCESS"
 
 
-def test_submit_writes_the_job_then_creates_a_valid_workflow(backend, double, redis_server):  # noqa: F811
+def test_submit_writes_the_job_then_creates_a_valid_workflow(backend, double, redis_server):
     run = submit(backend)
     name = f"sim-{run.id}"
     assert (
@@ -152,7 +114,7 @@ def test_submit_writes_the_job_then_creates_a_valid_workflow(backend, double, re
 
 def test_a_workflow_that_breaks_the_schema_is_never_sent(
     backend, double, monkeypatch, redis_server
-):  # noqa: F811
+):
     original = backend.workflow
 
     def broken(version, job_id):
@@ -210,7 +172,7 @@ def test_a_wrong_token_is_one_clear_error(settings, double):
         backend.status("0b4c1f0e-1d7b-4b7c-9d41-7f5cbb1f7c6e")
 
 
-def test_missing_settings_are_bad_input_before_anything_is_written(settings, redis_server):  # noqa: F811
+def test_missing_settings_are_bad_input_before_anything_is_written(settings, redis_server):
     with pytest.raises(BadInput, match="CSFLOW_JOB_STORE_URL"):
         submit(ArgoBackend(settings.model_copy(update={"job_store_url": ""})))
     with pytest.raises(BadInput, match="CSFLOW_ARGO_HOST"):
@@ -407,6 +369,6 @@ def test_pod_names_follow_argo_v2_naming():
     assert pod_name(v1, {"id": "sim-x-1", "name": "sim-x.run", "templateName": "run"}) == "sim-x-1"
 
 
-def test_redis_refuses_the_model_user_writes(redis_server):  # noqa: F811
+def test_redis_refuses_the_model_user_writes(redis_server):
     with pytest.raises(redis.exceptions.NoPermissionError):
         redis_server.client(redis_acl.MODEL).set("job-x", "1")

@@ -35,7 +35,7 @@ def test_the_server_lints_every_template(settings, templates):
         request = WorkflowTemplateLintRequest(template=WorkflowTemplate.model_validate(template))
         backend._call(
             f"lint {template['metadata']['name']}",
-            lambda: backend.service.lint_workflow_template(request),
+            lambda request=request: backend.service.lint_workflow_template(request),
         )
 
 
@@ -43,4 +43,6 @@ def test_the_templates_are_installed(settings, templates):
     backend = ArgoBackend(settings)
     for template in templates:
         name = template["metadata"]["name"]
-        backend._call(f"template {name}", lambda: backend.service.get_workflow_template(name))
+        backend._call(
+            f"template {name}", lambda name=name: backend.service.get_workflow_template(name)
+        )

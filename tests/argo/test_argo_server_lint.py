@@ -4,19 +4,15 @@ with the templates on the cluster, so an installed csflow needs no copy of
 Argo's schema. Against the Argo Server double, which implements the endpoint
 as Argo v4.0.5 answers it (argo_server_double.py)."""
 
-# The fixtures come from test_argo_backend.py (imported, then named as arguments).
-# ruff: noqa: F811
-
 from __future__ import annotations
 
 import pytest
 import requests
-from dataplane.conftest import redis_server  # noqa: F401
 
 from csflow.sdk.backends.argo import ArgoBackend, ArgoError
 from csflow.sdk.core.errors import CsflowError
 
-from .test_argo_backend import TOKEN, backend, double, settings, submit  # noqa: F401
+from .conftest import TOKEN, submit
 
 LINT = ("POST", "/api/v1/workflows/csflow/lint")
 CREATE = ("POST", "/api/v1/workflows/csflow")
@@ -37,17 +33,24 @@ def test_the_double_lints_as_argo_server_does(double, sim_workflow):
     assert sim_workflow["metadata"]["name"] not in double.workflows  # lint creates nothing
     # The envelope is a WorkflowLintRequest; anything else is refused.
     assert lint_request(double, {"workflow": sim_workflow, "dryRun": True}).status_code == 400
-    # Argo's validation errors are not Kubernetes statuses: 500, gRPC code 2 (Unknown).
+    # A template the Workflow refers to and the cluster lacks: the API's NotFound,
+    # as a real v4.0.5 server answers (tests/cluster/test_schema_from_the_cluster.py).
     sim_workflow["spec"]["workflowTemplateRef"]["name"] = "csflow-nothing"
     refused = lint_request(double, {"namespace": "csflow", "workflow": sim_workflow})
-    assert refused.status_code == 500 and refused.json()["code"] == 2
+    assert refused.status_code == 404 and refused.json()["code"] == 5
     assert "csflow-nothing" in refused.json()["message"]
+    # Argo's validation errors are not Kubernetes statuses: 500, gRPC code 2 (Unknown).
+    sim_workflow["spec"]["workflowTemplateRef"]["name"] = "csflow-simulate"
+    sim_workflow["spec"]["entrypoint"] = "nope"
+    refused = lint_request(double, {"namespace": "csflow", "workflow": sim_workflow})
+    assert refused.status_code == 500 and refused.json()["code"] == 2
+    assert "nope" in refused.json()["message"]
 
 
 def test_templates_resolve_in_the_workflow_s_own_namespace(double, sim_workflow):
     sim_workflow["metadata"]["namespace"] = "elsewhere"
     refused = lint_request(double, {"namespace": "csflow", "workflow": sim_workflow})
-    assert refused.status_code == 500 and "csflow-simulate" in refused.json()["message"]
+    assert refused.status_code == 404 and "csflow-simulate" in refused.json()["message"]
     del sim_workflow["metadata"]["namespace"]  # the server's managed namespace
     assert lint_request(double, {"namespace": "csflow", "workflow": sim_workflow}).ok
 

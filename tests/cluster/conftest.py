@@ -33,7 +33,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from dataplane.conftest import redis_server  # noqa: F401  (the real redis-server fixture)
 
 from csflow.runtime import step_env
 from csflow.sdk.ops import redis_acl
@@ -138,7 +137,7 @@ def argo_token(cluster) -> str:
 
 
 @pytest.fixture(scope="session")
-def job_store(redis_server) -> tuple[str, dict[str, str]]:  # noqa: F811
+def job_store(redis_server) -> tuple[str, dict[str, str]]:
     """The tests' real redis-server with csflow's ACL users: (URL, passwords by user)."""
     return redis_server.url, redis_server.passwords
 

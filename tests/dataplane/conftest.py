@@ -1,8 +1,8 @@
 """Fixtures for the data plane: the real servers, started by the tests.
 
-- ``redis_server``: a real ``redis-server`` (Debian package) on a free port,
-  once per session, loading the ACL users rendered by ``csflow.sdk.ops.redis_acl``
-  (the same file the cluster's Redis gets) with random passwords;
+- ``redis_admin``: the admin connection to the ``redis_server`` fixture (a real
+  ``redis-server``, once per session; tests/conftest.py, as the Argo and
+  cluster tests use it too), on an empty database;
 - ``gcs``: the real google-cloud-storage client against ``gcp-storage-emulator``,
   in this process;
 - ``secret_manager``: the real Secret Manager client against a local double
@@ -12,18 +12,12 @@
 
 from __future__ import annotations
 
-import shutil
-import socket
-import subprocess
-import time
 import uuid
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import redis
-
-from csflow.sdk.ops import redis_acl
+from servers import free_port
 
 from .doubles import KubernetesDouble, RecordingWebapp, SecretManagerDouble
 
@@ -32,68 +26,6 @@ REPO = HERE.parent.parent
 MODEL_CONFIGS = HERE / "models" / "config"
 MODEL_SOURCE = HERE / "models" / "reader"
 OK_INPUTS = {"meta_param_dict": {"year": 2024}, "adjustment": {"Knobs": {"x": [{"value": 2}]}}}
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@dataclass
-class RedisServer:
-    port: int
-    passwords: dict[str, str]
-    acl_file: Path
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def client(self, user: str | None, password: str | None = None) -> redis.Redis:
-        if user is not None and password is None:
-            password = self.passwords[user]
-        # from_url, as the job stores connect (redis-py's Redis(host=...) retries
-        # a refused login for seconds).
-        return redis.Redis.from_url(self.url, username=user, password=password, socket_timeout=5)
-
-
-@pytest.fixture(scope="session")
-def redis_server(tmp_path_factory) -> RedisServer:
-    binary = shutil.which("redis-server") or "/usr/bin/redis-server"
-    if not Path(binary).exists():
-        pytest.fail("redis-server is not installed (apt-get install -y redis-server)")
-    folder = tmp_path_factory.mktemp("redis")
-    passwords = {u.name: redis_acl.generate_password() for u in redis_acl.acl_users() if u.enabled}
-    (folder / redis_acl.ACL_FILE_KEY).write_text(redis_acl.render_acl_file(passwords))
-    port = free_port()
-    log = open(folder / "redis.log", "wb")
-    process = subprocess.Popen(
-        [
-            binary,
-            *redis_acl.redis_server_args(str(folder), port),
-            "--bind",
-            "127.0.0.1",
-            "--dir",
-            str(folder),
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    server = RedisServer(port, passwords, folder / redis_acl.ACL_FILE_KEY)
-    admin = server.client("admin")
-    for _ in range(200):  # until it answers (about 50 ms)
-        if process.poll() is not None:
-            pytest.fail(f"redis-server exited: {(folder / 'redis.log').read_text()[-500:]}")
-        try:
-            admin.ping()
-            break
-        except redis.ConnectionError:
-            time.sleep(0.05)
-    yield server
-    process.terminate()
-    process.wait(10)
-    log.close()
 
 
 @pytest.fixture

@@ -193,6 +193,7 @@ def test_the_argo_backend_refuses_a_local_source_in_one_line(cli, configs, monke
     result = cli("publish", tiny_config(configs))
     assert result.exit_code == 2, result.output
     assert one_line_error(result) == (
-        "error: publish-tests/Tiny: source.path is a folder on this machine, which a cluster cannot read; "
+        "error: publish-tests/Tiny: source.path is a folder on this machine, "
+        "which a cluster cannot read; "
         "give the config a source.git (or publish with the local backend)"
     )

@@ -157,7 +157,7 @@ def test_the_image_is_the_base_plus_one_layer_with_the_configs_environment(tmp_p
         "crane", info, tmp_path / "layer.tar", image, model_image.base_image(info)
     )
     assert command[:3] == ["crane", "mutate", "python:3.12-slim-bookworm"]
-    flags = dict(zip(command[3::2], command[4::2]))
+    flags = dict(zip(command[3::2], command[4::2], strict=True))
     assert flags["--append"] == str(tmp_path / "layer.tar") and flags["--tag"] == image
     assert flags["--user"] == f"{steps.RUN_AS_USER}:{steps.RUN_AS_USER}"
     env = [command[i + 1] for i, flag in enumerate(command) if flag == "--env"]
