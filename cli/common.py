@@ -4,11 +4,14 @@ input or usage; a traceback only with ``--debug``)."""
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 import sys
 from collections.abc import Callable
 from enum import StrEnum
 from functools import wraps
+from pathlib import Path
 from typing import Any
 
 import typer
@@ -16,7 +19,7 @@ import yaml
 from rich.console import Console
 from rich.markup import escape
 
-from csflow.sdk.core.errors import CsflowError
+from csflow.sdk.core.errors import BadInput, CsflowError
 
 console = Console()
 err_console = Console(stderr=True)
@@ -67,6 +70,38 @@ def emit(data: Any, fmt: OutputFormat) -> None:
         sys.stdout.write(yaml.safe_dump(data, sort_keys=False, default_flow_style=False))
 
 
+# Errors of a file system that cannot be written: read-only, not allowed, full, a file
+# where a folder should be. Anything else an OSError says is an unexpected error.
+_STORAGE_ERRNOS = frozenset(
+    {errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOSPC, errno.EDQUOT, errno.ENOTDIR}
+)
+
+
+def _storage_error(exc: OSError) -> CsflowError | None:
+    """A file system's refusal as one line: naming CSFLOW_HOME and what to do when the
+    path is in it (``engine.store.home_error``), else naming the path."""
+    if exc.errno not in _STORAGE_ERRNOS:
+        return None
+    from csflow.engine.store import home_error, no_space_left
+
+    path = Path(os.path.abspath(os.fsdecode(exc.filename))) if exc.filename else None
+    try:
+        home: Path | None = Path(os.path.abspath(settings().home))
+    except Exception:  # settings that cannot be read: name the path only
+        home = None
+    full = exc.errno in (errno.ENOSPC, errno.EDQUOT)
+    if home is not None and (
+        (path is None and full and no_space_left(home))  # a write through a file handle
+        or (path is not None and (path == home or home in path.parents))
+    ):
+        return home_error(home, exc)
+    if path is None:
+        return None
+    if full:
+        return CsflowError(f"the disk holding {path} is full: free some space and try again")
+    return BadInput(f"cannot use {path}: {exc.strerror}")
+
+
 def handle_errors(func: Callable) -> Callable:
     """Turn csflow's errors into one line and an exit code."""
 
@@ -84,8 +119,18 @@ def handle_errors(func: Callable) -> Callable:
             if State.debug:
                 raise
             raise fail(str(exc), EXIT_FAILED) from None
-        except KeyboardInterrupt:
-            raise fail("interrupted", 130) from None
+        except KeyboardInterrupt as exc:  # (the SDK's says which run it cancelled)
+            raise fail(f"interrupted: {exc}" if str(exc) else "interrupted", 130) from None
+        except OSError as exc:
+            if State.debug:
+                raise
+            error = _storage_error(exc)
+            if error is None:
+                raise fail(
+                    f"{type(exc).__name__}: {exc} (run with --debug for the traceback)",
+                    EXIT_FAILED,
+                ) from None
+            raise fail(str(error), error.exit_code) from None
         except Exception as exc:  # an unexpected bug: still one line, unless --debug
             if State.debug:
                 raise

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import shlex
 import time
 from datetime import datetime
 from typing import Any
@@ -136,6 +137,21 @@ def show_run(console: Console, run: Run) -> None:
         console.print(steps_table(run))
     if run.results_uri:
         console.print(f"results: {run.results_uri}", highlight=False)
+
+
+def log_hint(run: Run) -> str:
+    """The command that shows why a run failed: the log of the step its reason names
+    ("outputs: ..."), else of the failed step that ended first, else the whole run's."""
+    failed = [
+        name
+        for name, step in run.steps.items()
+        if step.get("phase") in (StepPhase.FAILED, StepPhase.ERRORED)
+    ]
+    named = run.reason.partition(": ")[0]
+    if named not in failed:
+        failed.sort(key=lambda name: run.steps[name].get("finished") or float("inf"))
+        named = failed[0] if failed else ""
+    return f"csflow runs logs {run.id}" + (f" --step {shlex.quote(named)}" if named else "")
 
 
 def show_errors_warnings(console: Console, errors_warnings: dict[str, Any]) -> None:

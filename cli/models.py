@@ -20,7 +20,8 @@ from rich.table import Table
 
 from csflow.cli.common import OutputFormat, OutputOption, client, console, emit, handle_errors
 from csflow.cli.display import when
-from csflow.sdk.core import names
+from csflow.sdk.core import jsonio, names
+from csflow.sdk.core.contract import InputsError, normalize_meta_param_dict
 from csflow.sdk.core.errors import BadInput
 
 # Where the group's -n puts the model for subgroups (cli/secrets.py reads it).
@@ -144,17 +145,27 @@ def show(
 
 def parse_meta(pairs: list[str]) -> dict[str, Any]:
     """``year=2024`` -> ``{"year": 2024}``: values are JSON when they parse as
-    JSON (numbers, booleans), text otherwise."""
+    JSON (numbers, booleans), text otherwise; strict JSON (``sdk/core/jsonio.py``:
+    ``year=NaN`` or ``year=1e400`` is refused, not read as a float), and each
+    name once."""
     meta: dict[str, Any] = {}
     for pair in pairs:
         key, sep, raw = pair.partition("=")
-        if not sep or not key.strip():
-            raise BadInput(f"--meta {pair!r}: expected NAME=VALUE, e.g. year=2024")
+        name = key.strip()
+        if not sep or not name:
+            raise BadInput(f"--meta {jsonio.excerpt(pair)}: expected NAME=VALUE, e.g. year=2024")
+        if name in meta:
+            raise BadInput(f"--meta {jsonio.excerpt(name)} is given twice")
+        what = f"--meta {jsonio.excerpt(name)}"
         try:
-            value = json.loads(raw)
-        except json.JSONDecodeError:
+            value = jsonio.loads(raw, what)
+        except jsonio.NotJSON:  # text; JSON the rules refuse stays an error
             value = raw
-        meta[key.strip()] = value
+        try:  # a value, or the ParamTools form [{"value": ...}]
+            normalize_meta_param_dict({name: value})
+        except InputsError as exc:
+            raise BadInput(f"{what}: {exc.problem}") from None
+        meta[name] = value
     return meta
 
 

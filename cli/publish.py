@@ -27,8 +27,8 @@ from csflow.cli.common import (
     err_console,
     handle_errors,
 )
-from csflow.cli.display import StepProgress, show_run
-from csflow.sdk.core.status import RunStatus, StepPhase
+from csflow.cli.display import StepProgress, log_hint, show_run
+from csflow.sdk.core.status import RunStatus
 
 DEFAULT_COMMAND = "run"
 RESULT_STYLE = {"passed": "green", "failed": "red", "not run": "dim"}
@@ -134,19 +134,9 @@ def finish(sdk, run, output: OutputFormat) -> None:
                 highlight=False,
             )
         elif run.done:
-            console.print("nothing was promoted; logs: " + _log_hint(run), highlight=False)
+            console.print("nothing was promoted; logs: " + log_hint(run), highlight=False)
     if run.done and run.status != RunStatus.SUCCESS:
         raise typer.Exit(EXIT_FAILED)
-
-
-def _log_hint(run) -> str:
-    failed = [
-        name
-        for name, step in run.steps.items()
-        if step.get("phase") in (StepPhase.FAILED, StepPhase.ERRORED)
-    ]
-    step = failed[0] if failed else None
-    return f"csflow runs logs {run.id}" + (f" --step {step}" if step else "")
 
 
 def show_report(report: dict[str, Any]) -> None:

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import typer
 
@@ -19,24 +18,45 @@ from csflow.cli.common import (
     err_console,
     fail,
     handle_errors,
+    settings,
 )
-from csflow.cli.display import StepProgress, run_json, show_errors_warnings, show_outputs, show_run
+from csflow.cli.display import (
+    StepProgress,
+    log_hint,
+    run_json,
+    show_errors_warnings,
+    show_outputs,
+    show_run,
+)
+from csflow.sdk.core import jsonio
 from csflow.sdk.core.status import RunStatus
 
+if TYPE_CHECKING:
+    from csflow.sdk.core.contract import JobInputs
 
-def read_inputs(path: Path | None) -> Any:
+
+def read_inputs(path: Path | None, limit: int | None = None) -> JobInputs:
+    """The inputs file ('-': stdin) as strict JSON (``sdk/core/jsonio.py``) of the
+    contract's shape: at most ``limit`` bytes (default: the ``max_inputs_bytes``
+    setting), refused from its size before it is read. ``BadInput`` (exit 2, one
+    line) otherwise, before a client is opened."""
+    from csflow.sdk.client import parse_inputs  # (imported when used: CLI start-up)
+    from csflow.sdk.core.contract import JobInputs
+
     if path is None:
-        return {"meta_param_dict": {}, "adjustment": {}}
+        return JobInputs()
+    if limit is None:
+        limit = settings().max_inputs_bytes
+    stdin = str(path) == "-"
+    what = "inputs on stdin" if stdin else f"inputs file {jsonio.excerpt(str(path))}"
     try:
-        text = path.read_text() if str(path) != "-" else typer.get_text_stream("stdin").read()
+        data = jsonio.read_limited(typer.get_binary_stream("stdin") if stdin else path, limit, what)
     except OSError as exc:
         raise fail(
-            f"cannot read inputs file {path}: {exc.strerror or exc}", EXIT_BAD_INPUT
+            f"cannot read inputs file {jsonio.excerpt(str(path))}: {exc.strerror or exc}",
+            EXIT_BAD_INPUT,
         ) from None
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise fail(f"inputs file {path} is not valid JSON: {exc}", EXIT_BAD_INPUT) from None
+    return parse_inputs(jsonio.loads(data, what), limit)
 
 
 @handle_errors
@@ -104,7 +124,7 @@ def finish(sdk, run, output: OutputFormat) -> None:
             show_errors_warnings(console, run.errors_warnings)
         show_run(console, run)
         if run.status not in (RunStatus.SUCCESS, RunStatus.INVALID):
-            console.print(f"logs: csflow runs logs {run.id} --step run", highlight=False)
+            console.print(f"logs: {log_hint(run)}", highlight=False)
     if run.status == RunStatus.INVALID:
         raise typer.Exit(EXIT_BAD_INPUT)
     if run.status != RunStatus.SUCCESS:

@@ -7,6 +7,16 @@
 - ``WarmLauncher``: a warm worker (``runtime/worker.py``) that imported the
   step program and the model once and forks a fresh child per step.
 
+A step's processes end with it and with the engine, whatever kills the engine
+(``kill -9`` included): each step leads its own process group, killed when the
+step ends (what it left running) or is stopped; and a small process that
+watches the engine through a pipe kills the group if the engine goes away: the
+warm worker itself, or, for a fresh interpreter, its supervisor
+(``runtime/worker.py --exec``). No ``PR_SET_PDEATHSIG`` is set from the engine:
+it starts processes from its steps' threads, and that signal follows the death
+of the starting thread, not of the process; the single-threaded worker and
+supervisor set it for the step they start.
+
 A result cache keyed by (tag, inputs), or workers kept across simulations,
 would be further launchers; the flows and the runner do not change.
 """
@@ -18,10 +28,11 @@ import os
 import select
 import signal
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
-from typing import Protocol
+from typing import BinaryIO, Protocol
 
 from csflow.sdk.core.errors import CsflowError
 from csflow.sdk.core.steps import RUNTIME_DIR
@@ -46,6 +57,13 @@ class Launcher(Protocol):
     def close(self) -> None: ...
 
 
+def open_log(path: Path) -> BinaryIO:
+    """A log to append to, made 0600 as the warm worker makes a step's (it may hold
+    what a model prints, secrets included); appends (O_APPEND) let the engine cut a
+    flooded log in place while the step writes it."""
+    return os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "ab")
+
+
 def _kill_group(pid: int) -> None:
     for send in (os.killpg, os.kill):
         try:
@@ -55,20 +73,68 @@ def _kill_group(pid: int) -> None:
             continue
 
 
+# A fresh interpreter's step runs under this supervisor (standard library only; -I -S:
+# it reads no PYTHON* variable of the step's environment and imports no site).
+SUPERVISOR = [sys.executable, "-I", "-S", str(RUNTIME_DIR / "worker.py"), "--exec", "--"]
+
+
+def _pidfd(pid: int) -> int | None:
+    try:
+        return os.pidfd_open(pid)  # readable once the process ends (Linux 5.3)
+    except (AttributeError, OSError):
+        return None
+
+
+def _ended(pid: int, pidfd: int | None, timeout: float | None) -> bool:
+    """Whether our child ``pid`` ends within ``timeout`` seconds (None: no limit),
+    leaving it unreaped: while it is a zombie its process group's id stays ours."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        if os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None:
+            return True
+        remaining = None if deadline is None else deadline - time.monotonic()
+        if remaining is not None and remaining <= 0:
+            return False
+        if pidfd is None:  # no pidfd: look again shortly
+            time.sleep(0.01 if remaining is None else min(0.01, remaining))
+            continue
+        poller = select.poll()
+        poller.register(pidfd, select.POLLIN)
+        poller.poll(None if remaining is None else max(1, int(remaining * 1000)))
+
+
 class _Subprocess:
+    """A step in a fresh interpreter, under its supervisor (``pid``, the leader of
+    the step's process group). Its stdin is a pipe the engine never writes: when the
+    engine dies, however, the pipe closes and the supervisor kills the group."""
+
     def __init__(self, popen: subprocess.Popen):
         self.popen = popen
         self.pid = popen.pid
+        self._pidfd = _pidfd(popen.pid)
 
     def wait(self, timeout: float | None) -> int | None:
-        try:
-            return self.popen.wait(timeout)
-        except subprocess.TimeoutExpired:
-            return None
+        if self.popen.returncode is None:
+            if not _ended(self.pid, self._pidfd, timeout):
+                return None
+            _kill_group(self.pid)  # what the step left running ends with it
+            self.popen.wait()
+            self._release()
+        return self.popen.returncode
 
     def kill(self) -> None:
         _kill_group(self.pid)
-        self.popen.wait()
+        self.wait(None)
+
+    def _release(self) -> None:
+        if self._pidfd is not None:
+            os.close(self._pidfd)
+            self._pidfd = None
+        if self.popen.stdin is not None:
+            try:
+                self.popen.stdin.close()
+            except OSError:
+                pass
 
 
 class SubprocessLauncher:
@@ -77,12 +143,12 @@ class SubprocessLauncher:
         self.env = env
 
     def start(self, args: list[str], cwd: Path, log: Path, env: dict[str, str]) -> StepProcess:
-        with open(log, "ab") as handle:
+        with open_log(log) as handle:
             popen = subprocess.Popen(
-                [*self.command, *args],
+                [*SUPERVISOR, *self.command, *args],
                 cwd=cwd,
                 env={**self.env, **env},
-                stdin=subprocess.DEVNULL,
+                stdin=subprocess.PIPE,  # the supervisor's watch on the engine
                 stdout=handle,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
@@ -121,7 +187,7 @@ class WarmLauncher:
 
     def __init__(self, python: str, entry: str, preload: list[str], env: dict[str, str], log: Path):
         self.log = log
-        self._stderr = open(log, "ab")
+        self._stderr = open_log(log)
         command = [python, str(RUNTIME_DIR / "worker.py"), "--entry", entry]
         for module in preload:
             command += ["--preload", module]
@@ -182,8 +248,22 @@ class WarmLauncher:
         assert message is not None
         return _WorkerStep(self, int(message["pid"]))
 
+    def let_go(self) -> None:
+        """End the worker's input: it leaves (stopping a step still running, with its
+        process group). ``close`` waits for it."""
+        try:
+            assert self.process.stdin is not None
+            self.process.stdin.close()
+        except OSError:  # it is gone already
+            pass
+
     def close(self) -> None:
+        """Let the worker go and wait for it; killed if it has not left within 3 s."""
         if self.process.poll() is None:
-            _kill_group(self.process.pid)
-            self.process.wait()
+            self.let_go()
+            try:
+                self.process.wait(3)
+            except subprocess.TimeoutExpired:
+                _kill_group(self.process.pid)
+                self.process.wait()
         self._stderr.close()

@@ -74,6 +74,8 @@ class WorkerPool:
         with self._lock:
             workers = [w for idle in self._idle.values() for w in idle]
             self._idle.clear()
+        for worker in workers:  # all leave at once
+            worker.let_go()
         for worker in workers:
             worker.close()
 

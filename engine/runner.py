@@ -23,11 +23,13 @@ suspend step, now approved, succeeds.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import math
 import os
 import re
+import select
 import shutil
 import signal
 import threading
@@ -46,14 +48,26 @@ from csflow.engine.launchers import (
     SubprocessLauncher,
     _kill_group,
 )
-from csflow.engine.store import RunStore
+from csflow.engine.store import RunStore, no_space_left
 from csflow.sdk.argo import semantics
 from csflow.sdk.core.errors import CsflowError
 from csflow.sdk.core.status import RunStatus, StepPhase, classify, failure_reason
 from csflow.sdk.core.steps import ENVIRONMENT_LABEL, WORK_DIR, StepProgram, program_for
 
+# A step's log is held under MAX_LOG_BYTES while the step runs (``_LogPump``; where a
+# step writes its log itself, checked every LOG_CHECK_SECONDS): past it, its head and
+# its tail (LOG_KEEP_BYTES each) are kept.
 MAX_LOG_BYTES = 20 * 1024 * 1024
 LOG_KEEP_BYTES = 2 * 1024 * 1024
+LOG_CHECK_SECONDS = 0.02
+# A step that fails while its disk has less than this free failed for want of space.
+DISK_FULL_BYTES = 1024 * 1024
+
+# A cancelled run's reason, by the signal that stopped it (SIGTERM, a cancel: "cancelled").
+STOP_REASONS: dict[int, str] = {
+    signal.SIGINT: "cancelled by Ctrl-C (SIGINT)",
+    signal.SIGHUP: "cancelled by SIGHUP (sent when its terminal closes)",
+}
 
 EventSink = Callable[[str, str, dict[str, Any]], None]
 # The backend's part: the launcher for a step program and the step's image.
@@ -142,19 +156,184 @@ def _last_line(path: Path) -> str:
     return line.removeprefix("csflow: ")[:300]
 
 
+class _StepLog:
+    """A step's log (``logs/<step>.log``, mode 0600), held under MAX_LOG_BYTES while
+    the step writes it: past that, its head and its last LOG_KEEP_BYTES are kept with
+    a line saying how much was cut between them. The cut is made in place (the file
+    keeps its inode and mode, and no second copy is needed: the disk may be full);
+    the step's writes (``O_APPEND``) go on after it."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.cut = 0  # bytes cut so far
+        self.marker = 0  # length of the marker line after the head (0: nothing cut yet)
+
+    def append(self, text: str) -> None:
+        """A line of the engine's own (a retry); best effort, the disk may be full."""
+        try:
+            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+            try:
+                os.write(fd, text.encode())
+            finally:
+                os.close(fd)
+        except OSError:
+            pass
+
+    def enforce(self) -> int:
+        """While the step runs: cut the log once it is past MAX_LOG_BYTES; its size."""
+        self._cut(MAX_LOG_BYTES)
+        try:
+            return os.stat(self.path).st_size
+        except OSError:
+            return 0
+
+    def trim(self, force: bool = False) -> None:
+        """Once the step has ended: head, marker, tail, if it was ever cut or is past
+        MAX_LOG_BYTES (``force``: however long it is, to free space on a full disk)."""
+        self._cut(0 if (force or self.marker) else MAX_LOG_BYTES)
+
+    def _cut(self, above: int) -> None:
+        try:
+            fd = os.open(self.path, os.O_RDWR)
+        except OSError:
+            return
+        try:
+            size = os.fstat(fd).st_size
+            body = LOG_KEEP_BYTES + self.marker  # the output after the head and the marker
+            if size <= above or size - body <= LOG_KEEP_BYTES:
+                return
+            tail = os.pread(fd, LOG_KEEP_BYTES, size - LOG_KEEP_BYTES)
+            self.cut += size - body - len(tail)
+            marker = f"\n[csflow: {self.cut} bytes of output cut]\n".encode()
+            os.pwrite(fd, marker + tail, LOG_KEEP_BYTES)
+            # A step writing its log itself (no pipe) goes on meanwhile: the newest of
+            # what it wrote since ``size`` (its last words, perhaps; at most
+            # LOG_KEEP_BYTES, the rest counted as cut) is written again after the cut.
+            now = os.fstat(fd).st_size
+            keep = min(max(0, now - size), LOG_KEEP_BYTES)
+            late = os.pread(fd, keep, now - keep) if keep else b""
+            self.cut += max(0, now - size) - keep
+            os.ftruncate(fd, LOG_KEEP_BYTES + len(marker) + len(tail))
+            self.marker = len(marker)
+            if late:
+                appending = os.open(self.path, os.O_WRONLY | os.O_APPEND)
+                try:
+                    os.write(appending, late)
+                finally:
+                    os.close(appending)
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+
+
+class _LogPump:
+    """Carries a step's output to its log through a pipe: a FIFO beside the log
+    (``<step>.log.pipe``), which the launcher opens in the log's place. The engine
+    alone writes the log, so it holds it under MAX_LOG_BYTES however fast the step
+    writes (the step waits on the pipe, nothing piles up on disk), and it sees the
+    disk fill (``full``). Where no FIFO can be made, ``open`` says so (None) and the
+    step writes its log itself, cut by the runner as it grows (``_StepLog.enforce``)."""
+
+    def __init__(self, log: _StepLog):
+        self.log = log
+        self.path = log.path.with_name(log.path.name + ".pipe")
+        self.full = False  # a write of the log failed: no space left
+        self.lost = 0  # bytes of output not written (the log could not be written)
+        self._stopped_writing = False
+        self._stop_at: float | None = None
+        self._fds: list[int] = []
+        self._thread: threading.Thread | None = None
+
+    def open(self) -> Path | None:
+        """The path the step is to open as its log, or None: no FIFO here."""
+        try:
+            with contextlib.suppress(FileNotFoundError):
+                self.path.unlink()  # left by an engine that was killed
+            os.mkfifo(self.path, 0o600)
+            self._read = os.open(self.path, os.O_RDONLY | os.O_NONBLOCK)
+            self._fds.append(self._read)
+            # Held until the step has ended: no end of file before the step opens it.
+            self._hold = os.open(self.path, os.O_WRONLY | os.O_NONBLOCK)
+            self._fds.append(self._hold)
+            self._out = os.open(self.log.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+            self._fds.append(self._out)
+        except OSError:
+            self._close_fds()
+            return None
+        self._thread = threading.Thread(target=self._pump, name="csflow-log", daemon=True)
+        self._thread.start()
+        return self.path
+
+    def close(self, grace: float = 1.0) -> None:
+        """Once the step's process has ended: all it wrote is in the log, or, after
+        ``grace`` seconds, what children it left still write is cut off (EPIPE)."""
+        if self._thread is None:
+            return
+        self._stop_at = time.monotonic() + grace
+        os.close(self._hold)
+        self._fds.remove(self._hold)
+        self._thread.join()
+        self._thread = None
+        self._close_fds()
+        with contextlib.suppress(OSError):
+            self.path.unlink()
+        if self.lost:
+            why = "the disk is full" if self.full else "the log could not be written"
+            self.log.append(f"\n[csflow: {why}: {self.lost} bytes of output lost]\n")
+
+    def _close_fds(self) -> None:
+        for fd in self._fds:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        self._fds = []
+
+    def _pump(self) -> None:
+        """Until every writer has closed the pipe (or ``close``'s grace is over). It
+        never stops reading while the step runs, or the step would wait on the pipe:
+        once the log cannot be written, what comes is counted (``lost``) and dropped."""
+        size = os.fstat(self._out).st_size  # an earlier attempt's output, if retried
+        while self._stop_at is None or time.monotonic() < self._stop_at:
+            ready, _, _ = select.select([self._read], [], [], 0.1)
+            if not ready:
+                continue
+            try:
+                chunk = os.read(self._read, 1 << 16)
+            except BlockingIOError:
+                continue
+            except OSError:  # not seen on a pipe; never leave the step waiting on it
+                time.sleep(0.05)
+                continue
+            if not chunk:
+                return  # every writer has closed it: the step and its children are done
+            if self._stopped_writing:
+                self.lost += len(chunk)
+                continue
+            view = memoryview(chunk)
+            try:
+                while view:
+                    view = view[os.write(self._out, view) :]
+                size += len(chunk)
+                if size > MAX_LOG_BYTES:
+                    self.log.enforce()
+                    size = os.fstat(self._out).st_size
+            except OSError as exc:  # no space left (or EIO): the rest is counted, not kept
+                self.full = exc.errno in (errno.ENOSPC, errno.EDQUOT)
+                self.lost += len(view)
+                self._stopped_writing = True
+
+
 def _trim_log(path: Path) -> None:
-    """Keep the head and tail of a log that a step flooded."""
-    size = path.stat().st_size if path.exists() else 0
-    if size <= MAX_LOG_BYTES:
-        return
-    with open(path, "rb") as handle:
-        head = handle.read(LOG_KEEP_BYTES)
-        handle.seek(size - LOG_KEEP_BYTES)
-        tail = handle.read()
-    marker = f"\n[csflow: {size - 2 * LOG_KEEP_BYTES} bytes of output cut]\n".encode()
-    tmp = path.with_suffix(".trim")
-    tmp.write_bytes(head + marker + tail)
-    os.replace(tmp, path)
+    """Keep the head and tail of a log that a step flooded (in place)."""
+    _StepLog(path).trim()
+
+
+def _disk_full(path: Path, last_line: str) -> bool:
+    """Whether a step that failed did so for want of space: its log's disk is all
+    but full (root may use the blocks kept for it), or its last words say so."""
+    if "No space left on device" in last_line or "Disk quota exceeded" in last_line:
+        return True
+    return no_space_left(path.parent, DISK_FULL_BYTES)
 
 
 class WorkflowRunner:
@@ -180,6 +359,8 @@ class WorkflowRunner:
         self.logs.mkdir(parents=True, exist_ok=True)
         self.current: StepProcess | None = None
         self.cancelled = False
+        # The signal that stopped the run (SIGTERM, SIGINT, SIGHUP), once one came.
+        self.stopped_by: int | None = None
 
     # -- the walk ---------------------------------------------------------
 
@@ -211,7 +392,15 @@ class WorkflowRunner:
         if not self.resume:
             changes["started"] = time.time()
         self.store.update(run_id, **changes)
-        previous = signal.signal(signal.SIGTERM, self._on_term)
+        previous = self._catch_stop_signals()
+        try:
+            return self._execute(run_id, spec)
+        finally:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+
+    def _execute(self, run_id: str, spec: dict[str, Any]) -> tuple[str, str]:
+        """The walk, then the exit handler (a stop signal in either cancels the run)."""
         results: dict[str, TaskResult] = {}
         try:
             self._walk(run_id, spec, results)
@@ -220,12 +409,10 @@ class WorkflowRunner:
         except Cancelled:
             status, failures = (
                 "Failed",
-                [{"displayName": "run", "message": "cancelled", "phase": "Failed"}],
+                [{"displayName": "run", "message": self.stop_reason(), "phase": "Failed"}],
             )
         except Suspended as suspended:
             return RunStatus.SUSPENDED, f"waiting for approval at step {suspended}"
-        finally:
-            signal.signal(signal.SIGTERM, previous)
         self._abort.clear()  # the exit handler reports every end, a cancelled run's too
         self.scope["workflow.status"] = status
         self.scope["workflow.failures"] = json.dumps(failures)
@@ -236,18 +423,40 @@ class WorkflowRunner:
         errors_warnings = json.loads(self.scope["workflow.outputs.parameters.errors-warnings"])
         final = RunStatus.CANCELLED if self.cancelled else classify(status, errors_warnings)
         reason = (
-            "cancelled"
+            self.stop_reason()
             if self.cancelled
             else (failure_reason(failures) if final == RunStatus.FAIL else "")
         )
         return final, reason
 
-    def _on_term(self, signum, frame) -> None:
-        """SIGTERM (a cancel): start nothing more and kill the steps' processes; the
-        walk ends the run as cancelled once their threads have recorded them."""
+    def _catch_stop_signals(self) -> dict[int, Any]:
+        """Take SIGTERM (a cancel: ``runs cancel``), SIGINT (Ctrl-C) and SIGHUP (the
+        terminal closed) for the run; the handlers they had, to put back. Only the
+        main thread may (Python's rule): elsewhere the caller's stay. A SIGINT or
+        SIGHUP this process ignores (``nohup``, a background job) stays ignored."""
+        if threading.current_thread() is not threading.main_thread():
+            return {}
+        previous: dict[int, Any] = {}
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            handler = signal.getsignal(signum)
+            if handler is None or (handler == signal.SIG_IGN and signum != signal.SIGTERM):
+                continue  # (None: a handler set outside Python; it stays)
+            previous[signum] = signal.signal(signum, self._on_stop)
+        return previous
+
+    def _on_stop(self, signum, frame) -> None:
+        """A stop signal: start nothing more and kill the steps' processes; the walk
+        ends the run as cancelled once their threads have recorded them, and the exit
+        handler reports it (a second signal stops the exit handler too)."""
+        if self.stopped_by is None:
+            self.stopped_by = signum
         self.cancelled = True
         self._abort.set()
         self._kill_running()
+
+    def stop_reason(self) -> str:
+        """Why a cancelled run stopped, in its record: the signal, in a user's words."""
+        return STOP_REASONS.get(self.stopped_by or 0, "cancelled")
 
     def _kill_running(self) -> None:
         # A signal only: the step's own thread waits for its process.
@@ -520,7 +729,10 @@ class WorkflowRunner:
     def _record(self, run_id: str, step: str, phase: str, **info: Any) -> None:
         with self._guard:  # steps end in several threads; their records go one by one
             self.store.set_step(run_id, step, phase=phase, **info)
-            self.events(step, phase, info)
+            try:
+                self.events(step, phase, info)
+            except OSError:  # what shows progress is gone (a closed terminal): run on
+                pass
 
     def _run_container(
         self,
@@ -548,16 +760,22 @@ class WorkflowRunner:
             return TaskResult(StepPhase.ERRORED, str(exc))
         args = [semantics.substitute(a, scope) for a in container.get("args", [])]
         work = self.run_dir / "work" / _file_name(name)
-        shutil.rmtree(work, ignore_errors=True)
-        work.mkdir(parents=True)
-        for artifact in template.get("inputs", {}).get("artifacts", []):
-            if artifact["name"] in artifacts:
-                self._place(artifacts[artifact["name"]], self._local(work, artifact["path"]))
-            elif not artifact.get("optional"):
-                raise semantics.SpecError(
-                    f"template {template['name']!r}: "
-                    f"input artifact {artifact['name']!r} has no source"
-                )
+        try:
+            shutil.rmtree(work, ignore_errors=True)
+            work.mkdir(parents=True)
+            for artifact in template.get("inputs", {}).get("artifacts", []):
+                if artifact["name"] in artifacts:
+                    self._place(artifacts[artifact["name"]], self._local(work, artifact["path"]))
+                elif not artifact.get("optional"):
+                    raise semantics.SpecError(
+                        f"template {template['name']!r}: "
+                        f"input artifact {artifact['name']!r} has no source"
+                    )
+        except OSError as exc:  # its folder cannot be made (a full disk): the step errs
+            full = exc.errno in (errno.ENOSPC, errno.EDQUOT)
+            message = self._disk_full_message() if full else f"its work folder: {exc}"
+            self._record(run_id, name, StepPhase.ERRORED, finished=time.time(), message=message)
+            return TaskResult(StepPhase.ERRORED, message)
         retry = {
             key: semantics.substitute(str(value), scope)
             for key, value in (template.get("retryStrategy") or {}).items()
@@ -580,7 +798,7 @@ class WorkflowRunner:
         step_limit = None
         if step_deadline is not None:
             step_limit = float(semantics.substitute(str(step_deadline), scope))
-        log = self.logs / f"{_file_name(name)}.log"
+        log = _StepLog(self.logs / f"{_file_name(name)}.log")
         started = time.time()
         self._record(run_id, name, StepPhase.RUNNING, started=started)
         for attempt in range(1, attempts + 1):
@@ -589,13 +807,12 @@ class WorkflowRunner:
                 break
             if phase not in retried or time.monotonic() + delay > give_up:
                 break
-            with open(log, "a") as handle:
-                handle.write(
-                    f"\n[csflow: attempt {attempt} failed ({message}); retrying in {delay:g}s]\n"
-                )
+            log.append(
+                f"\n[csflow: attempt {attempt} failed ({message}); retrying in {delay:g}s]\n"
+            )
             self._abort.wait(delay)  # a cancel ends the wait
             delay *= factor
-        _trim_log(log)
+        log.trim()
         result = TaskResult(phase, message)
         if phase == StepPhase.SUCCEEDED:
             result = self._collect(template, work, result)
@@ -617,7 +834,7 @@ class WorkflowRunner:
         launcher: Launcher,
         args: list[str],
         work: Path,
-        log: Path,
+        log: _StepLog,
         step_limit: float | None,
     ) -> tuple[str, str]:
         with self._turn(launcher):
@@ -627,30 +844,70 @@ class WorkflowRunner:
                 return StepPhase.FAILED, "the workflow's deadline passed"
             if self._abort.is_set():
                 return StepPhase.FAILED, "cancelled"
+            pump = _LogPump(log)
+            piped = pump.open()
             try:
-                process = launcher.start(args, work, log, {"CSFLOW_WORK_DIR": str(work)})
+                process = launcher.start(
+                    args, work, piped or log.path, {"CSFLOW_WORK_DIR": str(work)}
+                )
             except LaunchError as exc:
+                pump.close(0)
                 return StepPhase.ERRORED, str(exc)
+            except OSError as exc:  # its log or process could not be made (a full disk)
+                pump.close(0)
+                if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                    return StepPhase.ERRORED, self._disk_full_message()
+                return StepPhase.ERRORED, f"the step could not start: {exc}"
+            except BaseException:
+                pump.close(0)
+                raise
             self._running.add(process)
             try:
                 if self._abort.is_set():  # the cancel came while it started
                     _kill_group(process.pid)
-                code = process.wait(limit)
+                code = self._wait(process, limit, None if piped else log)
                 if code is None:
                     process.kill()
                     what = "its timeout" if limit < remaining else "the workflow's deadline"
                     return StepPhase.FAILED, f"exceeded {what} of {limit:.0f}s and was stopped"
             finally:
                 self._running.discard(process)
+                pump.close()
         if code != 0 and self._abort.is_set():
             return StepPhase.FAILED, "cancelled"
         if code == 0:
             return StepPhase.SUCCEEDED, ""
+        last = _last_line(log.path)
+        if pump.full or _disk_full(log.path, last):
+            log.trim(force=True)  # free what its flood took, so the end can be recorded
+            return StepPhase.FAILED, self._disk_full_message()
         if code < 0:
             signame = signal.Signals(-code).name
             detail = " (it wrote more than the file size limit)" if signame == "SIGXFSZ" else ""
             return StepPhase.FAILED, f"killed by {signame}{detail}"
-        return StepPhase.FAILED, _last_line(log) or f"exit code {code}"
+        return StepPhase.FAILED, last or f"exit code {code}"
+
+    @staticmethod
+    def _wait(process: StepProcess, limit: float, log: _StepLog | None) -> int | None:
+        """Wait up to ``limit`` seconds for a step's process (None: still running);
+        a ``log`` the step writes itself is held under MAX_LOG_BYTES meanwhile."""
+        if log is None:
+            return process.wait(limit)
+        end, size, pause = time.monotonic() + limit, 0, LOG_CHECK_SECONDS
+        while True:
+            code = process.wait(min(pause, max(0.0, end - time.monotonic())))
+            now = log.enforce()
+            # A flood (a megabyte since the last look, or a cut): look ten times as often.
+            flood = now > size + 1024 * 1024 or now < size
+            pause, size = LOG_CHECK_SECONDS / 10 if flood else LOG_CHECK_SECONDS, now
+            if code is not None or time.monotonic() >= end:
+                return code
+
+    def _disk_full_message(self) -> str:
+        return (
+            f"the disk is full: no space left on the disk holding {self.run_dir}; "
+            "free some space and run it again"
+        )
 
     def _turn(self, launcher: Launcher) -> contextlib.AbstractContextManager:
         """Fresh subprocesses run side by side; a warm worker (or any launcher not

@@ -21,9 +21,11 @@ from __future__ import annotations
 
 import argparse
 import base64
+import datetime
 import importlib
 import json
 import os
+import reprlib
 import sys
 import time
 import traceback
@@ -110,9 +112,8 @@ def _meta_errors(meta_parameters: dict, meta_param_dict: dict) -> dict:
     webapp did before calling the model (real models crash on bad years)."""
     try:
         import paramtools
-    except ImportError:  # a model without ParamTools: only unknown names are checked
-        unknown = sorted(set(meta_param_dict) - set(meta_parameters) - {"schema"})
-        return {name: ["unknown meta parameter"] for name in unknown}
+    except ImportError:  # a model without ParamTools: its declarations, checked here
+        return _meta_errors_by_hand(meta_parameters, meta_param_dict)
 
     class Meta(paramtools.Parameters):
         defaults = meta_parameters
@@ -120,6 +121,137 @@ def _meta_errors(meta_parameters: dict, meta_param_dict: dict) -> dict:
     meta = Meta()
     meta.adjust(meta_param_dict, raise_errors=False)
     return dict(meta.errors)
+
+
+# ParamTools' types, and what each one accepts (JSON values: no conversion, since a
+# model without ParamTools gets the value as it is).
+_TYPES = {
+    "int": ("an integer", lambda v: isinstance(v, int) and not isinstance(v, bool)),
+    "float": ("a number", lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)),
+    "bool": ("true or false", lambda v: isinstance(v, bool)),
+    "str": ("text", lambda v: isinstance(v, str)),
+    "date": ("a date, YYYY-MM-DD", lambda v: _date(v) is not None),
+}
+
+
+def _date(value):
+    if not isinstance(value, str):
+        return None
+    try:
+        return datetime.date.fromisoformat(value)
+    except ValueError:
+        return None
+
+
+def _shown(value) -> str:
+    """A user's value in a message, bounded (a long string is not echoed whole)."""
+    short = reprlib.Repr()
+    short.maxstring = short.maxother = short.maxlong = 60
+    short.maxlist = short.maxdict = 4
+    return short.repr(value)
+
+
+def _meta_values(given) -> list:
+    """The values in ``[{"value": v, ...labels}]`` (the form ``JobInputs`` hands over)."""
+    if not isinstance(given, list):
+        return [given]
+    return [item["value"] if isinstance(item, dict) and "value" in item else item for item in given]
+
+
+def _default_value(spec: dict):
+    value = spec.get("value")
+    if isinstance(value, list) and value and isinstance(value[0], dict) and "value" in value[0]:
+        return value[0]["value"]
+    return value
+
+
+def _leaves(value, dims: int) -> list | None:
+    """The scalars of a value with ``number_dims`` dimensions (None: the wrong shape)."""
+    if dims <= 0:
+        return None if isinstance(value, (list, dict)) else [value]
+    if not isinstance(value, list):
+        return None
+    leaves = []
+    for item in value:
+        inner = _leaves(item, dims - 1)
+        if inner is None:
+            return None
+        leaves.extend(inner)
+    return leaves
+
+
+def _meta_errors_by_hand(meta_parameters: dict, meta_param_dict: dict) -> dict:
+    """What ParamTools would refuse, for a model that does not install it: unknown
+    names, values not of the declared ``type`` (int, float, bool, str, date; other
+    types are the model's business), and values outside the ``range``,
+    ``date_range`` or ``choice`` validators declared at level ``error`` (the
+    default; ``warn`` is not an error). A bound may name another meta parameter
+    (its value as given, else its default) or be ``"default"``."""
+    specs = {n: s for n, s in meta_parameters.items() if n != "schema" and isinstance(s, dict)}
+    errors: dict[str, list[str]] = {}
+    for name in sorted(set(meta_param_dict) - set(meta_parameters) - {"schema"}):
+        errors[name] = ["unknown meta parameter"]
+    given = {n: _meta_values(v) for n, v in meta_param_dict.items() if n in specs}
+    current = {n: _default_value(s) for n, s in specs.items()}
+    current.update({n: values[0] for n, values in given.items() if values})
+    for name, values in given.items():
+        problems = []
+        for value in values:
+            problems.extend(_meta_value_errors(name, value, specs[name], current))
+        if problems:
+            errors[name] = problems
+    return errors
+
+
+def _meta_value_errors(name: str, value, spec: dict, current: dict) -> list[str]:
+    kind = spec.get("type")
+    if kind not in _TYPES:  # a type ParamTools does not declare: the model's business
+        return []
+    word, accepts = _TYPES[kind]
+    dims = spec.get("number_dims") or 0
+    leaves = _leaves(value, dims if isinstance(dims, int) else 0)
+    if leaves is None:
+        shape = f"a list of {dims} dimension(s)" if dims else "a single value"
+        return [f"{name}: {_shown(value)} is not {shape}"]
+    bad = [v for v in leaves if not accepts(v)]
+    if bad:
+        return [f"{name}: {_shown(bad[0])} is not {word} (type {kind})"]
+    problems: list[str] = []
+    validators = spec.get("validators")
+    for rule_name, rule in (validators if isinstance(validators, dict) else {}).items():
+        if not isinstance(rule, dict) or rule.get("level", "error") != "error":
+            continue
+        for leaf in leaves:
+            if rule_name in ("range", "date_range"):
+                dates = kind == "date" or rule_name == "date_range"
+                problems.extend(_range_errors(name, leaf, rule, spec, current, dates))
+            elif rule_name == "choice":
+                choices = rule.get("choices")
+                if isinstance(choices, list) and leaf not in choices:
+                    problems.append(f"{name} {_shown(leaf)} must be one of {_shown(choices)}")
+    return problems
+
+
+def _range_errors(name: str, value, rule: dict, spec: dict, current: dict, dates: bool) -> list:
+    problems = []
+    for bound, word, outside in (
+        ("min", "<", lambda v, b: v < b),
+        ("max", ">", lambda v, b: v > b),
+    ):
+        raw = rule.get(bound)
+        if raw == "default":
+            raw = _default_value(spec)
+        elif isinstance(raw, str) and raw in current:
+            raw = current[raw]  # another meta parameter's value
+        v, limit = (_date(value), _date(raw)) if dates else (value, raw)
+        comparable = (
+            v is not None and limit is not None
+            if dates
+            else all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in (v, limit))
+        )
+        if comparable and outside(v, limit):
+            problems.append(f"{name} {_shown(value)} {word} {bound} {_shown(raw)}")
+    return problems
 
 
 def step_inputs(job_id: str) -> int:

@@ -20,19 +20,36 @@ from typing import Any
 from pydantic import ValidationError
 
 from csflow.sdk.backends.base import Backend, open_backend
-from csflow.sdk.core.contract import JobInputs
+from csflow.sdk.core import jsonio
+from csflow.sdk.core.contract import InputsError, JobInputs
 from csflow.sdk.core.errors import BadInput
 from csflow.sdk.core.run import Run
 from csflow.sdk.core.settings import Settings
 
+_MAX_INPUTS_BYTES: int = Settings.model_fields["max_inputs_bytes"].default
 
-def parse_inputs(data: Any) -> JobInputs:
+
+def parse_inputs(data: Any, max_bytes: int | None = None, what: str = "inputs") -> JobInputs:
+    """A simulation's inputs, given as a dict, as JSON text (``str`` or ``bytes``) or
+    as ``JobInputs``: strict JSON at most ``max_bytes`` long (``sdk/core/jsonio.py``;
+    default: the setting's default), then the contract's shape. One-line
+    ``BadInput`` otherwise (``what`` names the inputs), before anything is stored."""
+    limit = max_bytes or _MAX_INPUTS_BYTES
+    if isinstance(data, JobInputs):
+        data = data.model_dump()
+    if isinstance(data, (str, bytes, bytearray)):
+        data = jsonio.loads(data, what, limit)
+    else:
+        jsonio.check_value(data, what, limit)
     try:
         return JobInputs.model_validate(data)
     except ValidationError as exc:
         first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "top level"
-        raise BadInput(f"inputs: {where}: {first['msg']}") from None
+        where, message = list(first["loc"]), first["msg"]
+        error = first.get("ctx", {}).get("error")
+        if isinstance(error, InputsError):
+            where, message = [*where, *error.where], error.problem
+        raise BadInput(f"{what}: {jsonio.location(where)}: {message}") from None
 
 
 class Client:
@@ -50,7 +67,11 @@ class Client:
     ) -> Run:
         """Record the job and return at once (the run has not started)."""
         return self.backend.submit(
-            model, parse_inputs(inputs), tag=tag, progress=progress, warm_up=warm_up
+            model,
+            parse_inputs(inputs, self.settings.max_inputs_bytes),
+            tag=tag,
+            progress=progress,
+            warm_up=warm_up,
         )
 
     def simulate(
@@ -74,7 +95,9 @@ class Client:
 
     def render(self, model: str, inputs: Any, tag: str | None = None) -> dict[str, Any]:
         """The Workflow a simulation would submit (``--dry-run``)."""
-        return self.backend.render(model, parse_inputs(inputs), tag=tag)
+        return self.backend.render(
+            model, parse_inputs(inputs, self.settings.max_inputs_bytes), tag=tag
+        )
 
     def status(self, job_id: str) -> Run:
         return self.backend.status(job_id)
@@ -124,6 +147,8 @@ class Client:
     ) -> dict[str, Any]:
         """``get_version`` and ``get_inputs`` of a model version (default: latest),
         from the inputs cache for the default meta parameters."""
+        if meta_param_dict:  # the rules of a simulation's meta parameters
+            parse_inputs({"meta_param_dict": meta_param_dict}, self.settings.max_inputs_bytes)
         return self.backend.model_inputs(*_model_name(model), meta_param_dict, tag=tag)
 
     def promote(self, model: str, tag: str, to: str = "latest") -> dict[str, Any]:

@@ -20,9 +20,9 @@ from pathlib import Path
 from csflow import flows
 from csflow.engine.launchers import Launcher, SubprocessLauncher
 from csflow.engine.pool import WorkerPool
-from csflow.engine.runner import LauncherFactory, WorkflowRunner
+from csflow.engine.runner import STOP_REASONS, LauncherFactory, WorkflowRunner
 from csflow.engine.slots import slot
-from csflow.engine.store import RunStore
+from csflow.engine.store import RunStore, _pid_alive, prepare_home
 from csflow.runtime import step_env
 from csflow.sdk.argo import semantics
 from csflow.sdk.backends.base import EventSink, Progress, RunResults, SimulationWorkflows
@@ -36,7 +36,7 @@ from csflow.sdk.core.fileutil import write_json_atomic
 from csflow.sdk.core.model_config import ModelConfig, find_model_config
 from csflow.sdk.core.run import RUN_OUTPUTS, Run, output_fields
 from csflow.sdk.core.settings import Settings
-from csflow.sdk.core.status import RunStatus
+from csflow.sdk.core.status import RunStatus, StepPhase
 from csflow.sdk.core.steps import (
     MODEL,
     MODEL_STEP_COMMAND,
@@ -57,6 +57,10 @@ SIMULATION_PROGRAMS = (
 )
 
 
+# A step's phases until it has ended.
+_UNFINISHED = (StepPhase.PENDING, StepPhase.RUNNING, StepPhase.SUSPENDED)
+
+
 def _worker(program: StepProgram, where: LocalEnvironment) -> tuple[str, str, list[str], dict]:
     """A warm worker for a program (the pool's key): interpreter, entry, preloads, environment."""
     return where.python, program.entry, [*program.preload, *where.preload], where.env
@@ -66,8 +70,10 @@ class LocalBackend(SimulationWorkflows, RunResults, RegistryViews, LocalPublishi
     def __init__(self, settings: Settings):
         self.settings = settings
         self.home = settings.home
-        self.home.mkdir(parents=True, exist_ok=True)
-        self.store = RunStore(self.home / "runs.db")
+        # One line naming the home if it cannot be a folder; a read-only home opens
+        # its store read-only (reading works, recording a run fails in one line).
+        prepare_home(self.home)
+        self.store = RunStore(self.home / "runs.db", runs_dir=self.home / "runs")
         self.registry = Registry(self.home)
         self.job_store_url = settings.jobs_url
         self.pool = WorkerPool(self.home / "workers")
@@ -127,14 +133,35 @@ class LocalBackend(SimulationWorkflows, RunResults, RegistryViews, LocalPublishi
         return self.home / "runs" / names.check_job_id(job_id)
 
     def execute(self, job_id: str, events: EventSink | None = None) -> Run:
-        """Run a submitted simulation or publish in this process (waits for a free slot)."""
+        """Run a submitted simulation or publish in this process (waits for a free slot).
+        Ctrl-C cancels the run: its steps are stopped and it is recorded CANCELLED
+        (the exit handler reporting it), then ``KeyboardInterrupt`` goes on to the
+        caller. Whatever else ends this call, the run is left final, no step Running."""
         run = self.store.get(job_id)
         self.store.update(job_id, engine_pid=os.getpid())
-        with slot(self.home / "slots", self.settings.max_parallel):
-            if self.store.get(job_id).done:  # cancelled while it waited
-                return self.store.get(job_id)
-            self._run(run, events)
+        try:
+            with slot(self.home / "slots", self.settings.max_parallel):
+                if self.store.get(job_id).done:  # cancelled while it waited
+                    return self.store.get(job_id)
+                self._run(run, events)
+        except BaseException as exc:
+            self._ended_by(job_id, exc)
+            raise
         return self.store.get(job_id)
+
+    def _ended_by(self, job_id: str, exc: BaseException) -> None:
+        """The run's record when ``execute`` ends by an exception: final (Ctrl-C:
+        CANCELLED; anything else: INTERRUPTED, with what it was), no step Running.
+        Best effort: the exception itself is what the caller gets."""
+        try:
+            if isinstance(exc, KeyboardInterrupt):
+                self.store.finish(job_id, RunStatus.CANCELLED, STOP_REASONS[signal.SIGINT])
+            else:
+                what = f"{type(exc).__name__}: {exc}".rstrip(": ")
+                self.store.finish(job_id, RunStatus.INTERRUPTED, f"the engine failed: {what}")
+            self._settled(self.store.get(job_id), engine_gone=True)
+        except Exception:
+            pass
 
     def _run(self, run: Run, events: EventSink | None) -> None:
         """Run a simulation's or a publish's Workflow (its own, merged with the compiled
@@ -160,6 +187,9 @@ class LocalBackend(SimulationWorkflows, RunResults, RegistryViews, LocalPublishi
         finally:
             runner.close()
         finish(run, status, reason)
+        if runner.stopped_by == signal.SIGINT:  # recorded: now the caller's Ctrl-C
+            ended = "was cancelled" if status == RunStatus.CANCELLED else f"ended {status}"
+            raise KeyboardInterrupt(f"run {run.id} {ended}")
 
     def launcher(self, program: StepProgram, where: LocalEnvironment) -> Launcher:
         """A step program's launcher: a warm worker lent by the pool (``warm`` programs,
@@ -249,15 +279,15 @@ class LocalBackend(SimulationWorkflows, RunResults, RegistryViews, LocalPublishi
     # -- reading runs ---------------------------------------------------------
 
     def status(self, job_id: str) -> Run:
-        return self.store.get(job_id)
+        return self._settled(self.store.get(job_id))
 
     def list(self, limit: int = 50) -> list[Run]:
-        return self.store.list(limit)
+        return [self._settled(run) for run in self.store.list(limit)]
 
     def wait(self, job_id: str, timeout: float | None = None, poll: float = 0.2) -> Run:
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
-            run = self.store.get(job_id)
+            run = self._settled(self.store.get(job_id))
             if run.done:
                 return run
             if deadline is not None and time.monotonic() > deadline:
@@ -297,4 +327,29 @@ class LocalBackend(SimulationWorkflows, RunResults, RegistryViews, LocalPublishi
                 os.kill(run.engine_pid, signal.SIGTERM)
             except ProcessLookupError:
                 pass
-        return self.store.get(job_id)
+        return self._settled(self.store.get(job_id))
+
+    def _settled(self, run: Run, engine_gone: bool = False) -> Run:
+        """A final run whose engine is gone, or is not running it any more
+        (``engine_gone``), has no step left Running, Pending or Suspended: its engine
+        was killed (INTERRUPTED), or it was cancelled where no engine could record
+        its steps (a publish waiting for approval). Such steps are recorded Failed
+        with the run's reason, as Argo fails the nodes of a stopped workflow. A live
+        engine records its steps itself (a cancel: ``Failed: cancelled``)."""
+        unfinished = [name for name, step in run.steps.items() if step.get("phase") in _UNFINISHED]
+        if not unfinished or not run.done:
+            return run
+        if not engine_gone and run.status != RunStatus.INTERRUPTED and _pid_alive(run.engine_pid):
+            return run
+        info = {
+            "phase": StepPhase.FAILED,
+            "message": run.reason or str(run.status).lower(),
+            "finished": run.finished or time.time(),
+        }
+        for name in unfinished:
+            try:
+                self.store.set_step(run.id, name, **info)
+            except CsflowError:  # a store that cannot be written: shown so, recorded later
+                pass
+            run.steps[name] = {**run.steps[name], **info}
+        return run

@@ -11,7 +11,10 @@ from csflow.sdk.core.status import RunStatus
 
 
 def main() -> int:
-    run = LocalBackend(Settings()).execute(sys.argv[1])
+    try:
+        run = LocalBackend(Settings()).execute(sys.argv[1])
+    except KeyboardInterrupt:  # SIGINT: the run was cancelled and recorded
+        return 130
     return 0 if run.status == RunStatus.SUCCESS else 1
 
 

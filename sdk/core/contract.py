@@ -24,6 +24,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from csflow.sdk.core.jsonio import excerpt
+
 MediaType = Literal[
     "bokeh", "table", "CSV", "PNG", "JPEG", "MP3", "MP4", "HDF5", "PDF", "Markdown", "Text"
 ]
@@ -53,6 +55,16 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class InputsError(ValueError):
+    """A shape error at a place inside one field of the inputs (``where``: keys and
+    indexes below the field), reported as ``inputs: adjustment.Policy.STD[0]: ...``."""
+
+    def __init__(self, where: tuple[str | int, ...], problem: str):
+        super().__init__(problem)
+        self.where = where
+        self.problem = problem
+
+
 def normalize_meta_param_dict(meta: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
     """Both C/S shapes, ``{"year": 2024}`` and ``{"year": [{"value": 2024}]}``, become
     the ParamTools specification the C/S webapp sent to models."""
@@ -63,12 +75,31 @@ def normalize_meta_param_dict(meta: dict[str, Any]) -> dict[str, list[dict[str, 
         if isinstance(value, list) and all(isinstance(v, dict) and "value" in v for v in value):
             normalized[name] = value
         elif isinstance(value, (dict, list)):
-            raise ValueError(
-                f"meta parameter {name!r} must be a value or [{{'value': ...}}], got {value!r}"
+            raise InputsError(
+                (name,), f"must be a value or [{{'value': ...}}], got {excerpt(value)}"
             )
         else:
             normalized[name] = [{"value": value}]
     return normalized
+
+
+def check_value_objects(adjustment: dict[str, dict[str, Any]]) -> None:
+    """Every value object in an adjustment (``{section: {param: [{..., "value": v}]}}``)
+    has its ``value``: a model reads it blindly (``KeyError``)."""
+    for section, params in adjustment.items():
+        for name, given in params.items():
+            objects = given if isinstance(given, list) else [given]
+            for i, item in enumerate(objects):
+                if isinstance(item, dict) and "value" not in item:
+                    where: tuple[str | int, ...] = (
+                        (section, name, i) if isinstance(given, list) else (section, name)
+                    )
+                    keys = ", ".join(excerpt(k, 20) for k in list(item)[:4])
+                    raise InputsError(
+                        where,
+                        "a value object needs a 'value' key"
+                        + (f" (it has {keys}{', ...' if len(item) > 4 else ''})" if item else ""),
+                    )
 
 
 def flat_meta_param_dict(meta: dict[str, Any]) -> dict[str, Any]:
@@ -86,6 +117,12 @@ class JobInputs(_Strict):
     @classmethod
     def _normalize_meta(cls, value: dict[str, Any]) -> dict[str, Any]:
         return normalize_meta_param_dict(value)
+
+    @field_validator("adjustment")
+    @classmethod
+    def _check_adjustment(cls, value: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        check_value_objects(value)
+        return value
 
 
 class SectionErrors(_Strict):

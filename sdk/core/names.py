@@ -11,6 +11,7 @@ import re
 import uuid
 
 from csflow.sdk.core.errors import BadInput
+from csflow.sdk.core.jsonio import excerpt
 
 # C/S owners and titles keep their case ("PSLmodels/Tax-Cruncher"); they may
 # hold letters, digits, '-', '_' and '.', but never start with a dot, so no
@@ -25,7 +26,7 @@ _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 def check_project_part(kind: str, value: str) -> str:
     if not isinstance(value, str) or not _PROJECT_PART.match(value) or ".." in value:
         raise BadInput(
-            f"invalid {kind} {value!r}: use 1-63 letters, digits, '-', '_' or '.', "
+            f"invalid {kind} {excerpt(value)}: use 1-63 letters, digits, '-', '_' or '.', "
             "starting with a letter or digit"
         )
     return value
@@ -35,14 +36,14 @@ def parse_model_name(name: str) -> tuple[str, str]:
     """'OWNER/TITLE' -> (owner, title), both validated."""
     parts = name.split("/") if isinstance(name, str) else []
     if len(parts) != 2:
-        raise BadInput(f"invalid model name {name!r}: expected OWNER/TITLE")
+        raise BadInput(f"invalid model name {excerpt(name)}: expected OWNER/TITLE")
     return check_project_part("owner", parts[0]), check_project_part("title", parts[1])
 
 
 def check_tag(tag: str) -> str:
     if not isinstance(tag, str) or not _TAG.match(tag) or ".." in tag:
         raise BadInput(
-            f"invalid tag {tag!r}: use 1-128 letters, digits, '_', '.' or '-', "
+            f"invalid tag {excerpt(tag)}: use 1-128 letters, digits, '_', '.' or '-', "
             "not starting with '.' or '-'"
         )
     return tag
@@ -50,7 +51,7 @@ def check_tag(tag: str) -> str:
 
 def check_env_name(name: str) -> str:
     if not isinstance(name, str) or not _ENV_NAME.match(name):
-        raise BadInput(f"invalid environment variable or secret name {name!r}")
+        raise BadInput(f"invalid environment variable or secret name {excerpt(name)}")
     return name
 
 
@@ -58,7 +59,7 @@ def check_job_id(job_id: str) -> str:
     try:
         return str(uuid.UUID(str(job_id)))
     except ValueError:
-        raise BadInput(f"invalid job id {job_id!r}: job ids are UUIDs") from None
+        raise BadInput(f"invalid job id {excerpt(job_id)}: job ids are UUIDs") from None
 
 
 def kube_name(*parts: str) -> str:
@@ -67,7 +68,7 @@ def kube_name(*parts: str) -> str:
     raw = "-".join(parts).lower()
     label = re.sub(r"[^a-z0-9-]+", "-", raw).strip("-")[:63].strip("-")
     if not _RFC1123_LABEL.match(label):
-        raise BadInput(f"cannot derive a Kubernetes name from {'/'.join(parts)!r}")
+        raise BadInput(f"cannot derive a Kubernetes name from {excerpt('/'.join(parts))}")
     return label
 
 
@@ -90,7 +91,7 @@ def model_image(registry: str, owner: str, title: str, tag: str) -> str:
     grammar (lowercase, no separator at either end)."""
     repository = f"{owner}_{title}".lower()
     if not _DOCKER_PATH_COMPONENT.match(repository):
-        raise BadInput(f"cannot derive an image name from {owner}/{title}")
+        raise BadInput(f"cannot derive an image name from {excerpt(f'{owner}/{title}')}")
     return f"{registry.rstrip('/')}/{repository}:{check_tag(tag)}"
 
 

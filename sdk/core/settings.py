@@ -80,6 +80,9 @@ class Settings(BaseSettings):
     # Steps fork from warm workers that imported the model once (else: a fresh
     # interpreter per step).
     warm_workers: bool = True
+    # The largest simulation inputs accepted (bytes of JSON: a file, text or a
+    # dict re-encoded); checked before the file is read whole (sdk/core/jsonio.py).
+    max_inputs_bytes: int = Field(default=8 * 1024 * 1024, ge=1)
     # The webapp to tell about finished runs (empty: nobody), and the service
     # secret that holds its API token.
     webapp_url: str = ""

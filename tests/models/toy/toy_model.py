@@ -1,7 +1,7 @@
 """A tiny C/S model for tests, standard library only.
 
 Its behaviour comes from the TOY_MODE variable, set in each test config's
-``env``: ok, crash, die, hang, chatty, bad-outputs, secret.
+``env``: ok, crash, die, hang, chatty, flood, fill, bad-outputs, secret.
 """
 
 import base64
@@ -68,6 +68,17 @@ def run_model(meta_param_dict, adjustment):
         chunk = "x" * 1023 + "\n"
         for _ in range(30 * 1024):  # 30 MB of output
             sys.stdout.write(chunk)
+    if mode == "flood":  # TOY_FLOOD_MB megabytes of output, as fast as it can, then its last words
+        chunk = ("y" * 1023 + "\n") * 64
+        for _ in range(int(os.environ.get("TOY_FLOOD_MB", "200")) * 16):
+            sys.stdout.write(chunk)
+        print("flood: done", flush=True)
+    if mode == "fill":  # a file in its work folder until the disk is full
+        with open("filler", "wb") as handle:
+            block = b"z" * (1 << 20)
+            while True:
+                handle.write(block)
+                handle.flush()
     if mode == "bad-outputs":
         return {"renderable": [{"media_type": "movie", "title": "t", "data": "d"}], "downloadable": []}
     secret = os.environ.get("TOY_SECRET", "") if mode == "secret" else ""
