@@ -17,10 +17,8 @@ import hashlib
 import json
 import os
 import shutil
-import sqlite3
 import stat
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -33,7 +31,8 @@ from paths import TOY_CONFIGS
 from csflow.engine.runner import LOG_KEEP_BYTES, MAX_LOG_BYTES
 from csflow.sdk.client import Client
 
-CSFLOW = str(Path(sys.executable).with_name("csflow"))
+from .harness import CSFLOW, cli_env, no_orphans, query_store, store_intact
+
 OK_INPUTS = {"meta_param_dict": {"year": 2024}, "adjustment": {"Knobs": {"x": [{"value": 2}]}}}
 LAUNCHERS = [pytest.param("true", id="warm"), pytest.param("false", id="fresh")]
 
@@ -43,21 +42,9 @@ needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="mounting needs root")
 # -- helpers --------------------------------------------------------------------------
 
 
-def _env(home: Path, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CSFLOW_")}
-    env.update(
-        CSFLOW_HOME=str(home),
-        CSFLOW_CONFIG_DIRS=json.dumps([str(TOY_CONFIGS)]),
-        CSFLOW_ARGO_SCHEMA_DIR=os.environ.get("CSFLOW_ARGO_SCHEMA_DIR", ""),
-        COLUMNS="200",
-        **extra,
-    )
-    return env
-
-
 def csflow(home: Path, *args: str, **env: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [CSFLOW, *args], capture_output=True, env=_env(home, **env), timeout=300, text=True
+        [CSFLOW, *args], capture_output=True, env=cli_env(home, **env), timeout=300, text=True
     )
 
 
@@ -85,58 +72,8 @@ def error_line(result: subprocess.CompletedProcess, code: int, *names: str) -> s
     return errors[0]
 
 
-def _query(home: Path, sql: str) -> list[tuple]:
-    """Read the store without writing it: read-only, or as an immutable file where
-    SQLite cannot make its WAL index (a read-only home, a full disk)."""
-    uri = f"{(home / 'runs.db').as_uri()}?mode=ro"
-    try:
-        connection = sqlite3.connect(uri, uri=True)
-        try:
-            return connection.execute(sql).fetchall()
-        finally:
-            connection.close()
-    except sqlite3.OperationalError:
-        connection = sqlite3.connect(f"{uri}&immutable=1", uri=True)
-        try:
-            return connection.execute(sql).fetchall()
-        finally:
-            connection.close()
-
-
-def store_intact(home: Path) -> None:
-    """The store, where it exists, passes SQLite's integrity check."""
-    db = home / "runs.db"
-    if db.exists() and db.stat().st_size:
-        assert _query(home, "PRAGMA integrity_check") == [("ok",)]
-
-
 def run_ids(home: Path) -> list[str]:
-    return [row[0] for row in _query(home, "SELECT id FROM runs ORDER BY created")]
-
-
-def _processes_of(home: Path) -> list[str]:
-    """Processes (but this one) whose command line, environment or folder names the home."""
-    found, marker = [], str(home).encode()
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        try:
-            cmdline = (entry / "cmdline").read_bytes()
-            environ = (entry / "environ").read_bytes()
-            cwd = os.readlink(entry / "cwd").encode()
-        except OSError:  # gone, or a kernel thread
-            continue
-        if marker in cmdline or marker in environ or cwd.startswith(marker):
-            command = cmdline.replace(b"\0", b" ").decode(errors="replace")
-            found.append(f"{entry.name}: {command}")
-    return found
-
-
-def no_orphans(home: Path, timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while (left := _processes_of(home)) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert not left, left
+    return [row[0] for row in query_store(home, "SELECT id FROM runs ORDER BY created")]
 
 
 def later_simulation_succeeds(home: Path, tmp_path: Path) -> None:

@@ -9,11 +9,9 @@ a model environment without ParamTools (the toy model's)."""
 from __future__ import annotations
 
 import json
-import os
 import re
 import sqlite3
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -25,23 +23,12 @@ from csflow.sdk.client import Client, parse_inputs
 from csflow.sdk.core import names
 from csflow.sdk.core.errors import BadInput
 
-CSFLOW = str(Path(sys.executable).with_name("csflow"))
+from .harness import CSFLOW, cli_env, no_orphans, store_intact
+
 OK = {"meta_param_dict": {"year": 2024}, "adjustment": {"Knobs": {"x": [{"value": 3}]}}}
 # An error line: "error: " and a bounded message (user values are excerpts).
 MAX_LINE = 300
 DEEP = "[" * 100_000
-
-
-def _env(home: Path, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CSFLOW_")}
-    env.update(
-        CSFLOW_HOME=str(home),
-        CSFLOW_CONFIG_DIRS=json.dumps([str(TOY_CONFIGS)]),
-        CSFLOW_ARGO_SCHEMA_DIR=os.environ.get("CSFLOW_ARGO_SCHEMA_DIR", ""),
-        COLUMNS="200",
-        **extra,
-    )
-    return env
 
 
 def csflow(home: Path, *args: str, stdin: bytes | None = None, **env: str):
@@ -49,7 +36,7 @@ def csflow(home: Path, *args: str, stdin: bytes | None = None, **env: str):
         [CSFLOW, *args],
         input=stdin,
         capture_output=True,
-        env=_env(home, **env),
+        env=cli_env(home, **env),
         timeout=300,
     )
 
@@ -64,37 +51,6 @@ def one_line_error(result) -> str:
     return lines[0]
 
 
-def _processes_of(home: Path) -> list[str]:
-    """Processes (but this one) whose command line or environment names the home."""
-    found, marker = [], str(home).encode()
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        try:
-            cmdline = (entry / "cmdline").read_bytes()
-            environ = (entry / "environ").read_bytes()
-        except OSError:  # gone, or not ours
-            continue
-        if marker in cmdline or marker in environ:
-            command = cmdline.replace(b"\0", b" ").decode(errors="replace")
-            found.append(f"{entry.name}: {command}")
-    return found
-
-
-def assert_no_orphans(home: Path, timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while (left := _processes_of(home)) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert not left, left
-
-
-def assert_store_intact(home: Path) -> None:
-    db = home / "runs.db"
-    if db.exists():
-        with sqlite3.connect(db) as connection:
-            assert connection.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
-
-
 def assert_nothing_stored(home: Path) -> None:
     """No run record, no job in the job store, no run folder."""
     jobs, runs = home / "jobs", home / "runs"
@@ -104,7 +60,7 @@ def assert_nothing_stored(home: Path) -> None:
     if db.exists():
         with sqlite3.connect(db) as connection:
             assert connection.execute("SELECT count(*) FROM runs").fetchone()[0] == 0
-    assert_store_intact(home)
+    store_intact(home)
 
 
 # -- the hostile inputs ---------------------------------------------------------------
@@ -197,7 +153,7 @@ def test_hostile_inputs_file_exits_2_in_one_line_and_stores_nothing(
     assert result.returncode == 2, result.stderr[-2000:]
     assert fragment in one_line_error(result)
     assert_nothing_stored(home)
-    assert_no_orphans(home)
+    no_orphans(home)
 
 
 def test_a_huge_file_is_refused_from_its_size_before_it_is_read(home, tmp_path):
@@ -333,8 +289,8 @@ def test_the_sdk_takes_json_text_and_bytes_and_a_later_run_succeeds(toy_cold, ho
             toy_cold.simulate("tests/ToyOk", hostile)
     run = toy_cold.simulate("tests/ToyOk", json.dumps(OK))
     assert run.status == "SUCCESS", run.reason
-    assert_store_intact(home)
-    assert_no_orphans(home)
+    store_intact(home)
+    no_orphans(home)
 
 
 # -- csflow models inputs --meta -------------------------------------------------------
@@ -422,8 +378,8 @@ def test_meta_parameters_of_the_wrong_type_or_range_end_invalid(home, tmp_path, 
     ok = csflow(home, "simulate", "tests/ToyOk", "--inputs", str(path), "-o", "json", **env)
     assert ok.returncode == 0, ok.stderr[-2000:]
     assert json.loads(ok.stdout)["status"] == "SUCCESS"
-    assert_no_orphans(home)
-    assert_store_intact(home)
+    no_orphans(home)
+    store_intact(home)
 
 
 SPEC = {

@@ -25,7 +25,8 @@ import pytest
 import yaml
 from paths import TESTS, TOY_CONFIGS
 
-CSFLOW = str(Path(sys.executable).with_name("csflow"))
+from .harness import CSFLOW, cli_env, no_orphans, processes_of
+
 OK_INPUTS = {"meta_param_dict": {"year": 2024}, "adjustment": {"Knobs": {"x": [{"value": 2}]}}}
 LAUNCHERS = [pytest.param("true", id="warm"), pytest.param("false", id="fresh")]
 UNFINISHED = {"Pending", "Running", "Suspended"}
@@ -96,19 +97,6 @@ def inputs(tmp_path) -> Path:
     return path
 
 
-def _env(home: Path, configs: Path, warm: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CSFLOW_")}
-    env.update(
-        CSFLOW_HOME=str(home),
-        CSFLOW_CONFIG_DIRS=json.dumps([str(configs), str(TOY_CONFIGS)]),
-        CSFLOW_WARM_WORKERS=warm,
-        COLUMNS="200",
-    )
-    if os.environ.get("CSFLOW_ARGO_SCHEMA_DIR"):
-        env["CSFLOW_ARGO_SCHEMA_DIR"] = os.environ["CSFLOW_ARGO_SCHEMA_DIR"]
-    return env
-
-
 # As a terminal's foreground job: SIGINT and SIGHUP at their defaults (a test run in
 # the background, or under nohup, would pass them on ignored), then the command.
 _AS_IN_A_TERMINAL = (
@@ -137,25 +125,6 @@ def _csflow(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
 
 
 # -- what /proc and the store say -------------------------------------------------------
-
-
-def _processes(home: Path) -> dict[int, str]:
-    """Every live process (not a zombie) whose environment or command line holds the
-    home: the engine, workers, supervisors, steps, the model's own child."""
-    marker = str(home).encode()
-    found = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        try:
-            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
-            cmdline = (entry / "cmdline").read_bytes()
-            environ = (entry / "environ").read_bytes()
-        except (OSError, IndexError):
-            continue
-        if state != "Z" and (marker in cmdline or marker in environ):
-            found[int(entry.name)] = cmdline.replace(b"\0", b" ").decode(errors="replace")
-    return found
 
 
 def _parent(pid: int) -> int:
@@ -204,20 +173,12 @@ def _wait_for_the_model(home: Path, warm: str, cli: subprocess.Popen | None = No
             except (sqlite3.Error, AssertionError):
                 steps = {}
             if steps.get("run", {}).get("phase") == "Running":
-                processes = _processes(home)
+                processes = processes_of(home)
                 model = _model_step(processes, warm)
                 if model and any(GRANDCHILD in command for command in processes.values()):
                     return model
         time.sleep(0.1)
-    pytest.fail(f"the model never ran: {_processes(home)}")
-
-
-def assert_no_process_left(home: Path, timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while _processes(home):
-        if time.monotonic() > deadline:
-            pytest.fail(f"processes left after the run: {_processes(home)}")
-        time.sleep(0.1)
+    pytest.fail(f"the model never ran: {processes_of(home)}")
 
 
 def assert_final(env: dict[str, str], home: Path, job_id: str) -> dict:
@@ -253,7 +214,7 @@ def test_ctrl_c_cancels_a_foreground_simulation_and_stops_its_processes(
 ):
     """Ctrl-C is a user's cancel: the steps' processes are stopped, the exit handler
     reports the end, the run reads CANCELLED, and csflow says so in one line, exit 130."""
-    env = _env(home, configs, warm)
+    env = cli_env(home, configs, TOY_CONFIGS, CSFLOW_WARM_WORKERS=warm)
     cli = _start(env, "simulate", "tests/FaultHang", "--inputs", str(inputs))
     _wait_for_the_model(home, warm, cli)
     cli.send_signal(signal.SIGINT)
@@ -265,7 +226,7 @@ def test_ctrl_c_cancels_a_foreground_simulation_and_stops_its_processes(
         f"error: interrupted: run {job_id} was cancelled"
     ], stderr
     assert lines[-1].startswith("error:") and "Traceback" not in stderr
-    assert_no_process_left(home)
+    no_orphans(home)
     run = assert_final(env, home, job_id)
     assert (run["status"], run["reason"]) == ("CANCELLED", "cancelled by Ctrl-C (SIGINT)")
     assert run["steps"]["run"]["phase"] == "Failed"
@@ -277,14 +238,14 @@ def test_ctrl_c_cancels_a_foreground_simulation_and_stops_its_processes(
 @pytest.mark.parametrize("warm", LAUNCHERS)
 def test_a_closed_terminal_cancels_a_foreground_simulation(warm, home, configs, inputs):
     """SIGHUP (the terminal closed) ends the run as a cancel, nothing left running."""
-    env = _env(home, configs, warm)
+    env = cli_env(home, configs, TOY_CONFIGS, CSFLOW_WARM_WORKERS=warm)
     cli = _start(env, "simulate", "tests/FaultHang", "--inputs", str(inputs))
     _wait_for_the_model(home, warm, cli)
     cli.send_signal(signal.SIGHUP)
     _, stderr = cli.communicate(timeout=60)
     assert cli.returncode == 1, stderr
     job_id, _, _ = _only_run(home)
-    assert_no_process_left(home)
+    no_orphans(home)
     run = assert_final(env, home, job_id)
     assert run["status"] == "CANCELLED" and "SIGHUP" in run["reason"]
     assert run["steps"]["notify"]["phase"] == "Succeeded"
@@ -300,7 +261,7 @@ def _detach(env: dict[str, str], inputs: Path, home: Path, warm: str) -> tuple[s
     job_id = started.stdout.strip().splitlines()[-1]
     _wait_for_the_model(home, warm)
     _, engine_pid, _ = _only_run(home)
-    assert engine_pid and "local_engine" in _processes(home).get(engine_pid, "")
+    assert engine_pid and "local_engine" in processes_of(home).get(engine_pid, "")
     return job_id, engine_pid
 
 
@@ -308,10 +269,10 @@ def _detach(env: dict[str, str], inputs: Path, home: Path, warm: str) -> tuple[s
 def test_kill_9_of_a_detached_engine_takes_its_steps_down(warm, home, configs, inputs):
     """Nothing can run in a SIGKILLed engine: its steps' watchers (the warm worker, a
     fresh step's supervisor) see it gone and kill the step's process group."""
-    env = _env(home, configs, warm)
+    env = cli_env(home, configs, TOY_CONFIGS, CSFLOW_WARM_WORKERS=warm)
     job_id, engine_pid = _detach(env, inputs, home, warm)
     os.kill(engine_pid, signal.SIGKILL)
-    assert_no_process_left(home)
+    no_orphans(home)
     run = assert_final(env, home, job_id)
     assert run["status"] == "INTERRUPTED"
     assert run["steps"]["run"]["phase"] == "Failed"
@@ -321,10 +282,10 @@ def test_kill_9_of_a_detached_engine_takes_its_steps_down(warm, home, configs, i
 
 @pytest.mark.parametrize("warm", LAUNCHERS)
 def test_sighup_of_a_detached_engine_cancels_its_run(warm, home, configs, inputs):
-    env = _env(home, configs, warm)
+    env = cli_env(home, configs, TOY_CONFIGS, CSFLOW_WARM_WORKERS=warm)
     job_id, engine_pid = _detach(env, inputs, home, warm)
     os.kill(engine_pid, signal.SIGHUP)
-    assert_no_process_left(home)
+    no_orphans(home)
     run = assert_final(env, home, job_id)
     assert run["status"] == "CANCELLED" and "SIGHUP" in run["reason"]
     assert run["steps"]["run"]["phase"] == "Failed"
@@ -334,11 +295,11 @@ def test_sighup_of_a_detached_engine_cancels_its_run(warm, home, configs, inputs
 
 @pytest.mark.parametrize("warm", LAUNCHERS)
 def test_runs_cancel_leaves_no_step_running_and_no_process(warm, home, configs, inputs):
-    env = _env(home, configs, warm)
+    env = cli_env(home, configs, TOY_CONFIGS, CSFLOW_WARM_WORKERS=warm)
     job_id, _ = _detach(env, inputs, home, warm)
     cancelled = _csflow(env, "runs", "cancel", job_id)
     assert cancelled.returncode == 0, cancelled.stderr
-    assert_no_process_left(home)
+    no_orphans(home)
     run = assert_final(env, home, job_id)
     assert run["status"] == "CANCELLED"
     assert run["steps"]["run"]["phase"] == "Failed"
@@ -353,13 +314,13 @@ def test_runs_cancel_leaves_no_step_running_and_no_process(warm, home, configs, 
 def test_a_step_ends_with_the_processes_it_started(warm, home, configs, inputs):
     """A model that leaves a child running when it returns: the child is stopped with
     its step (as a pod's processes end with its container)."""
-    env = _env(home, configs, warm)
+    env = cli_env(home, configs, TOY_CONFIGS, CSFLOW_WARM_WORKERS=warm)
     result = _csflow(env, "simulate", "tests/FaultOk", "--inputs", str(inputs), "-o", "json")
     assert result.returncode == 0, result.stderr
     run = json.loads(result.stdout)
     assert run["status"] == "SUCCESS"
     # Warm workers stay for the next simulation until csflow exits; so nothing is left.
-    assert_no_process_left(home)
+    no_orphans(home)
     assert_final(env, home, run["job_id"])
 
 
@@ -388,7 +349,7 @@ def test_a_cancelled_approval_leaves_no_step_suspended(tmp_path, home):
     "model, step", [("tests/ToyBadOutputs", "outputs"), ("tests/ToyCrash", "run")]
 )
 def test_the_hint_after_a_failure_names_the_step_that_failed(model, step, home, configs, inputs):
-    env = _env(home, configs, "true")
+    env = cli_env(home, configs, TOY_CONFIGS, CSFLOW_WARM_WORKERS="true")
     result = _csflow(env, "simulate", model, "--inputs", str(inputs))
     assert result.returncode == 1, result.stderr
     job_id, _, steps = _only_run(home)
@@ -403,7 +364,7 @@ def test_the_hint_after_a_failed_publish_names_the_step_that_failed(tmp_path, ho
     from publish.conftest import tiny_config
 
     config = tiny_config(tmp_path / "publish-config", TINY_MODE="bad-outputs")
-    env = _env(home, tmp_path / "publish-config", "true")
+    env = cli_env(home, tmp_path / "publish-config", TOY_CONFIGS, CSFLOW_WARM_WORKERS="true")
     result = _csflow(env, "publish", str(config))
     assert result.returncode == 1, result.stderr
     job_id, _, steps = _only_run(home)
