@@ -93,3 +93,16 @@ def redis_server(tmp_path_factory) -> RedisServer:
     process.terminate()
     process.wait(10)
     log.close()
+
+
+@pytest.fixture
+def crds(tmp_path) -> Path:
+    """A folder of Argo's CRD files as Argo publishes them (manifests/base/crds/full),
+    copied for a test that gives it to ``--crds``."""
+    from csflow.sdk.argo import schema
+
+    folder = tmp_path / "crds"
+    folder.mkdir()
+    for name in schema.CRD_FILES:
+        shutil.copy(ARGO_SCHEMA / name, folder / name)
+    return folder

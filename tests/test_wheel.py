@@ -21,9 +21,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from paths import ARGO_SCHEMA, REPO, TAX_INPUTS
-
-from csflow.sdk.argo import schema
+from paths import REPO, TAX_INPUTS
 
 UV = [sys.executable, "-m", "uv"]
 
@@ -112,16 +110,6 @@ def run(installed, tmp_path):
 
     run.work = work
     return run
-
-
-@pytest.fixture
-def crds(tmp_path) -> Path:
-    """Argo's CRD files as Argo publishes them, in a folder the test gives ``--crds``."""
-    folder = tmp_path / "crds"
-    folder.mkdir()
-    for name in schema.CRD_FILES:
-        shutil.copy(ARGO_SCHEMA / name, folder / name)
-    return folder
 
 
 def test_the_installed_wheel_prints_the_manifests_and_lints_them(run, crds):

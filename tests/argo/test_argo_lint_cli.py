@@ -7,10 +7,8 @@ one endpoint, read by the real ``kubernetes`` client), else
 from __future__ import annotations
 
 import json
-import shutil
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 
 import pytest
 import yaml
@@ -28,16 +26,6 @@ CRD_PATH = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/"
 @pytest.fixture
 def no_schema_dir(monkeypatch):
     monkeypatch.delenv("CSFLOW_ARGO_SCHEMA_DIR", raising=False)
-
-
-@pytest.fixture
-def crds(tmp_path) -> Path:
-    """A folder as Argo publishes its CRDs (manifests/base/crds/full), copied for the test."""
-    folder = tmp_path / "crds"
-    folder.mkdir()
-    for name in schema.CRD_FILES:
-        shutil.copy(ARGO_SCHEMA / name, folder / name)
-    return folder
 
 
 def write(tmp_path, docs, name="manifests.yaml") -> str:
