@@ -23,6 +23,7 @@ would be further launchers; the flows and the runner do not change.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import select
@@ -31,6 +32,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
@@ -71,6 +73,40 @@ def _kill_group(pid: int) -> None:
             return
         except (ProcessLookupError, PermissionError):
             continue
+
+
+def _group_members_stopped(pgid: int) -> bool:
+    """Whether every process of group ``pgid`` is stopped (or has ended)."""
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue  # it ended meanwhile
+        state, group = fields[0], int(fields[2])
+        if group == pgid and state not in ("T", "t", "Z", "X"):
+            return False
+    return True
+
+
+@contextlib.contextmanager
+def group_stopped(pgid: int, timeout: float = 1.0) -> Iterator[bool]:
+    """Stop a step's process group (SIGSTOP) for the block, then resume it (SIGCONT).
+    Yields whether every member stopped within ``timeout``: only then can nothing it
+    writes fall between a read of its log and the cut. A write under way when the
+    signal comes ends first, so the wait looks at /proc until each shows stopped."""
+    try:
+        os.killpg(pgid, signal.SIGSTOP)
+    except OSError:  # the group has ended: nothing writes
+        yield True
+        return
+    try:
+        deadline = time.monotonic() + timeout
+        while not (stopped := _group_members_stopped(pgid)) and time.monotonic() < deadline:
+            time.sleep(0.0005)
+        yield stopped
+    finally:
+        with contextlib.suppress(OSError):
+            os.killpg(pgid, signal.SIGCONT)
 
 
 # A fresh interpreter's step runs under this supervisor (standard library only; -I -S:

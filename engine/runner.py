@@ -47,6 +47,7 @@ from csflow.engine.launchers import (
     StepProcess,
     SubprocessLauncher,
     _kill_group,
+    group_stopped,
 )
 from csflow.engine.store import RunStore, no_space_left
 from csflow.sdk.argo import semantics
@@ -179,9 +180,11 @@ class _StepLog:
         except OSError:
             pass
 
-    def enforce(self) -> int:
-        """While the step runs: cut the log once it is past MAX_LOG_BYTES; its size."""
-        self._cut(MAX_LOG_BYTES)
+    def enforce(self, writer: int | None = None) -> int:
+        """While the step runs: cut the log once it is past MAX_LOG_BYTES; its size.
+        ``writer``: the step's process group when it writes the log itself (no pipe);
+        None when the engine's log pump is the only writer."""
+        self._cut(MAX_LOG_BYTES, writer)
         try:
             return os.stat(self.path).st_size
         except OSError:
@@ -192,39 +195,41 @@ class _StepLog:
         MAX_LOG_BYTES (``force``: however long it is, to free space on a full disk)."""
         self._cut(0 if (force or self.marker) else MAX_LOG_BYTES)
 
-    def _cut(self, above: int) -> None:
+    def _cut(self, above: int, writer: int | None = None) -> None:
         try:
             fd = os.open(self.path, os.O_RDWR)
         except OSError:
             return
         try:
-            size = os.fstat(fd).st_size
-            body = LOG_KEEP_BYTES + self.marker  # the output after the head and the marker
-            if size <= above or size - body <= LOG_KEEP_BYTES:
+            if not self._too_long(fd, above):
                 return
-            tail = os.pread(fd, LOG_KEEP_BYTES, size - LOG_KEEP_BYTES)
-            self.cut += size - body - len(tail)
-            marker = f"\n[csflow: {self.cut} bytes of output cut]\n".encode()
-            os.pwrite(fd, marker + tail, LOG_KEEP_BYTES)
-            # A step writing its log itself (no pipe) goes on meanwhile: the newest of
-            # what it wrote since ``size`` (its last words, perhaps; at most
-            # LOG_KEEP_BYTES, the rest counted as cut) is written again after the cut.
-            now = os.fstat(fd).st_size
-            keep = min(max(0, now - size), LOG_KEEP_BYTES)
-            late = os.pread(fd, keep, now - keep) if keep else b""
-            self.cut += max(0, now - size) - keep
-            os.ftruncate(fd, LOG_KEEP_BYTES + len(marker) + len(tail))
-            self.marker = len(marker)
-            if late:
-                appending = os.open(self.path, os.O_WRONLY | os.O_APPEND)
-                try:
-                    os.write(appending, late)
-                finally:
-                    os.close(appending)
+            if writer is None:  # the step has ended: nothing writes meanwhile
+                self._cut_open(fd)
+                return
+            # The step goes on writing (O_APPEND): what it wrote between the read of
+            # the tail and the truncate would be lost (its last words, perhaps), so it
+            # is held still for the cut; if it cannot be, the next look cuts instead.
+            with group_stopped(writer) as still:
+                if still and self._too_long(fd, above):
+                    self._cut_open(fd)
         except OSError:
             pass
         finally:
             os.close(fd)
+
+    def _too_long(self, fd: int, above: int) -> bool:
+        size = os.fstat(fd).st_size
+        return size > above and size - (LOG_KEEP_BYTES + self.marker) > LOG_KEEP_BYTES
+
+    def _cut_open(self, fd: int) -> None:
+        """Head, marker, tail, in place (the file keeps its inode and mode)."""
+        size = os.fstat(fd).st_size
+        tail = os.pread(fd, LOG_KEEP_BYTES, size - LOG_KEEP_BYTES)
+        self.cut += size - LOG_KEEP_BYTES - self.marker - len(tail)
+        marker = f"\n[csflow: {self.cut} bytes of output cut]\n".encode()
+        os.pwrite(fd, marker + tail, LOG_KEEP_BYTES)
+        os.ftruncate(fd, LOG_KEEP_BYTES + len(marker) + len(tail))
+        self.marker = len(marker)
 
 
 class _LogPump:
@@ -896,7 +901,7 @@ class WorkflowRunner:
         end, size, pause = time.monotonic() + limit, 0, LOG_CHECK_SECONDS
         while True:
             code = process.wait(min(pause, max(0.0, end - time.monotonic())))
-            now = log.enforce()
+            now = log.enforce(process.pid)
             # A flood (a megabyte since the last look, or a cut): look ten times as often.
             flood = now > size + 1024 * 1024 or now < size
             pause, size = LOG_CHECK_SECONDS / 10 if flood else LOG_CHECK_SECONDS, now
