@@ -43,6 +43,24 @@ def test_download_writes_the_downloadable_files(toy, tmp_path):
     assert (tmp_path / "out" / "Result.csv").read_text() == "x,double\n2.0,4.0\n"
 
 
+def test_outputs_titled_as_tax_brain_titles_them_succeed_with_c_s_file_names(toy, tmp_path):
+    """An empty title, a title ending in .csv or .pdf, two long titles that differ
+    in their last words: stored as C/S stored them, named as C/S named them."""
+    run = toy.simulate("tests/ToyCsTitles", OK_INPUTS)
+    assert run.status == "SUCCESS", run.reason
+    assert toy.results(run.id)["renderable"][0]["title"] == ""
+    written = toy.download(run.id, tmp_path / "out")
+    tables = "Dynamic Baseline Liabilities Change by Calendar Year, Billions, by "
+    assert sorted(p.name for p in written) == sorted(
+        [
+            "Total Liabilities Change by Calendar Year (Billions).csv",
+            tables + "expanded income.csv",
+            tables + "decile.csv",
+            "Policy Report.pdf",
+        ]
+    )
+
+
 def test_invalid_inputs_end_as_invalid_not_as_a_crash(toy):
     run = toy.simulate("tests/ToyOk", {"adjustment": {"Knobs": {"x": [{"value": -1}]}}})
     assert run.status == "INVALID"

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 import re
 from typing import Any, Literal
 
@@ -45,10 +46,6 @@ FILE_EXTENSIONS: dict[str, str] = {
     "Markdown": "md",
     "Text": "txt",
 }
-
-BOKEH_KEYS = {"target_id", "root_id", "doc"}
-# bokeh >= 3 adds "version" to json_item() output.
-BOKEH_OPTIONAL_KEYS = {"version"}
 
 
 class _Strict(BaseModel):
@@ -149,11 +146,14 @@ class ErrorsWarnings(BaseModel):
 
 
 class Output(_Strict):
-    """One output. ``data`` is text for text media and base64 for binary media
-    in JSON; a model may hand over ``bytes`` and they are encoded here."""
+    """One output, held to the rules of cs-storage (the library C/S wrote outputs
+    with): whatever it stored, csflow accepts (``tests/test_cs_storage_oracle.py``).
+    ``data`` is text for text media and base64 for binary media in JSON; a model
+    may hand over ``bytes`` and they are encoded here. The title may be empty: a
+    file name is derived where one is needed (``output_filenames``)."""
 
     media_type: MediaType
-    title: str = Field(min_length=1, max_length=500)
+    title: str
     data: Any
     id: str | None = None
 
@@ -163,8 +163,8 @@ class Output(_Strict):
             if isinstance(self.data, (bytes, bytearray)):
                 self.data = base64.b64encode(bytes(self.data)).decode("ascii")
             elif isinstance(self.data, str):
-                try:
-                    base64.b64decode(self.data, validate=True)
+                try:  # not validate=True: cs-storage decoded leniently
+                    base64.b64decode(self.data)
                 except (binascii.Error, ValueError):
                     raise ValueError(
                         f"{self.media_type} output {self.title!r} must be bytes or base64 text"
@@ -172,20 +172,16 @@ class Output(_Strict):
             else:
                 raise ValueError(f"{self.media_type} output {self.title!r} must be bytes")
         elif self.media_type == "bokeh":
-            keys = set(self.data) if isinstance(self.data, dict) else set()
-            if not BOKEH_KEYS <= keys or keys - BOKEH_KEYS - BOKEH_OPTIONAL_KEYS:
-                raise ValueError(
-                    f"bokeh output {self.title!r} must be bokeh.embed.json_item() output "
-                    "with the keys target_id, root_id, doc (and version)"
-                )
+            try:  # bokeh.embed.json_item() output, stored as JSON
+                json.dumps(self.data, allow_nan=False)
+            except (TypeError, ValueError):
+                raise ValueError(f"bokeh output {self.title!r} must be JSON data") from None
         elif not isinstance(self.data, str):
             raise ValueError(f"{self.media_type} output {self.title!r} must be text")
         return self
 
     def content(self) -> bytes:
         """The bytes written to a file for this output."""
-        import json
-
         if self.media_type in BINARY_MEDIA:
             return base64.b64decode(self.data)
         if self.media_type == "bokeh":
@@ -200,22 +196,44 @@ class ModelResult(_Strict):
     downloadable: list[Output]
 
 
+# A name's stem is kept under this many bytes (file systems allow 255 per name).
+MAX_STEM_BYTES = 200
+_UNSAFE_IN_NAMES = re.compile(r"[/\\\x00-\x1f\x7f]+")
+
+
 def output_filenames(outputs: list[Output]) -> list[str]:
-    """File names for outputs inside one archive, unique even when titles repeat
-    or hold '/', which made C/S zips collide."""
+    """File names for outputs inside one archive, as C/S made them (the title, with
+    the media type's extension added only when it is missing) and unique: a repeated
+    name gets ``-2``, ``-3`` before its extension. Path separators and control
+    characters become ``_``, and leading dots are dropped, so every name is flat; an
+    empty title is named after its media type and position (``bokeh-1.json``)."""
     used: set[str] = set()
     names = []
-    for output in outputs:
-        stem = re.sub(r"[^A-Za-z0-9._-]+", "_", output.title).strip("._") or "output"
-        stem = stem[:80]
+    for position, output in enumerate(outputs, 1):
         ext = FILE_EXTENSIONS[output.media_type]
+        stem = _UNSAFE_IN_NAMES.sub("_", output.title).strip().lstrip(".").rstrip(". ")
+        if stem.lower().endswith(f".{ext}"):
+            stem, ext = stem[: -len(ext) - 1], stem[-len(ext) :]
+        stem = _shortened(stem) or f"{output.media_type.lower()}-{position}"
         name, n = f"{stem}.{ext}", 1
-        while name in used:
+        while name.casefold() in used:  # casefold: unpacked on a case-blind disk too
             n += 1
             name = f"{stem}-{n}.{ext}"
-        used.add(name)
+        used.add(name.casefold())
         names.append(name)
     return names
+
+
+def _shortened(stem: str) -> str:
+    """A stem past MAX_STEM_BYTES keeps its start and its end (the words that tell
+    two tables apart are often last), joined by ``~``."""
+    data = stem.encode()
+    if len(data) <= MAX_STEM_BYTES:
+        return stem
+    half = (MAX_STEM_BYTES - 1) // 2
+    head = data[:half].decode(errors="ignore")
+    tail = data[-half:].decode(errors="ignore")
+    return f"{head}~{tail}"
 
 
 class RemoteOutput(_Strict):

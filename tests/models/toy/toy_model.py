@@ -1,7 +1,7 @@
 """A tiny C/S model for tests, standard library only.
 
 Its behaviour comes from the TOY_MODE variable, set in each test config's
-``env``: ok, crash, die, hang, chatty, flood, fill, bad-outputs, secret.
+``env``: ok, crash, die, hang, chatty, flood, fill, bad-outputs, cs-titles, secret.
 """
 
 import base64
@@ -81,6 +81,19 @@ def run_model(meta_param_dict, adjustment):
                 handle.flush()
     if mode == "bad-outputs":
         return {"renderable": [{"media_type": "movie", "title": "t", "data": "d"}], "downloadable": []}
+    if mode == "cs-titles":  # titled as Tax-Brain titles its outputs
+        tables = "Dynamic Baseline Liabilities Change by Calendar Year, Billions, by "
+        return {
+            "renderable": [
+                {"media_type": "bokeh", "title": "", "data": {"target_id": None, "root_id": "1", "doc": {}}},
+            ],
+            "downloadable": [
+                {"media_type": "CSV", "title": "Total Liabilities Change by Calendar Year (Billions).csv", "data": "a\n1\n"},
+                {"media_type": "CSV", "title": tables + "expanded income", "data": "b\n2\n"},
+                {"media_type": "CSV", "title": tables + "decile", "data": "c\n3\n"},
+                {"media_type": "PDF", "title": "Policy Report.pdf", "data": PNG_1x1},
+            ],
+        }
     secret = os.environ.get("TOY_SECRET", "") if mode == "secret" else ""
     return {
         "renderable": [

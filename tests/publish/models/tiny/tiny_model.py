@@ -4,7 +4,7 @@ It is correct unless its config's ``env`` breaks it on purpose (TINY_MODE):
 
 - ``ok``: passes every contract test;
 - ``bad-outputs``: ``run_model`` returns outputs that break the schema
-  (an unknown media type, a bokeh output that is not ``json_item`` output);
+  (an unknown media type, a CSV output whose data is not text);
 - ``lax``: ``validate_inputs`` never reports an error, so the bad adjustment
   validates;
 - ``empty-section``: ``get_inputs`` returns a section without parameters
@@ -76,7 +76,7 @@ def run_model(meta_param_dict, adjustment):
         print("tiny: returning outputs in the old format")
         return {
             "renderable": [{"media_type": "movie", "title": "Rate", "data": str(rate)}],
-            "downloadable": [{"media_type": "bokeh", "title": "Chart", "data": {"doc": {}}}],
+            "downloadable": [{"media_type": "CSV", "title": "Table", "data": 12}],
         }
     return {
         "renderable": [{"media_type": "table", "title": "Rate", "data": f"<table><tr><td>{rate}</td></tr></table>"}],
