@@ -52,6 +52,7 @@ from csflow.engine.launchers import (
 from csflow.engine.store import RunStore, no_space_left
 from csflow.sdk.argo import semantics
 from csflow.sdk.core.errors import CsflowError
+from csflow.sdk.core.reasons import reason_line
 from csflow.sdk.core.status import RunStatus, StepPhase, classify, failure_reason
 from csflow.sdk.core.steps import ENVIRONMENT_LABEL, WORK_DIR, StepProgram, program_for
 
@@ -146,15 +147,14 @@ def _seconds(duration: str | int | None) -> float:
     return number * {"ms": 0.001, "s": 1, "m": 60, "h": 3600}[unit]
 
 
-def _last_line(path: Path) -> str:
+def _log_reason(path: Path) -> str:
     try:
         with open(path, "rb") as handle:
             handle.seek(max(0, path.stat().st_size - 8192))
-            lines = handle.read().decode(errors="replace").splitlines()
+            text = handle.read().decode(errors="replace")
     except FileNotFoundError:
         return ""
-    line = next((ln.strip() for ln in reversed(lines) if ln.strip()), "")
-    return line.removeprefix("csflow: ")[:300]
+    return reason_line(text)
 
 
 class _StepLog:
@@ -882,7 +882,7 @@ class WorkflowRunner:
             return StepPhase.FAILED, "cancelled"
         if code == 0:
             return StepPhase.SUCCEEDED, ""
-        last = _last_line(log.path)
+        last = _log_reason(log.path)
         if pump.full or _disk_full(log.path, last):
             log.trim(force=True)  # free what its flood took, so the end can be recorded
             return StepPhase.FAILED, self._disk_full_message()

@@ -44,6 +44,7 @@ from csflow.sdk.builds.environments import build_process_env
 from csflow.sdk.core.errors import BadInput, RunFailed
 from csflow.sdk.core.fileutil import write_json_atomic
 from csflow.sdk.core.names import model_image
+from csflow.sdk.core.reasons import reason_line
 from csflow.sdk.core.run import Run
 from csflow.sdk.core.settings import Settings
 from csflow.sdk.core.status import RunStatus, StepPhase
@@ -255,7 +256,6 @@ class LocalPublishing:
                     f"{version.name}: get_inputs did not finish in {INPUTS_TIMEOUT}s"
                 ) from None
             if result.returncode != 0:
-                lines = [ln for ln in (result.stderr or result.stdout).splitlines() if ln.strip()]
-                last = lines[-1].strip() if lines else "no output"
-                raise RunFailed(f"{version.name}: get_inputs failed: {last}")
+                why = reason_line(result.stderr or result.stdout) or "no output"
+                raise RunFailed(f"{version.name}: get_inputs failed: {why}")
             return json.loads(out.read_text())

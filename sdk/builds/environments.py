@@ -38,6 +38,7 @@ from csflow.runtime import step_env
 from csflow.sdk.core.errors import BadInput, CsflowError
 from csflow.sdk.core.fileutil import file_lock, write_json_atomic, write_text_atomic
 from csflow.sdk.core.model_config import ModelConfig
+from csflow.sdk.core.reasons import reason_line
 from csflow.sdk.core.steps import MODEL_SIDE_FILES, RUNTIME_DIR
 from csflow.sdk.registry.local import version_dir
 
@@ -89,9 +90,8 @@ def _run(cmd: list[str], what: str, **kwargs) -> subprocess.CompletedProcess:
     kwargs.setdefault("env", build_process_env())
     result = subprocess.run(cmd, capture_output=True, text=True, **kwargs)
     if result.returncode != 0:
-        detail = (result.stderr or result.stdout).strip().splitlines()
-        tail = next((line for line in reversed(detail) if line.strip()), "no output")
-        raise BuildError(f"{what} failed: {tail.strip()}")
+        why = reason_line(result.stderr or result.stdout) or "no output"
+        raise BuildError(f"{what} failed: {why}")
     return result
 
 

@@ -307,6 +307,7 @@ def test_a_git_source_that_cannot_be_cloned_fails_in_clone(client, home, configs
     )
     run = client.publish(config)
     assert run.status == "FAIL" and run.reason.startswith("clone: git clone failed")
+    assert "fatal: repository" in run.reason and "does not exist" in run.reason  # git's own
     assert "latest" not in tags(home)
 
 
