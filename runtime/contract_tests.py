@@ -62,9 +62,12 @@ from types import ModuleType
 from typing import Any
 
 try:  # csflow.runtime.contract_tests (tests)
-    from . import step_env
-except ImportError:  # a copy run as a script
+    from . import model_step, step_env
+except ImportError:  # a copy run as a script: its siblings travel with it
+    import model_step  # type: ignore[no-redef]
     import step_env  # type: ignore[no-redef]
+
+EXIT_BAD_META = 2  # as a simulation's bad inputs: the user's to fix
 
 FUNCTIONS = ("get_version", "get_inputs", "validate_inputs", "run_model")
 INPUT_KEYS = {"meta_parameters", "model_parameters"}
@@ -573,6 +576,12 @@ def command_inputs(meta_json: str, out_file: str) -> int:
     meta = spec_form(json.loads(meta_json or "{}"))
     started = time.perf_counter()
     version = str(module.get_version())
+    if meta:  # checked as a simulation's are, before the model sees them
+        problems = model_step.meta_errors(module.get_inputs({})["meta_parameters"], meta)
+        if problems:
+            said = "; ".join(f"{name}: {' '.join(map(str, why))}" for name, why in problems.items())
+            print(f"csflow: meta parameters: {said}", file=sys.stderr)
+            return EXIT_BAD_META
     inputs = module.get_inputs(meta)
     seconds = round(time.perf_counter() - started, 3)
     write_atomic(

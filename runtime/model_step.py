@@ -107,7 +107,7 @@ def functions():
     return importlib.import_module(step_env.MODEL_FUNCTIONS.get())
 
 
-def _meta_errors(meta_parameters: dict, meta_param_dict: dict) -> dict:
+def meta_errors(meta_parameters: dict, meta_param_dict: dict) -> dict:
     """Check meta parameters against the model's own ParamTools spec, as the C/S
     webapp did before calling the model (real models crash on bad years)."""
     try:
@@ -266,9 +266,9 @@ def step_inputs(job_id: str) -> int:
         name: {"errors": {}, "warnings": {}} for name in sections
     }
     api_errors = {}
-    meta_errors = _meta_errors(spec["meta_parameters"], meta)
-    if meta_errors:
-        api_errors.update({f"meta_parameters.{k}": v for k, v in meta_errors.items()})
+    bad_meta = meta_errors(spec["meta_parameters"], meta)
+    if bad_meta:
+        api_errors.update({f"meta_parameters.{k}": v for k, v in bad_meta.items()})
     unknown = sorted(set(adjustment) - set(sections))
     if unknown:
         api_errors["extra_keys"] = [f"unknown section(s): {', '.join(unknown)}"]

@@ -37,6 +37,7 @@ from csflow.engine.launchers import Launcher, LaunchError
 from csflow.engine.runner import LauncherFactory
 from csflow.engine.store import RunStore
 from csflow.runtime import step_env
+from csflow.runtime.contract_tests import EXIT_BAD_META as CONTRACT_TESTS_BAD_META
 from csflow.sdk.argo import semantics
 from csflow.sdk.backends.base import EventSink, Progress
 from csflow.sdk.backends.local_env import LocalEnvironment, model_process_env
@@ -255,7 +256,9 @@ class LocalPublishing:
                 raise RunFailed(
                     f"{version.name}: get_inputs did not finish in {INPUTS_TIMEOUT}s"
                 ) from None
+            why = reason_line(result.stderr or result.stdout) or "no output"
+            if result.returncode == CONTRACT_TESTS_BAD_META:
+                raise BadInput(f"{version.name}: {why}")
             if result.returncode != 0:
-                why = reason_line(result.stderr or result.stdout) or "no output"
                 raise RunFailed(f"{version.name}: get_inputs failed: {why}")
             return json.loads(out.read_text())

@@ -321,6 +321,24 @@ def test_models_inputs_meta_refuses_hostile_values_in_one_line(home, pairs, frag
 @pytest.mark.parametrize(
     "meta, fragment",
     [
+        ("year=2000", "year 2000 < min 2020"),  # the model's range
+        ("year=soon", "year"),  # the model's type
+    ],
+)
+def test_models_inputs_checks_meta_parameters_as_simulate_does(home, meta, fragment):
+    """A year outside the model's range is the user's to fix: exit 2 with the
+    model's own message, as simulate's INVALID says it, not a crash inside get_inputs."""
+    result = csflow(home, "models", "inputs", "tests/ToyOk", "--meta", meta)
+    assert result.returncode == 2, result.stderr[-2000:]
+    line = one_line_error(result)
+    assert "meta parameters: year:" in line and fragment in line, line
+    ok = csflow(home, "models", "inputs", "tests/ToyOk", "--meta", "year=2025")
+    assert ok.returncode == 0, ok.stderr[-2000:]
+
+
+@pytest.mark.parametrize(
+    "meta, fragment",
+    [
         ({"year": float("nan")}, "meta_param_dict.year: nan is not allowed"),
         ({"year": [2024]}, "meta_param_dict.year: must be a value or [{'value': ...}]"),
         ({2024: 1}, "key 2024 is not a string"),
@@ -459,20 +477,20 @@ SPEC = {
     ],
 )
 def test_meta_errors_by_hand(meta, errors):
-    """``_meta_errors`` where ParamTools is not importable (the csflow venv, like the
+    """``meta_errors`` where ParamTools is not importable (the csflow venv, like the
     toy model's environment), on the form ``JobInputs`` hands over."""
     try:
         import paramtools  # noqa: F401
 
-        pytest.skip("ParamTools is installed here: _meta_errors would use it")
+        pytest.skip("ParamTools is installed here: meta_errors would use it")
     except ImportError:
         pass
     spec_form = {name: [{"value": value}] for name, value in meta.items()}
-    assert model_step._meta_errors(SPEC, spec_form) == errors
+    assert model_step.meta_errors(SPEC, spec_form) == errors
 
 
 def test_meta_error_messages_are_bounded():
-    errors = model_step._meta_errors(SPEC, {"mode": [{"value": "m" * 5000}]})
+    errors = model_step.meta_errors(SPEC, {"mode": [{"value": "m" * 5000}]})
     assert len(errors["mode"][0]) < 200
 
 
