@@ -25,6 +25,7 @@ import glob
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -86,10 +87,19 @@ def build_process_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if k in _BUILD_ENV_NAMES or k.startswith("UV_")}
 
 
-def _run(cmd: list[str], what: str, **kwargs) -> subprocess.CompletedProcess:
+# git reports some failures (an object it cannot read: an incomplete checkout) on
+# stderr and still exits 0.
+_REPORTED_ERROR = re.compile(r"^(error|fatal):", re.MULTILINE)
+
+
+def _run(
+    cmd: list[str], what: str, errors_fail: bool = False, **kwargs
+) -> subprocess.CompletedProcess:
+    """``cmd``, or a BuildError with the reason line; ``errors_fail``: an ``error:``
+    or ``fatal:`` line on stderr fails it even when it exits 0."""
     kwargs.setdefault("env", build_process_env())
     result = subprocess.run(cmd, capture_output=True, text=True, **kwargs)
-    if result.returncode != 0:
+    if result.returncode != 0 or (errors_fail and _REPORTED_ERROR.search(result.stderr)):
         why = reason_line(result.stderr or result.stdout) or "no output"
         raise BuildError(f"{what} failed: {why}")
     return result
@@ -137,8 +147,8 @@ def checkout_source(config: ModelConfig, progress: Progress) -> Iterator[Path]:
     assert git is not None
     with tempfile.TemporaryDirectory(prefix="csflow-clone-") as tmp:
         progress(f"cloning {git.url} at {git.ref}")
-        _run(["git", "clone", "--quiet", "--no-checkout", git.url, tmp], "git clone")
-        _run(["git", "-C", tmp, "checkout", "--quiet", git.ref], f"git checkout {git.ref}")
+        _run(["git", "clone", "--quiet", "--no-checkout", git.url, tmp], "git clone", True)
+        _run(["git", "-C", tmp, "checkout", "--quiet", git.ref], f"git checkout {git.ref}", True)
         source = (Path(tmp) / git.subdir).resolve()
         if not source.is_dir() or Path(tmp).resolve() not in (source, *source.parents):
             raise BadInput(f"{config.name}: subdir {git.subdir!r} not found in {git.url}")

@@ -311,6 +311,31 @@ def test_a_git_source_that_cannot_be_cloned_fails_in_clone(client, home, configs
     assert "latest" not in tags(home)
 
 
+def test_a_checkout_missing_an_object_fails_in_clone(client, home, configs, tmp_path):
+    """git checks out what it can read, reports an object it cannot read on stderr,
+    and exits 0: the clone step fails, naming git's error, and nothing is published."""
+    repo = tmp_path / "repo"
+    shutil.copytree(TINY, repo / "model")
+    git = ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@example.org"]
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    subprocess.run([*git, "add", "."], check=True)
+    subprocess.run([*git, "commit", "-q", "-m", "v1"], check=True)
+    blob = subprocess.run(
+        [*git, "rev-parse", "HEAD:model/tiny_model.py"], check=True, capture_output=True, text=True
+    ).stdout.strip()
+    (repo / ".git" / "objects" / blob[:2] / blob[2:]).unlink()
+    config = tiny_config(configs)
+    config.write_text(
+        config.read_text().replace(f"path: {TINY}", f"git:\n    url: {repo}\n    subdir: model")
+    )
+    run = client.publish(config)
+    assert run.status == "FAIL", run.reason
+    assert run.reason.startswith("clone: git checkout HEAD failed: error: unable to read"), (
+        run.reason
+    )
+    assert "latest" not in tags(home)
+
+
 def test_publish_runs_show_in_runs_and_logs(client, configs):
     run = client.publish(tiny_config(configs))
     assert client.status(run.id).kind == "publish"
