@@ -31,7 +31,7 @@ from csflow.cli.display import StepProgress, log_hint, show_run
 from csflow.sdk.core.status import RunStatus
 
 DEFAULT_COMMAND = "run"
-RESULT_STYLE = {"passed": "green", "failed": "red", "not run": "dim"}
+RESULT_STYLE = {"passed": "green", "skipped": "yellow", "failed": "red", "not run": "dim"}
 
 
 class _ConfigOrCommand(TyperGroup):

@@ -391,6 +391,6 @@ def publish_workflow_for(
         registry=registry,
         require_approval=require_approval,
         resources=config.resources.kubernetes(),
-        test_timeout=config.timeout + TEST_TIMEOUT_MARGIN,
+        test_timeout=config.tests.timeout or config.timeout + TEST_TIMEOUT_MARGIN,
         model_secret=f"{names.kube_name(config.owner, config.title)}-secrets",
     )

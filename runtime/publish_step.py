@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import ValidationError
 
 from csflow.runtime import step_env
+from csflow.runtime.contract_tests import PASSING
 from csflow.sdk.core.errors import CsflowError
 
 if TYPE_CHECKING:
@@ -209,7 +210,7 @@ def _outputs_excerpt(raw_path: Path, limit: int = 2000) -> str:
 
 
 def summarize(tests: list[dict[str, Any]]) -> dict[str, int]:
-    counts = {"passed": 0, "failed": 0, "not run": 0}
+    counts = {"passed": 0, "skipped": 0, "failed": 0, "not run": 0}
     for test in tests:
         counts[test["status"]] = counts.get(test["status"], 0) + 1
     return {**counts, "total": len(tests)}
@@ -232,6 +233,7 @@ def format_report(report: dict[str, Any]) -> str:
     counts = report["summary"]
     lines.append(
         f"{counts['passed']} of {counts['total']} contract tests passed"
+        + (f", {counts['skipped']} skipped" if counts["skipped"] else "")
         + ("" if report["passed"] else f"; {counts['failed']} failed, {counts['not run']} not run")
     )
     return "\n".join(lines)
@@ -248,8 +250,21 @@ def step_verify(args: argparse.Namespace) -> None:
         (t for t in tests if t["name"] == "run_model" and t["status"] == "passed"), None
     )
     raw = work / "raw-outputs.json"
+    skipped = any(t["name"] == "run_model" and t["status"] == "skipped" for t in tests)
     if ran_model and raw.is_file():
         tests.append(outputs_check(raw, ran_model.pop("output", "")))
+    elif skipped:
+        tests.append(
+            {
+                "name": "outputs_schema",
+                "title": "run_model()'s outputs pass the schema",
+                "status": "skipped",
+                "seconds": 0.0,
+                "detail": "run_model is skipped by the model's config (tests.skip_run_model)",
+                "warnings": [],
+                "output": "",
+            }
+        )
     else:
         tests.append(
             {
@@ -262,7 +277,7 @@ def step_verify(args: argparse.Namespace) -> None:
                 "output": "",
             }
         )
-    passed = all(t["status"] == "passed" for t in tests)
+    passed = all(t["status"] in PASSING for t in tests)
     report = {
         "model": f"{args.owner}/{args.title}",
         "version": results.get("version", ""),
@@ -319,6 +334,7 @@ def step_push(args: argparse.Namespace) -> None:
             "image": args.image,
             "model_version": report.get("version", ""),
             "tests": report["summary"],
+            "skipped_tests": [t["name"] for t in report["tests"] if t["status"] == "skipped"],
             "pushed": time.time(),
             "publish_run": args.run,
         }

@@ -75,3 +75,22 @@ def test_config_must_match_its_path(tmp_path):
 def test_unknown_model_is_a_clear_error(tmp_path):
     with pytest.raises(BadInput, match="unknown model"):
         find_model_config("nobody", "nothing", [tmp_path])
+
+
+def test_fields_added_later_leave_existing_content_tags_alone(tmp_path):
+    """A config that sets none of install, tests.timeout or tests.skip_run_model
+    has the canonical form (and so the content tag) it had before they existed."""
+    plain = load_model_config(_write(tmp_path, "o", "t", GOOD)).canonical()
+    assert "install" not in plain
+    assert set(plain["tests"]) == {"meta_param_dict", "ok_adjustment", "bad_adjustment"}
+    text = GOOD.replace("source: {path: .}", 'source: {path: .}\ninstall: [".", cs-config]')
+    text = text.replace("bad_adjustment: {}}", "bad_adjustment: {}, skip_run_model: true}")
+    given = load_model_config(_write(tmp_path, "o", "t", text)).canonical()
+    assert given["install"] == [".", "cs-config"] and given["tests"]["skip_run_model"] is True
+
+
+@pytest.mark.parametrize("folder", ["/abs", "../outside", "a/../../b", "", "a\\\\b"])
+def test_install_folders_stay_inside_the_source(tmp_path, folder):
+    text = GOOD.replace("source: {path: .}", f"source: {{path: .}}\ninstall: ['{folder}']")
+    with pytest.raises(BadInput, match="must be a folder of the source"):
+        load_model_config(_write(tmp_path, "o", "t", text))

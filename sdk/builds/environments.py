@@ -155,30 +155,104 @@ def checkout_source(config: ModelConfig, progress: Progress) -> Iterator[Path]:
         yield source
 
 
-def lock_requirements(config: ModelConfig, cache_dir: Path, refresh: bool = False) -> str:
-    """Resolve the requirements to exact pins, once per (requirements, Python). For
-    the config's Python version, which need not be installed here (a cluster's
-    clone step runs in the csflow image)."""
-    key = hashlib.sha256(json.dumps([config.python, sorted(config.requirements)]).encode())
+def lock_requirements(
+    config: ModelConfig,
+    cache_dir: Path,
+    refresh: bool = False,
+    source: Path | None = None,
+    source_hash: str = "",
+) -> str:
+    """Resolve the requirements to exact pins, once per (requirements, Python, and
+    the source when the config installs packages from it: their dependencies are
+    locked too, they themselves are not). For the config's Python version, which
+    need not be installed here (a cluster's clone step runs in the csflow image)."""
+    local = config.install and source is not None
+    parts = [config.python, sorted(config.requirements), config.install, local and source_hash]
+    key = hashlib.sha256(json.dumps(parts).encode())
     cached = cache_dir / "locks" / f"{key.hexdigest()[:24]}.txt"
     if cached.is_file() and not refresh:
         return cached.read_text()
-    result = _run(
-        [
-            uv_bin(),
-            "pip",
-            "compile",
-            "--quiet",
-            "--no-header",
-            "--python-version",
-            config.python,
-            "-",
-        ],
-        f"resolving the requirements of {config.name}",
-        input="\n".join(config.requirements) + "\n",
-    )
-    write_text_atomic(cached, result.stdout)
-    return result.stdout
+    command = [uv_bin(), "pip", "compile", "--quiet", "--no-header"]
+    command += ["--python-version", config.python, "-"]
+    what = f"resolving the requirements of {config.name}"
+    if not local:
+        lock = _run(command, what, input="\n".join(config.requirements) + "\n").stdout
+    else:
+        assert source is not None
+        with scratch_copy(source) as copy:  # resolving builds their metadata
+            wanted = [*config.requirements, *(_as_requirement(f) for f in config.install)]
+            lock = _run(command, what, input="\n".join(wanted) + "\n", cwd=copy).stdout
+        lock = _without_local_packages(lock)
+    write_text_atomic(cached, lock)
+    return lock
+
+
+def _as_requirement(folder: str) -> str:
+    return "." if folder.strip("./") == "" else f"./{folder.strip('/').removeprefix('./')}"
+
+
+def _without_local_packages(lock: str) -> str:
+    """The lock less the model's own packages (``./cs-config`` and its ``# via``
+    lines): they are built from the source, which the content tag covers."""
+    kept: list[str] = []
+    skipping = False
+    for line in lock.splitlines():
+        if line.startswith((".", "/", "file:")):
+            skipping = True
+            continue
+        if skipping and line.startswith((" ", "\t")):
+            continue
+        skipping = False
+        kept.append(line)
+    return "\n".join(kept) + "\n"
+
+
+@contextmanager
+def scratch_copy(source: Path) -> Iterator[Path]:
+    """A throwaway copy of the source to build packages in: setuptools writes
+    ``build/`` and ``*.egg-info`` beside the code, never into the maintainer's."""
+    with tempfile.TemporaryDirectory(prefix="csflow-src-") as tmp:
+        copy = Path(tmp) / "src"
+        shutil.copytree(source, copy, ignore=_IGNORED, symlinks=True)
+        yield copy
+
+
+def install_folders(config_or_info: ModelConfig | dict, source: Path) -> list[Path]:
+    """The config's ``install`` folders inside ``source``, each a package to build."""
+    if isinstance(config_or_info, dict):
+        name = f"{config_or_info['owner']}/{config_or_info['title']}"
+        folders = config_or_info.get("config", {}).get("install", [])
+    else:
+        name, folders = config_or_info.name, config_or_info.install
+    root = source.resolve()
+    paths = []
+    for folder in folders:
+        path = (root / folder).resolve()
+        if root not in (path, *path.parents) or not path.is_dir():
+            raise BadInput(f"{name}: install folder {folder!r} is not a folder of the source")
+        if not any((path / marker).is_file() for marker in ("pyproject.toml", "setup.py")):
+            raise BadInput(f"{name}: install folder {folder!r} has no pyproject.toml or setup.py")
+        paths.append(path)
+    return paths
+
+
+def build_wheels(
+    folders: list[Path], source: Path, out: Path, uv: str, python: str | None = None
+) -> list[Path]:
+    """Wheels of the model's own packages, built in a scratch copy of ``source``
+    (with ``python``, or whichever uv finds), to install without their dependencies:
+    the lock holds those."""
+    root = source.resolve()
+    wheels: list[Path] = []
+    with scratch_copy(source) as copy:
+        for number, folder in enumerate(folders):
+            where = folder.relative_to(root).as_posix()
+            built = out / str(number)
+            command = [uv, "build", "--wheel", "--quiet", "--out-dir", str(built)]
+            command += ["--python", python] if python else []
+            _run([*command, str(copy / where)], f"building the package in {where}")
+            wheels.extend(sorted(built.glob("*.whl")))
+    return wheels
 
 
 def content_tag(config: ModelConfig, source_hash: str, lock: str) -> str:
@@ -230,9 +304,10 @@ def plan_build(
     config: ModelConfig, cache_dir: Path, progress: Progress = lambda _: None, refresh: bool = False
 ) -> Iterator[BuildPlan]:
     with checkout_source(config, progress) as source:
-        progress(f"locking requirements for {config.name}")
-        lock = lock_requirements(config, cache_dir, refresh=refresh)
+        install_folders(config, source)  # each one there, before anything is resolved
         source_hash = tree_hash(source)
+        progress(f"locking requirements for {config.name}")
+        lock = lock_requirements(config, cache_dir, refresh, source, source_hash)
         tag = content_tag(config, source_hash, lock)
         info = {
             "owner": config.owner,
@@ -300,6 +375,27 @@ def install_environment(
                 ],
                 f"installing the requirements of {owner}/{title}",
             )
+        folders = install_folders(info, target / "src")
+        if folders:
+            progress(f"installing {len(folders)} package(s) from the source")
+            with tempfile.TemporaryDirectory(prefix="csflow-wheels-") as wheels_dir:
+                venv_python = str(target / "venv" / "bin" / "python")
+                wheels = build_wheels(
+                    folders, target / "src", Path(wheels_dir), uv_bin(), venv_python
+                )
+                _run(
+                    [
+                        uv_bin(),
+                        "pip",
+                        "install",
+                        "--quiet",
+                        "--no-deps",
+                        "--python",
+                        venv_python,
+                        *map(str, wheels),
+                    ],
+                    f"installing the packages of {owner}/{title}",
+                )
         record = {
             **info,
             "built": time.time(),

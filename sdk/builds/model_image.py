@@ -37,6 +37,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from csflow.runtime import step_env
+from csflow.sdk.builds.environments import build_wheels, install_folders
 from csflow.sdk.core.errors import BadInput
 from csflow.sdk.core.settings import BASE_IMAGE
 from csflow.sdk.core.steps import PROGRAMS as STEP_PROGRAMS
@@ -104,6 +105,14 @@ def write_layer(
             [uv, "pip", "install", *target, "--no-deps", "-r", str(context / "requirements.lock")],
             "installing the locked requirements",
         )
+        folders = install_folders(info, context / "src")
+        if folders:  # the model's own packages: pure wheels built here, no dependencies
+            wheels = build_wheels(folders, context / "src", root / "wheels", uv)
+            run(
+                [uv, "pip", "install", *target, "--no-deps", *map(str, wheels)],
+                "installing the model's own packages",
+            )
+            shutil.rmtree(root / "wheels")
         run([uv, "pip", "install", *target, REDIS_CLIENT], "installing the Redis client")
         shutil.copytree(context / "src", root / SOURCE_DIR.lstrip("/"))
         shutil.copytree(context / "csflow", root / RUNTIME_DIR.lstrip("/"))

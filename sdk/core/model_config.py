@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import re
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import yaml
@@ -83,6 +83,13 @@ class ContractTests(_Strict):
     meta_param_dict: dict[str, Any] = Field(default_factory=dict)
     ok_adjustment: dict[str, dict[str, Any]]
     bad_adjustment: dict[str, dict[str, Any]]
+    # The test step's budget in seconds (default: the model's timeout and room
+    # for get_inputs over the meta-parameter grid).
+    timeout: int | None = Field(default=None, gt=0, le=7 * 24 * 3600)
+    # For a model whose run_model takes longer than a publish should (OG-USA: C/S's
+    # publish needed --skip-test): run_model and the outputs check are skipped,
+    # and the version records that they were.
+    skip_run_model: bool = False
 
 
 class ModelConfig(_Strict):
@@ -92,6 +99,10 @@ class ModelConfig(_Strict):
     source: Source
     python: str = Field(default="3.12", pattern=r"^3\.\d{1,2}$")
     requirements: list[str] = Field(default_factory=list)
+    # The model's own packages, built from its source and installed (folders of the
+    # source, each with a pyproject.toml or setup.py): [".", "cs-config"] for a
+    # repository that keeps its package at the root and cs_config in cs-config/.
+    install: list[str] = Field(default_factory=list)
     functions: str = Field(default="cs_config.functions", pattern=r"^[A-Za-z_][\w.]*$")
     resources: Resources = Field(default_factory=Resources)
     timeout: int = Field(default=600, gt=0, le=7 * 24 * 3600, description="seconds")
@@ -119,6 +130,18 @@ class ModelConfig(_Strict):
             names.check_env_name(key)
         return {k: str(v) for k, v in value.items()}
 
+    @field_validator("install")
+    @classmethod
+    def _install(cls, value: list[str]) -> list[str]:
+        for folder in value:
+            parts = PurePosixPath(folder).parts
+            if not folder.strip() or folder.startswith("/") or "\\" in folder or ".." in parts:
+                raise ValueError(
+                    f"install: {folder!r} must be a folder of the source, "
+                    "relative to it (e.g. '.' or 'cs-config')"
+                )
+        return value
+
     @field_validator("secrets")
     @classmethod
     def _secrets(cls, value: list[str]) -> list[str]:
@@ -139,8 +162,18 @@ class ModelConfig(_Strict):
         return path
 
     def canonical(self) -> dict[str, Any]:
-        """The fields that define a build, for content tags."""
-        return self.model_dump(mode="json", exclude={"description", "config_path"})
+        """The fields that define a build, for content tags. Fields added since
+        tags were first made count only when set, so a version keeps its tag."""
+        data = self.model_dump(mode="json", exclude={"description", "config_path"})
+        for fields, later in ((data, _ADDED_LATER), (data["tests"], _ADDED_LATER_TESTS)):
+            for name, default in later.items():
+                if fields.get(name) == default:
+                    del fields[name]
+        return data
+
+
+_ADDED_LATER: dict[str, Any] = {"install": []}
+_ADDED_LATER_TESTS: dict[str, Any] = {"timeout": None, "skip_run_model": False}
 
 
 def load_model_config(path: str | Path) -> ModelConfig:

@@ -398,3 +398,22 @@ def test_the_webapp_is_told_of_staging_and_latest(home, configs):
         if path.is_file():
             assert b"token-value-1234" not in path.read_bytes(), path
     assert "token-value-1234" not in (home / "registry" / OWNER / "Tiny.json").read_text()
+
+
+def test_a_config_can_skip_the_slow_run_model_test_and_the_version_says_so(client, home, configs):
+    """OG-USA's run_model takes hours (C/S's publish needed --skip-test): with
+    tests.skip_run_model, run_model (here: one that would sleep a minute) and the
+    outputs check are skipped, the publish passes, and the version records it."""
+    import yaml
+
+    config = tiny_config(configs, TINY_MODE="slow", TINY_SLEEP="60")
+    data = yaml.safe_load(config.read_text())
+    data["tests"] = {**data["tests"], "skip_run_model": True, "timeout": 300}
+    config.write_text(yaml.safe_dump(data, sort_keys=False))
+    started = time.monotonic()
+    run = client.publish(config)
+    assert run.status == "SUCCESS", run.reason
+    assert time.monotonic() - started < 50  # run_model did not run
+    record = Registry(home).document(OWNER, "Tiny")["versions"][run.tag]
+    assert record["skipped_tests"] == ["run_model", "outputs_schema"]
+    assert record["tests"]["skipped"] == 2 and record["tests"]["failed"] == 0

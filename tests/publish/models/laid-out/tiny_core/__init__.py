@@ -1,0 +1,3 @@
+"""The model's own package (installed from the repository's root)."""
+
+LABEL = "tiny core"

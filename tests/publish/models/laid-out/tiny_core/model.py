@@ -1,0 +1,1 @@
+../../tiny/tiny_model.py
