@@ -166,8 +166,10 @@ def lock_requirements(
     the source when the config installs packages from it: their dependencies are
     locked too, they themselves are not). For the config's Python version, which
     need not be installed here (a cluster's clone step runs in the csflow image)."""
-    local = config.install and source is not None
-    parts = [config.python, sorted(config.requirements), config.install, local and source_hash]
+    local = bool(config.install) and source is not None
+    parts: list = [config.python, sorted(config.requirements)]
+    if local:  # (without: the key locks were cached under before ``install`` existed)
+        parts += [config.install, source_hash]
     key = hashlib.sha256(json.dumps(parts).encode())
     cached = cache_dir / "locks" / f"{key.hexdigest()[:24]}.txt"
     if cached.is_file() and not refresh:
