@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -26,6 +27,11 @@ from csflow.sdk.ops import redis_acl
 # The strict schema checks (sdk/argo/schema.py) read Argo's CRDs from here, in
 # this process and in the commands the tests run.
 os.environ.setdefault("CSFLOW_ARGO_SCHEMA_DIR", str(ARGO_SCHEMA))
+
+# The engines the tests start get SIGHUP's default action, as from a terminal: an
+# engine started under nohup (which ignores SIGHUP, as do some CI runners) keeps
+# ignoring it on purpose, and the SIGHUP tests would read that as a bug.
+signal.signal(signal.SIGHUP, signal.SIG_DFL)
 
 
 @pytest.fixture
