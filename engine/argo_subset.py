@@ -121,7 +121,7 @@ DAG_TASK = {
 }
 TASK_ARGUMENTS = {"parameters": RUN, "artifacts": RUN}
 PARAMETER_ARGUMENT = {"name": RUN, "value": RUN}
-ARTIFACT_ARGUMENT = {"name": RUN, "from": RUN}
+ARTIFACT_ARGUMENT = {"name": RUN, "from": RUN, "optional": RUN}
 INPUTS = {"parameters": RUN, "artifacts": RUN}
 INPUT_PARAMETER = {"name": RUN, "description": RUN}
 ARTIFACT = {"name": RUN, "path": RUN, "optional": RUN, "archive": CLUSTER}

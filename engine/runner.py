@@ -382,7 +382,8 @@ class WorkflowRunner:
             return RunStatus.FAIL, str(exc)
         self.templates = {t["name"]: t for t in spec["templates"]}
         self.scope = {
-            f"workflow.parameters.{p['name']}": p["value"] for p in spec["arguments"]["parameters"]
+            f"workflow.parameters.{p['name']}": p["value"]
+            for p in (spec.get("arguments") or {}).get("parameters") or []
         }
         self.scope["workflow.name"] = workflow["metadata"].get("name", run_id)
         self.deadline = time.monotonic() + float(spec.get("activeDeadlineSeconds") or 24 * 3600)
@@ -607,9 +608,17 @@ class WorkflowRunner:
                 )
             artifacts = {}
             for argument in task.arguments.get("artifacts", []):
-                producer, _, artifact = semantics.substitute(argument["from"], scope).partition("/")
+                try:
+                    reference = semantics.substitute(argument["from"], scope)
+                except semantics.SpecError:
+                    # As on Argo: an optional argument whose artifact was not produced is
+                    # left out (the template's input decides whether the step can go on).
+                    if argument.get("optional"):
+                        continue
+                    raise
+                producer, _, artifact = reference.partition("/")
                 source = results.get(producer)
-                if source is not None and artifact in source.artifacts:  # else optional, absent
+                if source is not None and artifact in source.artifacts:
                     artifacts[argument["name"]] = source.artifacts[artifact]
         except semantics.SpecError as exc:  # as on Argo: the step errs, the run goes on
             self._record(run_id, name, StepPhase.ERRORED, finished=time.time(), message=str(exc))

@@ -108,6 +108,11 @@ def _file_output(name: str, default: str | None = None) -> Parameter:
     )
 
 
+def _optional(argument: Artifact) -> Artifact:
+    argument.optional = True
+    return argument
+
+
 def _artifact(
     name: str, path: str, archive: bool = False, optional: bool | None = None
 ) -> Artifact:
@@ -299,7 +304,9 @@ def build(platform_image: str = "gcr.io/csflow/csflow:0.1.0") -> WorkflowTemplat
                     depends="test.Succeeded",
                     arguments=[
                         test_task.get_artifact("test-results"),
-                        test_task.get_artifact("raw-outputs"),
+                        # Not produced when the tests stop before run_model (or skip it):
+                        # optional here too, or Argo cannot resolve the argument.
+                        _optional(test_task.get_artifact("raw-outputs")),
                     ],
                 )
             )

@@ -129,7 +129,6 @@ def test_a_sweep_runs_every_child_at_most_parallelism_at_once(engine):
         ],
         parallelism=2,
     )
-    started = time.monotonic()
     status, reason, run, run_dir = engine.run(document)
     assert (status, reason) == (RunStatus.SUCCESS, "")
     children = [f"sweep({i}:{year})" for i, year in enumerate(YEARS)]
@@ -142,8 +141,7 @@ def test_a_sweep_runs_every_child_at_most_parallelism_at_once(engine):
     assert [r["value"] for r in records] == [str(year) for year in YEARS]
     for child, year in zip(children, YEARS, strict=True):
         assert f"ran {year}" in (run_dir / "logs" / f"{child}.log").read_text()
-    assert most_at_once(records) == 2
-    assert time.monotonic() - started < 5 * 0.8  # not one after another
+    assert most_at_once(records) == 2  # side by side, never more than parallelism
     # The report got the loop's output parameter, aggregated in item order.
     assert json.loads(outputs(run_dir, "report")["value"]) == records
 

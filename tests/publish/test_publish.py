@@ -118,6 +118,24 @@ def test_a_broken_model_fails_the_tests_and_nothing_moves(client, home, configs,
     assert [t["name"] for t in report["tests"] if t["status"] == "failed"][0] == failing
 
 
+def test_a_model_that_fails_to_import_shows_its_test_table_and_fails(client, configs):
+    """The tests stop before run_model, so raw-outputs is never produced: verify
+    still runs (the artifact is optional, as on Argo) and the table says why."""
+    config = tiny_config(configs)
+    config.write_text(
+        config.read_text().replace("functions: tiny_model", "functions: no_such_module")
+    )
+    run = client.publish(config)
+    assert run.status == "FAIL", run.reason
+    assert phases(run)["verify"] == "Failed"
+    assert "contract tests failed: functions" in run.reason, run.reason
+    report = client.publish_report(run.id)
+    statuses = {t["name"]: t["status"] for t in report["tests"]}
+    assert statuses["functions"] == "failed" and statuses["outputs_schema"] == "not run"
+    failed = next(t for t in report["tests"] if t["name"] == "functions")
+    assert "no_such_module" in failed["detail"] + failed["output"]
+
+
 def test_a_schema_failure_shows_the_models_own_output(client, configs):
     run = client.publish(tiny_config(configs, TINY_MODE="bad-outputs"))
     failed = [t for t in client.publish_report(run.id)["tests"] if t["status"] == "failed"]
