@@ -10,8 +10,10 @@ from datetime import datetime
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
 from csflow.sdk.core.run import Run
 from csflow.sdk.core.status import RunStatus, StepPhase
@@ -26,6 +28,9 @@ STATUS_STYLE: dict[str, str] = {
     RunStatus.RUNNING: "cyan",
     RunStatus.PENDING: "dim",
 }
+# A column narrower than this is unreadable: a wider CSV shows its first columns.
+MIN_COLUMN_WIDTH = 12
+
 PHASE_STYLE: dict[str, str] = {
     StepPhase.SUCCEEDED: "green",
     StepPhase.FAILED: "red",
@@ -83,7 +88,7 @@ class StepProgress:
             self.tasks[step] = self.progress.add_task(f"{step}: running", total=None)
             return
         style = PHASE_STYLE.get(phase, "white")
-        detail = f" - {info['message']}" if info.get("message") else ""
+        detail = f" - {escape(info['message'])}" if info.get("message") else ""
         description = f"{step}: [{style}]{phase.lower()}[/]{detail}"
         if step in self.tasks:
             self.progress.update(self.tasks[step], description=description, total=1, completed=1)
@@ -119,7 +124,7 @@ def steps_table(run: Run) -> Table:
             f"[{PHASE_STYLE.get(phase, 'white')}]{phase}[/]",
             seconds(step.get("seconds")),
             str(step.get("attempts", "")),
-            step.get("message", ""),
+            Text(step.get("message", "")),
         )
     return table
 
@@ -129,9 +134,9 @@ def show_run(console: Console, run: Run) -> None:
         f"[bold]{run.model}[/] job [bold]{run.id}[/] at tag {run.tag}: {status_text(run.status)}"
     )
     if run.reason:
-        console.print(f"reason: {run.reason}", highlight=False)
+        console.print(f"reason: {escape(run.reason)}", highlight=False)
     if run.model_version:
-        console.print(f"model version: {run.model_version}", highlight=False)
+        console.print(f"model version: {escape(run.model_version)}", highlight=False)
     console.print(f"created {when(run.created)}, ran {seconds(run.duration)}")
     if run.steps:
         console.print(steps_table(run))
@@ -162,23 +167,37 @@ def show_errors_warnings(console: Console, errors_warnings: dict[str, Any]) -> N
         for kind in ("errors", "warnings"):
             for parameter, messages in (found.get(kind) or {}).items():
                 for message in messages:
-                    table.add_row(section, kind[:-1], parameter, str(message))
+                    table.add_row(Text(section), kind[:-1], Text(parameter), Text(str(message)))
     console.print(table)
 
 
-def show_outputs(console: Console, outputs: dict[str, Any]) -> None:
-    """CSV outputs as tables; everything else listed by title and type."""
+def show_outputs(console: Console, outputs: dict[str, Any], job_id: str = "") -> None:
+    """CSV outputs as tables (a wide one as its first columns and a note: Tax-Brain's
+    have dozens); everything else listed by title and type. The model's strings
+    are shown as text, never read as markup."""
+    fits = max(2, console.width // MIN_COLUMN_WIDTH)
     for output in outputs.get("downloadable", []):
         if output["media_type"] == "CSV":
             rows = list(csv.reader(io.StringIO(output["data"])))
             if not rows:
                 continue
-            table = Table(title=output["title"], header_style="bold")
-            for index, header in enumerate(rows[0]):
-                table.add_column(header or "", justify="left" if index == 0 else "right")
+            shown = min(len(rows[0]), fits)
+            table = Table(title=Text(output["title"]), header_style="bold")
+            for index, header in enumerate(rows[0][:shown]):
+                table.add_column(Text(header or ""), justify="left" if index == 0 else "right")
             for row in rows[1:]:
-                table.add_row(*[_number(cell) if i else cell for i, cell in enumerate(row)])
+                cells = [_number(cell) if i else cell for i, cell in enumerate(row[:shown])]
+                table.add_row(*map(Text, cells))
             console.print(table)
+            if shown < len(rows[0]):
+                where = f"csflow runs results {job_id} --out DIR" if job_id else "--out DIR"
+                console.print(
+                    Text(
+                        f"({output['title']}: {shown} of {len(rows[0])} columns shown; "
+                        f"all of them: {where})"
+                    ),
+                    style="dim",
+                )
     listing = Table(title="Outputs", header_style="bold")
     for column in ("kind", "title", "type", "size"):
         listing.add_column(column)
@@ -187,7 +206,7 @@ def show_outputs(console: Console, outputs: dict[str, Any]) -> None:
             size = (
                 len(output["data"]) if isinstance(output["data"], str) else len(str(output["data"]))
             )
-            listing.add_row(kind, output["title"], output["media_type"], f"{size:,} B")
+            listing.add_row(kind, Text(output["title"]), output["media_type"], f"{size:,} B")
     console.print(listing)
 
 

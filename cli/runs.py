@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 
 from csflow.cli.common import OutputFormat, OutputOption, client, console, emit, handle_errors
 from csflow.cli.display import runs_table, show_outputs, show_run
@@ -61,13 +62,13 @@ def results(
     sdk = client()
     if out is not None:
         for path in sdk.download(job_id, out):
-            console.print(f"wrote {path}", highlight=False)
+            console.print(f"wrote {escape(str(path))}", highlight=False)
         return
     outputs = sdk.results(job_id)
     if output != OutputFormat.table:
         emit(outputs, output)
     else:
-        show_outputs(console, outputs)
+        show_outputs(console, outputs, job_id)
 
 
 @app.command()

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from csflow.cli.common import (
@@ -292,7 +293,7 @@ def service_sync(
     only = [names.parse_model_name(m) for m in models] if models else None
     result = secret_sync.plan(settings(), _store(), only)
     for warning in result.warnings:
-        err_console.print(f"warning: {warning}", highlight=False, soft_wrap=True)
+        err_console.print(f"warning: {escape(warning)}", highlight=False, soft_wrap=True)
     if out == "-":
         sys.stdout.write(secret_sync.render_yaml(result.secrets))
     elif out:

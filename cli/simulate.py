@@ -119,7 +119,7 @@ def finish(sdk, run, output: OutputFormat) -> None:
         emit(run_json(run, outputs), output)
     else:
         if outputs is not None:
-            show_outputs(console, outputs)
+            show_outputs(console, outputs, run.id)
         if run.status == RunStatus.INVALID:
             show_errors_warnings(console, run.errors_warnings)
         show_run(console, run)

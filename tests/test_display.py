@@ -1,0 +1,70 @@
+"""What the terminal shows of a run: the model's and the user's strings printed as
+they are (rich would read ``[tinytex]`` as markup and drop it), and a CSV too wide
+for the terminal shown as its first columns with a note. A real rich Console."""
+
+from __future__ import annotations
+
+from rich.console import Console
+
+from csflow.cli.display import show_errors_warnings, show_outputs, show_run
+from csflow.sdk.core.run import Run
+
+BRACKETED = "run: pypandoc needs pdflatex: pip install pypandoc[tinytex] or [bold]texlive[/]"
+
+
+def _console(width: int = 200) -> Console:
+    return Console(record=True, width=width, color_system=None)
+
+
+def test_a_reason_and_step_messages_print_intact():
+    run = Run(
+        id="0b7f3a5e-9a43-4b3e-8f0e-1d2c3b4a5f60",
+        owner="o",
+        title="t",
+        tag="x",
+        status="FAIL",
+        reason=BRACKETED,
+        model_version="taxbrain [dev]",
+        steps={"run": {"phase": "Failed", "message": BRACKETED.removeprefix("run: ")}},
+    )
+    console = _console()
+    show_run(console, run)
+    text = console.export_text()
+    assert f"reason: {BRACKETED}" in text
+    assert "model version: taxbrain [dev]" in text
+    assert "pip install pypandoc[tinytex]" in text.split("Steps", 1)[1]  # its table too
+
+
+def test_titles_cells_and_errors_print_intact():
+    outputs = {
+        "renderable": [{"media_type": "Markdown", "title": "Notes [draft]", "data": "x"}],
+        "downloadable": [
+            {"media_type": "CSV", "title": "Table [a]", "data": "name,v\n[row],1\n"},
+        ],
+    }
+    console = _console()
+    show_outputs(console, outputs)
+    show_errors_warnings(console, {"Policy": {"errors": {"STD[0]": ["must be >= [0]"]}}})
+    text = console.export_text()
+    for fragment in ("Notes [draft]", "Table [a]", "[row]", "STD[0]", "must be >= [0]"):
+        assert fragment in text, fragment
+
+
+def test_a_wide_csv_shows_its_first_columns_and_says_where_the_rest_is():
+    header = ",".join(f"year_{2024 + i}" for i in range(40))
+    values = ",".join(str(1000 * i) for i in range(40))
+    outputs = {
+        "renderable": [],
+        "downloadable": [
+            {"media_type": "CSV", "title": "Liabilities", "data": f"{header}\n{values}\n"}
+        ],
+    }
+    console = _console(width=80)
+    show_outputs(console, outputs, "job-1")
+    text = console.export_text()
+    assert "year_2024" in text and "year_2063" not in text
+    assert (
+        "Liabilities: 6 of 40 columns shown; all of them: csflow runs results job-1 --out DIR"
+        in (" ".join(text.split()))
+    )
+    assert "5,000.00" in text  # the cells that are shown are readable
