@@ -334,7 +334,9 @@ def step_push(args: argparse.Namespace) -> None:
             "image": args.image,
             "model_version": report.get("version", ""),
             "tests": report["summary"],
-            "skipped_tests": [t["name"] for t in report["tests"] if t["status"] == "skipped"],
+            "skipped_tests": [
+                t["name"] for t in report.get("tests", []) if t["status"] == "skipped"
+            ],
             "pushed": time.time(),
             "publish_run": args.run,
         }

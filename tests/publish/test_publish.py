@@ -44,7 +44,7 @@ def test_publish_builds_tests_pushes_and_deploys(client, home, configs):
     # When and from what it was built, and how its tests went.
     assert record["origin"]["path"] == str(TINY)
     assert record["source_hash"] and record["lock_sha256"] and record["built"] and record["pushed"]
-    assert record["tests"] == {"passed": 11, "failed": 0, "not run": 0, "total": 11}
+    assert record["tests"] == {"passed": 11, "skipped": 0, "failed": 0, "not run": 0, "total": 11}
     assert record["publish_run"] == f"publish-{run.id}"
     assert record["image"].endswith(f"/publish-tests_tiny:{run.tag}")
     assert run.model_version == "tiny 1.0"
