@@ -73,23 +73,25 @@ class StepProgress:
         self.progress.__exit__(*exc)
 
     def message(self, text: str) -> None:
-        key = "environment"
+        """A line of the environment's build (it may name a git ref, a package)."""
+        key, description = "environment", f"environment: {escape(text)}"
         if key not in self.tasks:
-            self.tasks[key] = self.progress.add_task(f"environment: {text}", total=None)
-        self.progress.update(self.tasks[key], description=f"environment: {text}")
+            self.tasks[key] = self.progress.add_task(description, total=None)
+        self.progress.update(self.tasks[key], description=description)
 
     def finish_messages(self) -> None:
         if "environment" in self.tasks:
             self.progress.update(self.tasks["environment"], total=1, completed=1)
 
     def event(self, step: str, phase: str, info: dict[str, Any]) -> None:
+        """A step's change; its name (a loop child's holds its item) and message are text."""
         self.finish_messages()
         if phase == "Running":
-            self.tasks[step] = self.progress.add_task(f"{step}: running", total=None)
+            self.tasks[step] = self.progress.add_task(f"{escape(step)}: running", total=None)
             return
         style = PHASE_STYLE.get(phase, "white")
         detail = f" - {escape(info['message'])}" if info.get("message") else ""
-        description = f"{step}: [{style}]{phase.lower()}[/]{detail}"
+        description = f"{escape(step)}: [{style}]{phase.lower()}[/]{detail}"
         if step in self.tasks:
             self.progress.update(self.tasks[step], description=description, total=1, completed=1)
         else:
@@ -102,10 +104,10 @@ def runs_table(runs: list[Run]) -> Table:
         table.add_column(column)
     for run in runs:
         table.add_row(
-            run.id,
+            Text(run.id),
             run.kind,
-            run.model,
-            run.tag,
+            Text(run.model),
+            Text(run.tag),
             status_text(run.status),
             when(run.created),
             seconds(run.duration),
@@ -120,7 +122,7 @@ def steps_table(run: Run) -> Table:
     for name, step in run.steps.items():
         phase = step.get("phase", "")
         table.add_row(
-            name,
+            Text(name),
             f"[{PHASE_STYLE.get(phase, 'white')}]{phase}[/]",
             seconds(step.get("seconds")),
             str(step.get("attempts", "")),
@@ -131,7 +133,8 @@ def steps_table(run: Run) -> Table:
 
 def show_run(console: Console, run: Run) -> None:
     console.print(
-        f"[bold]{run.model}[/] job [bold]{run.id}[/] at tag {run.tag}: {status_text(run.status)}"
+        f"[bold]{escape(run.model)}[/] job [bold]{escape(run.id)}[/] at tag {escape(run.tag)}: "
+        f"{status_text(run.status)}"
     )
     if run.reason:
         console.print(f"reason: {escape(run.reason)}", highlight=False)
@@ -141,7 +144,7 @@ def show_run(console: Console, run: Run) -> None:
     if run.steps:
         console.print(steps_table(run))
     if run.results_uri:
-        console.print(f"results: {run.results_uri}", highlight=False)
+        console.print(f"results: {escape(run.results_uri)}", highlight=False)
 
 
 def log_hint(run: Run) -> str:
@@ -206,7 +209,9 @@ def show_outputs(console: Console, outputs: dict[str, Any], job_id: str = "") ->
             size = (
                 len(output["data"]) if isinstance(output["data"], str) else len(str(output["data"]))
             )
-            listing.add_row(kind, Text(output["title"]), output["media_type"], f"{size:,} B")
+            listing.add_row(
+                kind, Text(output["title"]), Text(str(output["media_type"])), f"{size:,} B"
+            )
     console.print(listing)
 
 

@@ -83,5 +83,8 @@ def command(
     if findings:
         raise typer.Exit(EXIT_BAD_INPUT)
     err_console.print(
-        f"{source}: {len(docs)} document(s), no problems found", highlight=False, soft_wrap=True
+        f"{source}: {len(docs)} document(s), no problems found",
+        highlight=False,
+        soft_wrap=True,
+        markup=False,
     )

@@ -70,7 +70,7 @@ def list_models(output: OutputFormat = OutputOption) -> None:
         table.add_column(column)
     for row in rows:
         table.add_row(
-            row["model"],
+            escape(row["model"]),
             _tag_text(row["latest"]),
             _tag_text(row["staging"]),
             str(row["versions"]),
@@ -194,7 +194,8 @@ def inputs(
         else f"computed in {result.get('seconds', 0):.2f}s"
     )
     console.print(
-        f"[bold]{escape(model)}[/] at {result['tag']}: {escape(result['version'])} ({source})",
+        f"[bold]{escape(model)}[/] at {escape(result['tag'])}: {escape(result['version'])} "
+        f"({source})",
         highlight=False,
     )
     specs = result["inputs"]
@@ -208,7 +209,9 @@ def inputs(
         value = asked.get(name, spec.get("value"))
         if isinstance(value, list) and value and isinstance(value[0], dict):
             value = value[0].get("value")
-        table.add_row(name, escape(str(spec.get("title", ""))), escape(json.dumps(value)))
+        table.add_row(
+            escape(str(name)), escape(str(spec.get("title", ""))), escape(json.dumps(value))
+        )
     console.print(table)
     sections = Table(title="Model parameters", header_style="bold")
     for column in ("section", "parameters"):
@@ -249,12 +252,15 @@ def _moved(result: dict[str, Any], output: OutputFormat) -> None:
         return
     if result["from"] == result["to"]:
         console.print(
-            f"{result['model']}: {result['tag']} already points at {result['to']}", highlight=False
+            f"{result['model']}: {result['tag']} already points at {result['to']}",
+            highlight=False,
+            markup=False,
         )
     else:
         console.print(
             f"{result['model']}: {result['tag']} {_tag_text(result['from'])} → {result['to']}",
             highlight=False,
+            markup=False,
         )
     if result.get("webapp") not in (None, "not configured"):
-        console.print(f"webapp: {result['webapp']}", highlight=False)
+        console.print(f"webapp: {result['webapp']}", highlight=False, markup=False)

@@ -80,7 +80,7 @@ def publish(
         return
     if detach:
         run = sdk.publish(config, require_approval=require_approval, detach=True)
-        console.print(run.id, highlight=False)
+        console.print(run.id, highlight=False, markup=False)
         return
     with StepProgress(err_console) as progress:
         run = sdk.publish(config, require_approval=require_approval, events=progress.event)
@@ -100,7 +100,9 @@ def approve(
     if output != OutputFormat.table or detach:
         run = sdk.approve(run_id, detach=detach)
         if detach and output == OutputFormat.table:
-            console.print(f"{run.id}: approved, deploying in the background", highlight=False)
+            console.print(
+                f"{run.id}: approved, deploying in the background", highlight=False, markup=False
+            )
             return
         finish(sdk, run, output)
         return
@@ -125,16 +127,20 @@ def finish(sdk, run, output: OutputFormat) -> None:
         show_run(console, run)
         if run.status == RunStatus.SUCCESS:
             console.print(
-                f"[green]{run.model}: latest and staging are now {run.tag}[/]", highlight=False
+                f"[green]{escape(run.model)}: latest and staging are now {escape(run.tag)}[/]",
+                highlight=False,
             )
         elif run.status == RunStatus.SUSPENDED:
             console.print(
                 f"{run.model}: {run.tag} is on staging, waiting for approval: "
                 f"csflow publish approve {run.id}",
                 highlight=False,
+                markup=False,
             )
         elif run.done:
-            console.print("nothing was promoted; logs: " + log_hint(run), highlight=False)
+            console.print(
+                "nothing was promoted; logs: " + log_hint(run), highlight=False, markup=False
+            )
     if run.done and run.status != RunStatus.SUCCESS:
         raise typer.Exit(EXIT_FAILED)
 

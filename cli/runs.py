@@ -90,4 +90,4 @@ def wait(
 def cancel(job_id: str) -> None:
     """Stop a run."""
     run = client().cancel(job_id)
-    console.print(f"{run.id}: {run.status}", highlight=False)
+    console.print(f"{run.id}: {run.status}", highlight=False, markup=False)

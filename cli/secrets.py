@@ -298,7 +298,9 @@ def service_sync(
         sys.stdout.write(secret_sync.render_yaml(result.secrets))
     elif out:
         write_text_atomic(Path(out), secret_sync.render_yaml(result.secrets), mode=0o600)
-        err_console.print(f"wrote {len(result.secrets)} Secrets to {out}", highlight=False)
+        err_console.print(
+            f"wrote {len(result.secrets)} Secrets to {out}", highlight=False, markup=False
+        )
     if apply:
         api = secret_sync.kubernetes_api(kubeconfig, context)
         for name, action in secret_sync.apply(result.secrets, api):

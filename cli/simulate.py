@@ -59,6 +59,11 @@ def read_inputs(path: Path | None, limit: int | None = None) -> JobInputs:
     return parse_inputs(jsonio.loads(data, what), limit)
 
 
+def _print_progress(text: str) -> None:
+    """A line of the build's progress (a git ref, a package's name: text, not markup)."""
+    err_console.print(text, markup=False)
+
+
 @handle_errors
 def simulate(
     model: str = typer.Argument(..., help="OWNER/TITLE, e.g. PSLmodels/Tax-Cruncher."),
@@ -93,7 +98,7 @@ def simulate(
             data,
             tag=tag,
             detach=True,
-            progress=(lambda _: None) if quiet else err_console.print,
+            progress=(lambda _: None) if quiet else _print_progress,
         )
         if quiet:
             emit({"job_id": run.id, "status": run.status}, output)
@@ -124,7 +129,7 @@ def finish(sdk, run, output: OutputFormat) -> None:
             show_errors_warnings(console, run.errors_warnings)
         show_run(console, run)
         if run.status not in (RunStatus.SUCCESS, RunStatus.INVALID):
-            console.print(f"logs: {log_hint(run)}", highlight=False)
+            console.print(f"logs: {log_hint(run)}", highlight=False, markup=False)
     if run.status == RunStatus.INVALID:
         raise typer.Exit(EXIT_BAD_INPUT)
     if run.status != RunStatus.SUCCESS:

@@ -83,7 +83,7 @@ def config(
     from csflow.sdk.core.fileutil import write_bytes_atomic
 
     write_bytes_atomic(Path(output), text.encode())
-    err_console.print(f"wrote {len(docs)} manifests to {output}", highlight=False)
+    err_console.print(f"wrote {len(docs)} manifests to {output}", highlight=False, markup=False)
 
 
 # The data-plane engineer's `csflow svc secrets ...` group (cli/secrets.py)

@@ -606,20 +606,15 @@ class WorkflowRunner:
                 step_scope[f"inputs.parameters.{parameter['name']}"] = semantics.substitute(
                     str(parameter.get("value", "")), scope
                 )
+            # As on Argo: an optional argument whose artifact was not produced is left
+            # out, one that is not optional errs; then the template's inputs decide.
             artifacts = {}
-            for argument in task.arguments.get("artifacts", []):
-                try:
-                    reference = semantics.substitute(argument["from"], scope)
-                except semantics.SpecError:
-                    # As on Argo: an optional argument whose artifact was not produced is
-                    # left out (the template's input decides whether the step can go on).
-                    if argument.get("optional"):
-                        continue
-                    raise
+            for argument, reference in semantics.artifact_arguments(task.arguments, scope).items():
                 producer, _, artifact = reference.partition("/")
                 source = results.get(producer)
                 if source is not None and artifact in source.artifacts:
-                    artifacts[argument["name"]] = source.artifacts[artifact]
+                    artifacts[argument] = source.artifacts[artifact]
+            semantics.check_input_artifacts(template, artifacts)
         except semantics.SpecError as exc:  # as on Argo: the step errs, the run goes on
             self._record(run_id, name, StepPhase.ERRORED, finished=time.time(), message=str(exc))
             return TaskResult(StepPhase.ERRORED, str(exc))
@@ -778,13 +773,8 @@ class WorkflowRunner:
             shutil.rmtree(work, ignore_errors=True)
             work.mkdir(parents=True)
             for artifact in template.get("inputs", {}).get("artifacts", []):
-                if artifact["name"] in artifacts:
+                if artifact["name"] in artifacts:  # (the rest are optional: _prepare_step)
                     self._place(artifacts[artifact["name"]], self._local(work, artifact["path"]))
-                elif not artifact.get("optional"):
-                    raise semantics.SpecError(
-                        f"template {template['name']!r}: "
-                        f"input artifact {artifact['name']!r} has no source"
-                    )
         except OSError as exc:  # its folder cannot be made (a full disk): the step errs
             full = exc.errno in (errno.ENOSPC, errno.EDQUOT)
             message = self._disk_full_message() if full else f"its work folder: {exc}"

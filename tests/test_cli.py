@@ -135,3 +135,77 @@ def test_errors_with_brackets_are_printed_verbatim(cli, tmp_path):
     result = cli("simulate", "tests/ToyOk", "--tag", "[/bold]", "--inputs", _inputs(tmp_path, OK))
     assert result.exit_code == 2
     assert "[/bold]" in _one_line_error(result)
+
+
+# A model whose strings hold square brackets, as Tax-Brain's reasons do: rich would
+# read "[tinytex]" as markup and print "pip install pypandoc".
+BRACKETS_MODEL = """
+import os
+
+
+def get_version():
+    return "brackets [dev]"
+
+
+def get_inputs(meta_param_dict):
+    x = {"title": "x [units]", "description": "a number", "type": "float", "value": 1.0}
+    return {"meta_parameters": {}, "model_parameters": {"Knobs [main]": {"x": x}}}
+
+
+def validate_inputs(meta_param_dict, adjustment, errors_warnings):
+    return {"errors_warnings": errors_warnings}
+
+
+def run_model(meta_param_dict, adjustment):
+    if os.environ.get("BRACKETS_MODE") == "crash":
+        raise RuntimeError("pdflatex is missing: pip install pypandoc[tinytex]")
+    return {
+        "renderable": [{"media_type": "Markdown", "title": "Notes [draft]", "data": "x"}],
+        "downloadable": [
+            {"media_type": "CSV", "title": "Table [a]", "data": "name,[v]\\n[bold]row,1\\n"}
+        ],
+    }
+"""
+
+
+def _brackets_model(tmp_path, monkeypatch) -> None:
+    """``tests/Brackets`` and ``tests/BracketsCrash`` in a config folder of the test's."""
+    source = tmp_path / "brackets"
+    source.mkdir()
+    (source / "brackets_model.py").write_text(BRACKETS_MODEL)
+    configs = tmp_path / "config"
+    (configs / "tests").mkdir(parents=True)
+    for title, mode in (("Brackets", "ok"), ("BracketsCrash", "crash")):
+        config = {
+            "owner": "tests",
+            "title": title,
+            "source": {"path": str(source)},
+            "python": "3.11",
+            "requirements": [],
+            "functions": "brackets_model",
+            "timeout": 600,
+            "env": {"BRACKETS_MODE": mode},
+            "tests": {"ok_adjustment": {}, "bad_adjustment": {}},
+        }
+        (configs / "tests" / f"{title}.yaml").write_text(json.dumps(config))
+    monkeypatch.setenv("CSFLOW_CONFIG_DIRS", json.dumps([str(configs)]))
+
+
+def test_a_models_strings_with_brackets_print_intact(cli, tmp_path, monkeypatch):
+    _brackets_model(tmp_path, monkeypatch)
+    crashed = cli("simulate", "tests/BracketsCrash")
+    assert crashed.exit_code == 1, crashed.output
+    reason = "reason: run: RuntimeError: pdflatex is missing: pip install pypandoc[tinytex]"
+    assert reason in crashed.output
+    # As it ran (the step's message) and in the steps table.
+    assert crashed.output.count("pip install pypandoc[tinytex]") >= 3, crashed.output
+    job_id = json.loads(cli("runs", "list", "-o", "json").stdout)[0]["job_id"]
+    assert reason in cli("runs", "show", job_id).output
+
+    result = cli("simulate", "tests/Brackets")
+    assert result.exit_code == 0, result.output
+    for text in ("Notes [draft]", "Table [a]", "[v]", "[bold]row", "model version: brackets [dev]"):
+        assert text in result.output, text
+    inputs = cli("models", "inputs", "tests/Brackets")
+    assert inputs.exit_code == 0, inputs.output
+    assert "brackets [dev]" in inputs.output and "Knobs [main]" in inputs.output

@@ -68,3 +68,36 @@ def test_a_wide_csv_shows_its_first_columns_and_says_where_the_rest_is():
         in (" ".join(text.split()))
     )
     assert "5,000.00" in text  # the cells that are shown are readable
+
+
+def test_progress_lines_step_names_and_paths_print_intact():
+    """What rich prints while a run goes: the build's lines (a git ref, a package
+    with extras), a loop child's name (its item, a list: ``[a b]``), its message."""
+    from csflow.cli.display import StepProgress, runs_table
+
+    console = _console()
+    with StepProgress(console) as progress:
+        progress.message("cloning https://example.org/m.git at [main]")
+        progress.event("sweep(0:[a b])", "Running", {})
+        progress.event("sweep(0:[a b])", "Failed", {"message": "pip install pypandoc[tinytex]"})
+        progress.event("report[x]", "Omitted", {})
+    run = Run(
+        id="0b7f3a5e-9a43-4b3e-8f0e-1d2c3b4a5f60",
+        owner="o",
+        title="t",
+        tag="x",
+        status="FAIL",
+        results_uri="file:///tmp/[results]",
+        steps={"sweep(0:[a b])": {"phase": "Failed"}},
+    )
+    show_run(console, run)
+    console.print(runs_table([run]))
+    text = console.export_text()
+    for fragment in (
+        "environment: cloning https://example.org/m.git at [main]",
+        "sweep(0:[a b]): failed - pip install pypandoc[tinytex]",
+        "report[x]: omitted",
+        "results: file:///tmp/[results]",
+    ):
+        assert fragment in text, fragment
+    assert text.split("Steps", 1)[1].count("sweep(0:[a b])") == 1  # its row

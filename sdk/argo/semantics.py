@@ -38,6 +38,8 @@ __all__ = [
     "Task",
     "aggregate_parameters",
     "ancestors",
+    "artifact_arguments",
+    "check_input_artifacts",
     "check_when",
     "dag_tasks",
     "depends_targets",
@@ -146,6 +148,55 @@ def strings_in(value: Any) -> Iterator[str]:
     elif isinstance(value, list):
         for item in value:
             yield from strings_in(item)
+
+
+# -- artifacts ---------------------------------------------------------------------
+
+_OUTPUT_ARTIFACT = re.compile(r"(?:tasks|steps)\.([^.]+)\.outputs\.artifacts\.(.+)")
+
+
+def artifact_arguments(arguments: Mapping[str, Any], scope: Mapping[str, str]) -> dict[str, str]:
+    """A task's artifact arguments, by name, each ``from`` resolved in ``scope``, as
+    Argo's controller resolves them (``dag.go``, ``resolveDependencyReferences``).
+    An artifact a task did not produce (an optional output it did not write; a
+    task that failed) is not in the scope: an argument with ``optional: true`` that
+    refers to one is left out, and the template's input decides whether the step
+    runs without it (``check_input_artifacts``); one that is not optional is an
+    error naming the task and the artifact."""
+    resolved: dict[str, str] = {}
+    for argument in arguments.get("artifacts") or []:
+        reference = str(argument.get("from", ""))
+        try:
+            resolved[argument["name"]] = substitute(reference, scope)
+        except SpecError:
+            if argument.get("optional"):
+                continue  # Argo: "Optional artifact was not found; it won't be available"
+            raise SpecError(_not_produced(argument["name"], reference, scope)) from None
+    return resolved
+
+
+def _not_produced(name: str, reference: str, scope: Mapping[str, str]) -> str:
+    missing = next(v for v in variables(reference) if v not in scope)
+    found = _OUTPUT_ARTIFACT.fullmatch(missing)
+    if found is None:
+        return f"artifact argument {name!r}: failed to resolve {{{{{missing}}}}}"
+    task, artifact = found.groups()
+    return (
+        f"task {task!r} did not produce artifact {artifact!r} and argument {name!r} "
+        f"is not optional (failed to resolve {{{{{missing}}}}})"
+    )
+
+
+def check_input_artifacts(template: Mapping[str, Any], supplied: Iterable[str]) -> None:
+    """Argo's rule for a template's input artifacts (``workflow/common/util.go``,
+    ``ProcessArgs``): each one that is not ``optional`` must be supplied."""
+    given = set(supplied)
+    for artifact in (template.get("inputs") or {}).get("artifacts") or []:
+        if artifact.get("name") not in given and not artifact.get("optional"):
+            raise SpecError(
+                f"template {template.get('name')!r}: "
+                f"inputs.artifacts.{artifact.get('name')} was not supplied"
+            )
 
 
 # -- DAG tasks and their dependencies --------------------------------------------

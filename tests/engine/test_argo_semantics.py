@@ -262,6 +262,57 @@ def test_an_unknown_variable_is_an_error_naming_it():
     assert lint.references({"k": ["{{a}}", "{{=x}}"]}) == ["a"]
 
 
+# -- artifact arguments and inputs (an artifact not produced is not in the scope) -----------
+
+PRODUCED = {"tasks.a.outputs.artifacts.given": "a/given"}
+
+
+def _argument(name: str, optional: bool | None = None) -> dict[str, Any]:
+    argument: dict[str, Any] = {"name": name, "from": f"{{{{tasks.a.outputs.artifacts.{name}}}}}"}
+    if optional is not None:
+        argument["optional"] = optional
+    return argument
+
+
+@pytest.mark.parametrize(
+    "arguments, resolved",
+    [
+        ([_argument("given")], {"given": "a/given"}),
+        ([_argument("given"), _argument("extra", optional=True)], {"given": "a/given"}),
+        ([_argument("extra", optional=True)], {}),
+        ([], {}),
+    ],
+)
+def test_an_optional_artifact_argument_not_produced_is_left_out(arguments, resolved):
+    assert semantics.artifact_arguments({"artifacts": arguments}, PRODUCED) == resolved
+
+
+@pytest.mark.parametrize("optional", [None, False])
+def test_an_artifact_argument_not_produced_and_not_optional_is_an_error_naming_it(optional):
+    arguments = {"artifacts": [_argument("given"), _argument("extra", optional)]}
+    with pytest.raises(SpecError) as raised:
+        semantics.artifact_arguments(arguments, PRODUCED)
+    assert str(raised.value) == (
+        "task 'a' did not produce artifact 'extra' and argument 'extra' is not optional "
+        "(failed to resolve {{tasks.a.outputs.artifacts.extra}})"
+    )
+    other = {"artifacts": [{"name": "x", "from": "{{workflow.parameters.nope}}"}]}
+    with pytest.raises(SpecError, match=r"^artifact argument 'x': failed to resolve \{\{workflow"):
+        semantics.artifact_arguments(other, PRODUCED)
+
+
+def test_a_templates_input_artifact_must_be_supplied_unless_optional():
+    template = {
+        "name": "consume",
+        "inputs": {"artifacts": [{"name": "given"}, {"name": "extra", "optional": True}]},
+    }
+    semantics.check_input_artifacts(template, {"given"})
+    semantics.check_input_artifacts(template, {"given", "extra"})
+    semantics.check_input_artifacts({"name": "bare"}, set())
+    with pytest.raises(SpecError, match=r"^template 'consume': inputs.artifacts.given was not"):
+        semantics.check_input_artifacts(template, {"extra"})
+
+
 # -- the merge ------------------------------------------------------------------------------
 
 

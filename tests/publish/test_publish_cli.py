@@ -4,6 +4,7 @@ codes, and one-line errors for bad configs."""
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 import yaml
@@ -33,6 +34,28 @@ def test_a_broken_model_shows_its_failure_and_output_and_exits_1(cli):
     assert (
         cli("models", "show", f"{OWNER}/Broken-Outputs").exit_code == 2
     )  # no version was recorded
+
+
+def test_a_model_that_fails_to_import_shows_its_test_table_and_ends_fail(cli):
+    """The tests stop before run_model, so the optional raw-outputs artifact is not
+    produced: verify runs without it (as on Argo), and the maintainer reads why."""
+    result = cli("publish", CONFIGS / OWNER / "Missing-Dependency.yaml")
+    assert result.exit_code == 1, result.output
+    output = " ".join(result.output.split())  # rich wraps long cells
+    table = output.split("Contract tests: publish-tests/Missing-Dependency", 1)[1]
+    assert re.search(
+        r"the four functions exist │ failed │ [0-9.]+s │ "
+        r"ModuleNotFoundError: No module named 'csflow_tests_missing_package'",
+        table,
+    ), table
+    assert "run_model()'s outputs pass the schema │ not run" in table
+    assert "publish-tests/Missing-Dependency job" in output and ": FAIL" in output
+    assert "reason: verify: 1 of 11 contract tests failed: functions; nothing was promoted" in (
+        output
+    )
+    assert "failed to resolve" not in output and "INTERRUPTED" not in output
+    assert "nothing was promoted; logs: csflow runs logs" in output
+    assert cli("models", "show", f"{OWNER}/Missing-Dependency").exit_code == 2  # no version
 
 
 def test_publish_json_output_carries_the_tests(cli):
