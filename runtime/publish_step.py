@@ -173,15 +173,7 @@ def outputs_check(raw_path: Path, model_output: str = "") -> dict[str, Any]:
     from csflow.runtime.platform_step import StepError as OutputsError
     from csflow.runtime.platform_step import build_results
 
-    result = {
-        "name": "outputs_schema",
-        "title": "run_model()'s outputs pass the schema",
-        "status": "failed",
-        "seconds": 0.0,
-        "detail": "",
-        "warnings": [],
-        "output": "",
-    }
+    result = _outputs_schema_result("failed")
     started = time.perf_counter()
     try:
         raw = json.loads(raw_path.read_text())
@@ -201,6 +193,19 @@ def outputs_check(raw_path: Path, model_output: str = "") -> dict[str, Any]:
         result["detail"] = f"cannot read run_model's outputs: {exc}"
     result["seconds"] = round(time.perf_counter() - started, 3)
     return result
+
+
+def _outputs_schema_result(status: str, detail: str = "") -> dict[str, Any]:
+    """The platform-side test's entry in the report, as the model-side tests' are."""
+    return {
+        "name": "outputs_schema",
+        "title": "run_model()'s outputs pass the schema",
+        "status": status,
+        "seconds": 0.0,
+        "detail": detail,
+        "warnings": [],
+        "output": "",
+    }
 
 
 def _outputs_excerpt(raw_path: Path, limit: int = 2000) -> str:
@@ -254,29 +259,10 @@ def step_verify(args: argparse.Namespace) -> None:
     if ran_model and raw.is_file():
         tests.append(outputs_check(raw, ran_model.pop("output", "")))
     elif skipped:
-        tests.append(
-            {
-                "name": "outputs_schema",
-                "title": "run_model()'s outputs pass the schema",
-                "status": "skipped",
-                "seconds": 0.0,
-                "detail": "run_model is skipped by the model's config (tests.skip_run_model)",
-                "warnings": [],
-                "output": "",
-            }
-        )
+        detail = "run_model is skipped by the model's config (tests.skip_run_model)"
+        tests.append(_outputs_schema_result("skipped", detail))
     else:
-        tests.append(
-            {
-                "name": "outputs_schema",
-                "title": "run_model()'s outputs pass the schema",
-                "status": "not run",
-                "seconds": 0.0,
-                "detail": "needs run_model",
-                "warnings": [],
-                "output": "",
-            }
-        )
+        tests.append(_outputs_schema_result("not run", "needs run_model"))
     passed = all(t["status"] in PASSING for t in tests)
     report = {
         "model": f"{args.owner}/{args.title}",

@@ -12,17 +12,23 @@ from csflow.sdk.core.run import Run
 BRACKETED = "run: pypandoc needs pdflatex: pip install pypandoc[tinytex] or [bold]texlive[/]"
 
 
-def _console(width: int = 200) -> Console:
-    return Console(record=True, width=width, color_system=None)
-
-
-def test_a_reason_and_step_messages_print_intact():
-    run = Run(
+def _failed_run(**fields) -> Run:
+    return Run(
         id="0b7f3a5e-9a43-4b3e-8f0e-1d2c3b4a5f60",
         owner="o",
         title="t",
         tag="x",
         status="FAIL",
+        **fields,
+    )
+
+
+def _console(width: int = 200) -> Console:
+    return Console(record=True, width=width, color_system=None)
+
+
+def test_a_reason_and_step_messages_print_intact():
+    run = _failed_run(
         reason=BRACKETED,
         model_version="taxbrain [dev]",
         steps={"run": {"phase": "Failed", "message": BRACKETED.removeprefix("run: ")}},
@@ -81,12 +87,7 @@ def test_progress_lines_step_names_and_paths_print_intact():
         progress.event("sweep(0:[a b])", "Running", {})
         progress.event("sweep(0:[a b])", "Failed", {"message": "pip install pypandoc[tinytex]"})
         progress.event("report[x]", "Omitted", {})
-    run = Run(
-        id="0b7f3a5e-9a43-4b3e-8f0e-1d2c3b4a5f60",
-        owner="o",
-        title="t",
-        tag="x",
-        status="FAIL",
+    run = _failed_run(
         results_uri="file:///tmp/[results]",
         steps={"sweep(0:[a b])": {"phase": "Failed"}},
     )

@@ -5,6 +5,7 @@ by its config's ``env``) and configs for it written on the fly."""
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -32,6 +33,24 @@ OK_INPUTS = {
     "meta_param_dict": {"year": 2024},
     "adjustment": {"Knobs": {"rate": [{"value": 0.75}]}},
 }
+
+
+def git(repo: Path, *args: str) -> str:
+    """``git -C repo ARGS`` as a test author; its output."""
+    identity = ["-c", "user.name=t", "-c", "user.email=t@example.org"]
+    done = subprocess.run(
+        ["git", "-C", str(repo), *identity, *args], check=True, capture_output=True, text=True
+    )
+    return done.stdout.strip()
+
+
+def commit_all(repo: Path, message: str) -> str:
+    """Commit everything in ``repo`` (made a repository if it is not one); the commit."""
+    if not (repo / ".git").exists():
+        git(repo, "init", "-q")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", message)
+    return git(repo, "rev-parse", "HEAD")
 
 
 def tiny_config(root: Path, title: str = "Tiny", source: Path = TINY, **env: str) -> Path:

@@ -20,7 +20,7 @@ from csflow.sdk.core.errors import BadInput, NotFound
 from csflow.sdk.registry.inputs_cache import InputsCache
 from csflow.sdk.registry.local import Registry, version_dir
 
-from .conftest import OK_INPUTS, OWNER, TINY, tiny_config
+from .conftest import OK_INPUTS, OWNER, TINY, commit_all, git, tiny_config
 
 CSFLOW = str(Path(sys.executable).parent / "csflow")
 STEPS = ["clone", "build", "test", "verify", "push", "approve", "deploy"]
@@ -297,16 +297,10 @@ def test_registry_writers_in_two_processes_lose_nothing(home):
 def test_a_git_source_is_cloned_at_its_ref(client, home, configs, tmp_path):
     repo = tmp_path / "repo"
     shutil.copytree(TINY, repo / "model")
-    git = ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@example.org"]
-    subprocess.run(["git", "init", "-q", str(repo)], check=True)
-    subprocess.run([*git, "add", "."], check=True)
-    subprocess.run([*git, "commit", "-q", "-m", "v1"], check=True)
-    subprocess.run([*git, "tag", "v1"], check=True)
-    commit = subprocess.run(
-        [*git, "rev-parse", "HEAD"], check=True, capture_output=True, text=True
-    ).stdout.strip()
+    commit = commit_all(repo, "v1")
+    git(repo, "tag", "v1")
     (repo / "model" / "tiny_model.py").write_text("raise SystemExit('not this revision')\n")
-    subprocess.run([*git, "commit", "-qam", "broken"], check=True)
+    commit_all(repo, "broken")
     config = tiny_config(configs)
     text = config.read_text().replace(
         f"path: {TINY}", f"git:\n    url: {repo}\n    ref: v1\n    subdir: model"
@@ -334,13 +328,8 @@ def test_a_checkout_missing_an_object_fails_in_clone(client, home, configs, tmp_
     and exits 0: the clone step fails, naming git's error, and nothing is published."""
     repo = tmp_path / "repo"
     shutil.copytree(TINY, repo / "model")
-    git = ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@example.org"]
-    subprocess.run(["git", "init", "-q", str(repo)], check=True)
-    subprocess.run([*git, "add", "."], check=True)
-    subprocess.run([*git, "commit", "-q", "-m", "v1"], check=True)
-    blob = subprocess.run(
-        [*git, "rev-parse", "HEAD:model/tiny_model.py"], check=True, capture_output=True, text=True
-    ).stdout.strip()
+    commit_all(repo, "v1")
+    blob = git(repo, "rev-parse", "HEAD:model/tiny_model.py")
     (repo / ".git" / "objects" / blob[:2] / blob[2:]).unlink()
     config = tiny_config(configs)
     config.write_text(

@@ -6,21 +6,14 @@ maintainer's checkout, and the root package is part of the content tag."""
 from __future__ import annotations
 
 import shutil
-import subprocess
 
 import yaml
 
 from csflow.sdk.registry.local import version_dir
 
-from .conftest import HERE, OK_INPUTS, OWNER, tiny_config
+from .conftest import HERE, OK_INPUTS, OWNER, commit_all, git, tiny_config
 
 LAID_OUT = HERE / "models" / "laid-out"
-
-
-def _commit(repo, message):
-    git = ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@example.org"]
-    subprocess.run([*git, "add", "-A"], check=True)
-    subprocess.run([*git, "commit", "-q", "-m", message], check=True)
 
 
 def _laid_out_config(configs, repo):
@@ -38,8 +31,7 @@ def test_a_model_laid_out_as_tax_cruncher_publishes_from_git_and_simulates(
 ):
     repo = tmp_path / "Tiny-Cruncher"
     shutil.copytree(LAID_OUT, repo)  # the symlinked module becomes a file
-    subprocess.run(["git", "init", "-q", str(repo)], check=True)
-    _commit(repo, "v1")
+    commit_all(repo, "v1")
     config = _laid_out_config(configs, repo)
 
     first = client.publish(config)
@@ -54,17 +46,11 @@ def test_a_model_laid_out_as_tax_cruncher_publishes_from_git_and_simulates(
     assert client.results(run.id)["renderable"][0]["title"] == "Rate"
 
     # Nothing was written into the maintainer's checkout (no build/, no *.egg-info).
-    status = subprocess.run(
-        ["git", "-C", str(repo), "status", "--porcelain", "--ignored"],
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    assert status.stdout == ""
+    assert git(repo, "status", "--porcelain", "--ignored") == ""
 
     # A change to the root package is a new version.
     (repo / "tiny_core" / "__init__.py").write_text('LABEL = "tiny core, revised"\n')
-    _commit(repo, "v2")
+    commit_all(repo, "v2")
     second = client.publish(config)
     assert second.status == "SUCCESS", second.reason
     assert second.tag != first.tag
@@ -75,8 +61,7 @@ def test_an_install_folder_that_is_not_a_package_fails_in_one_line(client, confi
     shutil.copytree(LAID_OUT, repo)
     (repo / "docs").mkdir()
     (repo / "docs" / "index.md").write_text("# docs\n")
-    subprocess.run(["git", "init", "-q", str(repo)], check=True)
-    _commit(repo, "v1")
+    commit_all(repo, "v1")
     config = _laid_out_config(configs, repo)
     data = yaml.safe_load(config.read_text())
     data["install"] = [".", "docs"]
