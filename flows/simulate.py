@@ -10,7 +10,9 @@ parameters. The embedded engine executes the same compiled template.
    ``validate_inputs``. Invalid inputs end the run as INVALID; not a crash.
 2. ``run`` (model): call ``run_model``; only when the inputs are valid.
 3. ``outputs`` (platform): validate against the schema, serialize, zip, summarize.
-4. ``upload`` (platform): write to storage, then tell the webapp.
+4. ``upload`` (platform): write to storage, then tell the webapp (with the
+   model's version from ``inputs`` and ``run_model``'s time from ``run``, which
+   the webapp bills on).
 ``notify`` (platform) runs on every end, so nothing stays PENDING.
 
 Argo docs: https://argo-workflows.readthedocs.io/en/latest/walk-through/dag/ and
@@ -100,7 +102,11 @@ def build(platform_image: str = "gcr.io/csflow/csflow:0.1.0") -> WorkflowTemplat
             "run",
             args=["run", *JOB_ARGS],
             active_deadline_seconds=c.param("timeout"),
-            outputs=[_artifact("raw-outputs", "raw-outputs.json")],
+            outputs=[
+                _artifact("raw-outputs", "raw-outputs.json"),
+                # Seconds run_model took; empty from a model image older than this output.
+                _file_output("task-time"),
+            ],
         )
         outputs = c.platform_step(
             "outputs",
@@ -112,11 +118,20 @@ def build(platform_image: str = "gcr.io/csflow/csflow:0.1.0") -> WorkflowTemplat
         )
         upload = c.platform_step(
             "upload",
-            args=["upload", *RUN_ARGS],
+            args=[
+                "upload",
+                *RUN_ARGS,
+                "--task-time={{inputs.parameters.task-time}}",
+                "--model-version={{inputs.parameters.model-version}}",
+            ],
             image=platform_image,
             resources=PLATFORM_RESOURCES,
             retry_strategy=c.transient_retry(),
-            inputs=[_artifact("results", "results")],
+            inputs=[
+                _artifact("results", "results"),
+                Parameter(name="task-time"),
+                Parameter(name="model-version"),
+            ],
         )
         c.platform_step(
             "notify",
@@ -136,7 +151,7 @@ def build(platform_image: str = "gcr.io/csflow/csflow:0.1.0") -> WorkflowTemplat
         )
         with DAG(name=ENTRYPOINT):
             # Explicit ".Succeeded": a bare "run" would also fire when run is skipped.
-            inputs(name="inputs")
+            inputs_task = c.dag_task(inputs(name="inputs"))
             run_task = c.dag_task(
                 run(
                     name="run",
@@ -154,7 +169,11 @@ def build(platform_image: str = "gcr.io/csflow/csflow:0.1.0") -> WorkflowTemplat
             upload(
                 name="upload",
                 depends="outputs.Succeeded",
-                arguments=[outputs_task.get_artifact("results")],
+                arguments=[
+                    outputs_task.get_artifact("results"),
+                    run_task.get_parameter("task-time"),
+                    inputs_task.get_parameter("model-version"),
+                ],
             )
     return template
 

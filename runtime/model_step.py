@@ -14,7 +14,8 @@ this one):
 - ``CSFLOW_WORK_DIR``: where step files go (``/tmp/csflow`` in a pod).
 
 Each step writes its results as files in the work dir; the flow declares them
-as output parameters and artifacts.
+as output parameters and artifacts (``run``: ``raw-outputs.json``, and
+``task-time``, the seconds ``run_model`` took, which the webapp is told).
 """
 
 from __future__ import annotations
@@ -295,13 +296,19 @@ def _json_default(value):
 
 
 def step_run(job_id: str) -> int:
+    """Call ``run_model`` and write its outputs, and ``task-time``: the seconds
+    ``run_model`` took (wall time, as C/S timed it and billed on: the model's own
+    time, not the step's or the pod's)."""
     out = work_dir()
     job = load_job(job_id)
     model = functions()
     write_atomic(out / "model-version", str(model.get_version()))
+    started = time.monotonic()
     result = model.run_model(job.get("meta_param_dict", {}), job.get("adjustment", {}))
+    seconds = time.monotonic() - started
     write_atomic(out / "raw-outputs.json", json.dumps(result, default=_json_default))
-    print(f"run_model finished for job {job_id}")
+    write_atomic(out / "task-time", f"{seconds:.3f}")
+    print(f"run_model finished for job {job_id} in {seconds:.3f}s")
     return EXIT_OK
 
 

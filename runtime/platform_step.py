@@ -6,8 +6,14 @@ model's: storage and webapp credentials live only here.
 - ``outputs``: validate the model's raw outputs against the schema, assign
   ids, serialize, zip, summarize into ``results/``;
 - ``upload``: write ``results/`` to storage under ``OWNER/TITLE/JOB_ID/``,
-  then tell the webapp;
-- ``notify``: the exit handler; reports every end, including failures.
+  then tell the webapp (``SUCCESS``, with the model's version, ``run_model``'s
+  time and where the zips are);
+- ``notify``: the exit handler; reports every other end: invalid inputs to the
+  webapp's inputs callback, failures (a crash, a deadline, a cancel, a lost pod)
+  as ``FAIL``.
+
+What each report holds, and why invalid inputs take the inputs callback, is
+``sdk/dataplane/webapp.py``'s to say.
 
 Environment (declared in ``runtime/step_env.py``): ``CSFLOW_WORK_DIR``
 (``/tmp/csflow`` in a pod), ``CSFLOW_STORAGE_URL``, ``CSFLOW_WEBAPP_URL``
@@ -23,7 +29,7 @@ import sys
 import uuid
 import zipfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
@@ -32,7 +38,12 @@ from csflow.sdk.core.contract import ModelResult, RemoteResult, output_filenames
 from csflow.sdk.core.errors import CsflowError
 from csflow.sdk.core.fileutil import write_bytes_atomic, write_json_atomic
 from csflow.sdk.core.status import RunStatus, classify, failure_reason
-from csflow.sdk.dataplane.storage import open_storage, run_prefix
+from csflow.sdk.dataplane.storage import Storage, bucket_key, open_storage, run_prefix
+
+if TYPE_CHECKING:
+    import requests
+
+    from csflow.sdk.dataplane.webapp import WebappClient
 
 RESULT_FILES = ("outputs.json", "remote.json", "renderable.zip", "downloadable.zip")
 CATEGORIES = ("renderable", "downloadable")
@@ -106,6 +117,24 @@ def step_outputs(args: argparse.Namespace) -> None:
     )
 
 
+def webapp_outputs(remote: dict[str, Any], storage: Storage, prefix: str) -> dict[str, Any]:
+    """The remote result as the webapp reads it: each category's ``ziplocation``
+    is where its zip was written, within the bucket (``remote.json`` keeps the
+    names relative to the run's prefix); the outputs listed are the zip's files."""
+    return {
+        category: {**entry, "ziplocation": bucket_key(storage, f"{prefix}/{entry['ziplocation']}")}
+        for category, entry in remote.items()
+    }
+
+
+def seconds(text: str) -> float | None:
+    """The run step's ``task-time`` (empty from an older model image: unknown)."""
+    try:
+        return float(text) if text and not text.startswith("{{") else None
+    except ValueError:
+        return None
+
+
 def step_upload(args: argparse.Namespace) -> None:
     storage = open_storage(step_env.STORAGE_URL.require())
     prefix = run_prefix(args.owner, args.title, args.job_id)
@@ -116,7 +145,16 @@ def step_upload(args: argparse.Namespace) -> None:
         print(f"wrote {uri}")
     remote = json.loads((results / "remote.json").read_text())
     write_json_atomic(work_dir() / "results-uri.json", {"uri": storage.uri(prefix)})
-    _tell_webapp(args, RunStatus.SUCCESS, outputs={"outputs": remote, "version": "v1"})
+    client = _webapp()
+    if client is None:
+        return
+    task_seconds = seconds(args.task_time)
+    if task_seconds is None:
+        print("note: the run step did not say how long run_model took; reporting 0 s")
+    reply = client.report_success(
+        args.job_id, webapp_outputs(remote, storage, prefix), task_seconds, args.model_version
+    )
+    _accepted(client, RunStatus.SUCCESS, args.job_id, reply)
 
 
 def step_notify(args: argparse.Namespace) -> None:
@@ -134,18 +172,31 @@ def step_notify(args: argparse.Namespace) -> None:
     ):  # e.g. a deleted pod or a deadline with no step failure
         reason = f"the workflow ended {args.status or 'without a status'}"
     print(f"job {args.job_id}: {status}{' - ' + reason if reason else ''}")
-    if status != RunStatus.SUCCESS:  # upload already told the webapp of a success
-        _tell_webapp(args, status, errors_warnings=errors_warnings, traceback=reason)
-
-
-def _tell_webapp(args: argparse.Namespace, status: str, **payload: Any) -> None:
-    if not step_env.WEBAPP_URL.get():
+    if status == RunStatus.SUCCESS:  # upload already told the webapp of a success
         return
+    client = _webapp()
+    if client is None:
+        return
+    if status == RunStatus.INVALID:
+        reply = client.report_invalid_inputs(args.job_id, errors_warnings)
+    else:
+        # A failure's model time does not reach the exit handler (a failed step's
+        # outputs are not collected): nothing is billed for it.
+        reply = client.report_failure(args.job_id, reason, task_seconds=0.0)
+    _accepted(client, status, args.job_id, reply)
+
+
+def _webapp() -> WebappClient | None:
+    """The webapp's client, or None when no webapp is to be told."""
+    if not step_env.WEBAPP_URL.get():
+        return None
     from csflow.sdk.dataplane.webapp import WebappClient
 
-    client = WebappClient.from_env()
-    reply = client.report(args.job_id, status, **payload)
-    print(f"webapp {client.url} accepted {status} for job {args.job_id} (HTTP {reply.status_code})")
+    return WebappClient.from_env()
+
+
+def _accepted(client: WebappClient, status: str, job_id: str, reply: requests.Response) -> None:
+    print(f"webapp {client.url} accepted {status} for job {job_id} (HTTP {reply.status_code})")
 
 
 STEPS = {"outputs": step_outputs, "upload": step_upload, "notify": step_notify}
@@ -160,6 +211,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--status", default="")
     parser.add_argument("--failures", default="")
     parser.add_argument("--errors-warnings", default="")
+    parser.add_argument("--task-time", default="")  # upload: seconds run_model took
+    parser.add_argument("--model-version", default="")  # upload: the model's get_version()
     args = parser.parse_args(argv)
     try:
         STEPS[args.step](args)

@@ -148,3 +148,26 @@ def test_the_cli_reads_the_config_file_of_home(clean, monkeypatch, tmp_path):
     assert listed.exit_code == 0, listed.output
     assert len(json.loads(listed.stdout)) == 1
     assert not (where["env"] / "runs").exists()
+
+
+def test_settings_pass_to_another_process_as_variables(tmp_path, monkeypatch):
+    """The detached engine gets its client's settings through the environment
+    (Settings.environment); a flag still beats the other process's config file."""
+    home = tmp_path / "home"
+    write_config(home, {"webapp_url": "https://from-the-file", "max_parallel": 1})
+    given = Settings(
+        home=home,
+        webapp_url="http://127.0.0.1:8000",
+        config_dirs=[tmp_path / "a", tmp_path / "b"],
+        warm_workers=False,
+        argo_token="never-exported",
+    )
+    variables = given.environment()
+    assert "CSFLOW_ARGO_TOKEN" not in variables
+    assert "never-exported" not in json.dumps(variables)
+    for name, value in variables.items():
+        monkeypatch.setenv(name, value)
+    again = Settings()
+    assert again.webapp_url == "http://127.0.0.1:8000"
+    assert again.config_dirs == [tmp_path / "a", tmp_path / "b"]
+    assert again.warm_workers is False and again.max_parallel == 1 and again.home == home

@@ -263,11 +263,13 @@ class LocalBackend(SimulationWorkflows, RunResults, RegistryViews, LocalPublishi
         )
 
     def detach(self, job_id: str) -> None:
-        """Run the simulation in a background engine process; return at once."""
+        """Run the simulation in a background engine process; return at once. The
+        engine gets this backend's settings (a client's ``webapp_url``, storage and
+        job store too), so a detached run reports and stores as an attached one."""
         log = open(self.run_dir(job_id) / "engine.log", "ab")
         process = subprocess.Popen(
             [sys.executable, "-m", "csflow.sdk.backends.local_engine", job_id],
-            env={**os.environ, step_env.HOME.name: str(self.home)},
+            env={**os.environ, **self.settings.environment(), step_env.HOME.name: str(self.home)},
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,

@@ -10,6 +10,7 @@ The variables csflow's steps read are declared in ``runtime/step_env.py``.
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any, Literal
@@ -130,6 +131,25 @@ class Settings(BaseSettings):
             env_settings,
             _YamlFileSource(settings_cls, init_settings, env_settings),
         )
+
+    def environment(self) -> dict[str, str]:
+        """The settings this object was given or found (flags, variables, the config
+        file) as the ``CSFLOW_*`` variables that give another csflow process the same
+        settings: the detached engine's (a flag beats the config file there too).
+        Secret fields stay out."""
+        variables = {}
+        for name in sorted(self.model_fields_set):
+            value = getattr(self, name)
+            if isinstance(value, SecretStr) or value is None:
+                continue
+            if isinstance(value, bool):
+                text = "true" if value else "false"
+            elif isinstance(value, (list, tuple)):
+                text = json.dumps([str(item) for item in value])
+            else:
+                text = str(value)
+            variables[f"CSFLOW_{name.upper()}"] = text
+        return variables
 
     @property
     def results_url(self) -> str:

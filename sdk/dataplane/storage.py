@@ -79,6 +79,14 @@ class FileStorage:
         return f"{self.url}/{_check_key(key)}"
 
 
+def bucket_key(storage: Storage, key: str) -> str:
+    """Where the webapp finds ``key``: its object name in the bucket for
+    ``gs://BUCKET[/PREFIX]`` (the prefix and the key; C/S read each run's zips
+    as ``gs://$BUCKET/{ziplocation}``), the key itself under a ``file://`` folder."""
+    parsed = urlparse(storage.uri(key))
+    return parsed.path.lstrip("/") if parsed.scheme == "gs" else _check_key(key)
+
+
 def open_storage(url: str) -> Storage:
     scheme = urlparse(url).scheme
     if scheme == "file":

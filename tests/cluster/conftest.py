@@ -21,18 +21,16 @@ kubeconfig's rights (pods, workflows). The job store is a real
 from __future__ import annotations
 
 import base64
-import json
 import os
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
+from webapp_receiver import WebappReceiver
 
 from csflow.runtime import step_env
 from csflow.sdk.ops import redis_acl
@@ -187,30 +185,23 @@ CONFIG_DIRS = [
 ]
 
 
-class WebappRecorder:
-    """Stands in for the C/S webapp's callback API (``PUT /outputs/api/``): records
-    each report and answers 200. Listens where the cluster's CSFLOW_WEBAPP_URL points."""
+class WebappRecorder(WebappReceiver):
+    """Stands in for the C/S webapp's callback API: judges ``PUT /outputs/api/`` and
+    ``PUT /inputs/api/`` by the webapp's serializer rules (tests/webapp_receiver.py),
+    answering 400 or 500 as the webapp would, and records each accepted report (any
+    other path, e.g. the publish step's deployments, is recorded unjudged). Listens
+    where the cluster's CSFLOW_WEBAPP_URL points."""
 
     def __init__(self, host: str, port: int):
-        self.reports: list[dict] = []
-        recorder = self
+        super().__init__(host, port)
+        self.start()
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_PUT(self):  # noqa: N802 (http.server's naming)
-                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                recorder.reports.append({"path": self.path, **json.loads(body or b"{}")})
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.end_headers()
-                self.wfile.write(b'{"status": "ok"}')
+    @property
+    def reports(self) -> list[dict]:
+        """The accepted reports: each one's path and JSON body."""
+        return [{"path": c.path, **c.body} for c in self.accepted if isinstance(c.body, dict)]
 
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer((host, port), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def for_job(self, job_id: str) -> list[dict]:
+    def for_job(self, job_id: str) -> list[dict]:  # the reports, not the calls
         return [r for r in self.reports if r.get("job_id") == job_id]
 
 

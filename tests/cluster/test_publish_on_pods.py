@@ -38,19 +38,19 @@ def registry(node) -> str:
     return os.environ["CSFLOW_DEV_REGISTRY"]
 
 
-@pytest.fixture
-def git_url(registry, tmp_path):
-    """The toy model in a git repository that pods can clone (``git://``)."""
-    host = registry.rsplit(":", 1)[0]
-    work = tmp_path / "toy"
-    shutil.copytree(
-        REPO / "tests" / "models" / "toy", work, ignore=shutil.ignore_patterns("__pycache__")
-    )
+def _serve_git(host: str, source: Path, tmp_path: Path, name: str):
+    """``source`` as a git repository that pods can clone (``git://``), as a model's
+    repository on GitHub would be; yields its URL."""
+    work = tmp_path / name
+    # The symlinked module of the laid-out model becomes a file, as in a real repository.
+    shutil.copytree(source, work, ignore=shutil.ignore_patterns("__pycache__"))
     git = ["git", "-c", "user.name=csflow tests", "-c", "user.email=tests@csflow.invalid"]
-    for args in (["init", "-q", "-b", "main"], ["add", "."], ["commit", "-q", "-m", "toy model"]):
+    for args in (["init", "-q", "-b", "main"], ["add", "."], ["commit", "-q", "-m", name]):
         subprocess.run([*git, "-C", str(work), *args], check=True)
-    served = tmp_path / "served"
-    subprocess.run(["git", "clone", "-q", "--bare", str(work), str(served / "toy.git")], check=True)
+    served = tmp_path / f"served-{name}"
+    subprocess.run(
+        ["git", "clone", "-q", "--bare", str(work), str(served / f"{name}.git")], check=True
+    )
     with socket.socket() as probe:
         probe.bind((host, 0))
         port = probe.getsockname()[1]
@@ -68,15 +68,30 @@ def git_url(registry, tmp_path):
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    url = f"git://{host}:{port}/toy.git"
+    url = f"git://{host}:{port}/{name}.git"
     eventually(
         lambda: subprocess.run(["git", "ls-remote", url], capture_output=True).returncode == 0,
         timeout=20,
-        what="git daemon serves the toy model",
+        what=f"git daemon serves {name}",
     )
     yield url
     daemon.terminate()
     daemon.wait(10)
+
+
+@pytest.fixture
+def git_url(registry, tmp_path):
+    """The toy model in a git repository that pods can clone."""
+    host = registry.rsplit(":", 1)[0]
+    yield from _serve_git(host, REPO / "tests" / "models" / "toy", tmp_path, "toy")
+
+
+@pytest.fixture
+def laid_out_git_url(registry, tmp_path):
+    """A model laid out as PSLmodels/Tax-Cruncher is (tests/publish/models/laid-out)."""
+    host = registry.rsplit(":", 1)[0]
+    source = REPO / "tests" / "publish" / "models" / "laid-out"
+    yield from _serve_git(host, source, tmp_path, "laid-out")
 
 
 def write_config(folder: Path, git_url: str) -> Path:
@@ -151,3 +166,52 @@ def test_a_model_published_from_git_on_real_pods_runs_simulations(
     )
     parameters = {p["name"]: p.get("value") for p in workflow["spec"]["arguments"]["parameters"]}
     assert parameters["image"] == version["image"]
+
+
+@pytest.mark.timeout(2400)
+def test_a_model_laid_out_as_tax_cruncher_publishes_on_real_pods(
+    pods_client, workflows, webapp, registry, laid_out_git_url, tmp_path
+):
+    """``install: [".", "cs-config"]``: the build pod builds the model's own packages
+    from its clone (no absolute path anywhere) into the image, which then simulates."""
+    configs = tmp_path / "config"
+    path = configs / OWNER / "LaidOut.yaml"
+    path.parent.mkdir(parents=True)
+    knobs = {"Knobs": {"rate": [{"value": 0.25}]}, "Extras": {"label": [{"value": "hi"}]}}
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "owner": OWNER,
+                "title": "LaidOut",
+                "source": {"git": {"url": laid_out_git_url, "ref": "main"}},
+                "python": "3.11",
+                "install": [".", "cs-config"],
+                "functions": "cs_config.functions",
+                "timeout": 120,
+                "tests": {
+                    "meta_param_dict": {"year": 2024},
+                    "ok_adjustment": knobs,
+                    "bad_adjustment": {
+                        "Knobs": {"rate": [{"value": 2}]},
+                        "Extras": {"label": [{"value": 7}]},
+                    },
+                },
+            }
+        )
+    )
+    client = Client(
+        pods_client.settings.model_copy(
+            update={"registry": f"{registry}/csflow", "config_dirs": [configs]}
+        )
+    )
+    run = client.publish(path, detach=True)
+    workflows.append(run.extra["workflow"])
+    published = client.wait(run.id, timeout=1800)
+    assert published.status == RunStatus.SUCCESS, f"{published.reason} {published.steps}"
+    inputs = {
+        "meta_param_dict": {"year": 2024},
+        "adjustment": {"Knobs": {"rate": [{"value": 0.75}]}},
+    }
+    sim = settled(client, submit(client, workflows, f"{OWNER}/LaidOut", inputs).id, timeout=600)
+    assert sim.status == RunStatus.SUCCESS, f"{sim.status}: {sim.reason} {sim.steps}"
+    assert "0.75" in client.results(sim.id)["downloadable"][0]["data"]

@@ -162,11 +162,15 @@ def test_upload_writes_one_prefix_per_run_and_tells_the_webapp(gcs, webapp, tmp_
     assert call.method == "PUT" and call.path == "/outputs/api/"
     assert call.headers["Authorization"] == "Token webapp-token-xyz"
     assert call.body["job_id"] == job_id and call.body["status"] == "SUCCESS"
-    remote = call.body["outputs"]["outputs"]
+    assert call.body["version"] == "v1" and call.body["meta"] == {"task_times": [0.0]}
+    remote = call.body["outputs"]
     assert [o["filename"] for o in remote["downloadable"]["outputs"]] == [
         "Table.csv",
         "Table-2.csv",
     ]
+    # Where the webapp reads each zip: its object's name in the bucket.
+    assert remote["downloadable"]["ziplocation"] == prefix + "downloadable.zip"
+    assert remote["renderable"]["ziplocation"] == prefix + "renderable.zip"
     assert (
         json.loads((work / "results-uri.json").read_text())["uri"]
         == f"{gcs}/dataplane/SecretReader/{job_id}"

@@ -132,8 +132,13 @@ def test_a_failure_is_reported_with_its_reason(webapp, monkeypatch, tmp_path, fa
         == 0
     )
     [call] = webapp.calls
-    assert call.body["job_id"] == job_id and call.body["status"] == "FAIL"
-    assert call.body["traceback"] == "run: OOMKilled (exit code 137)"
+    assert call.path == "/outputs/api/"
+    assert call.body == {
+        "job_id": job_id,
+        "status": "FAIL",
+        "meta": {"task_times": [0.0]},  # a failure's model time is not billed
+        "traceback": "run: OOMKilled (exit code 137)",
+    }
 
 
 def test_a_failure_without_step_failures_still_has_a_reason(webapp, monkeypatch, tmp_path):
@@ -158,14 +163,17 @@ def test_a_failure_without_step_failures_still_has_a_reason(webapp, monkeypatch,
 
 
 def test_invalid_inputs_are_reported_with_their_errors(webapp, monkeypatch, tmp_path):
+    """Through the webapp's inputs callback, as C/S's workers reported validation:
+    the validation ran (SUCCESS); its errors make the webapp's inputs INVALID."""
     monkeypatch.setenv("CSFLOW_WORK_DIR", str(tmp_path))
     errors = {"Knobs": {"errors": {"x": ["x must be at least 0"]}, "warnings": {}}}
+    job_id = str(uuid.uuid4())
     assert (
         notify(
             monkeypatch,
             webapp,
             "--job-id",
-            str(uuid.uuid4()),
+            job_id,
             "--status",
             "Succeeded",
             "--errors-warnings",
@@ -174,7 +182,8 @@ def test_invalid_inputs_are_reported_with_their_errors(webapp, monkeypatch, tmp_
         == 0
     )
     [call] = webapp.calls
-    assert call.body["status"] == "INVALID" and call.body["errors_warnings"] == errors
+    assert call.method == "PUT" and call.path == "/inputs/api/"
+    assert call.body == {"job_id": job_id, "status": "SUCCESS", "errors_warnings": errors}
 
 
 def test_a_success_is_left_to_upload(webapp, monkeypatch, tmp_path):

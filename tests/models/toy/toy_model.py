@@ -2,6 +2,7 @@
 
 Its behaviour comes from the TOY_MODE variable, set in each test config's
 ``env``: ok, crash, die, hang, chatty, flood, fill, bad-outputs, cs-titles, secret.
+TOY_SLEEP (seconds, default 0) makes run_model take that long first.
 """
 
 import base64
@@ -56,6 +57,7 @@ def validate_inputs(meta_param_dict, adjustment, errors_warnings):
 
 
 def run_model(meta_param_dict, adjustment):
+    time.sleep(float(os.environ.get("TOY_SLEEP", "0")))
     mode = os.environ.get("TOY_MODE", "ok")
     x = _x(adjustment)
     if mode == "crash":
