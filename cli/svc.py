@@ -38,6 +38,12 @@ def config(
         "--artifact-bucket",
         help="GCS bucket for Argo's artifacts (default: csflow-artifacts).",
     ),
+    artifact_key_secret: str | None = typer.Option(
+        None,
+        "--artifact-key-secret",
+        help="A Secret with a GCS key (key serviceAccountKey) for Argo's artifacts, instead "
+        "of the pods' own identity. Argo v4.0.5 logs that key (GHSA-7vf8-2cr6-54mf).",
+    ),
     check: bool = typer.Option(True, "--check/--no-check", help="Validate every document first."),
     crds: Path | None = typer.Option(
         None, "--crds", help="Check against Argo's CRDs in this folder (manifests/base/crds/full)."
@@ -52,14 +58,19 @@ def config(
     from csflow.sdk.ops import manifests
 
     config = settings(image=image)
-    platform_env = {}
+    from csflow.runtime import step_env
+
+    # The admission policy admits only Workflows whose images come from these.
+    platform_env = {step_env.IMAGE_REGISTRIES.name: config.registry.rstrip("/")}
     if config.storage_url.startswith("gs://"):
         platform_env["CSFLOW_STORAGE_URL"] = config.storage_url
     if config.webapp_url:
         platform_env["CSFLOW_WEBAPP_URL"] = config.webapp_url
     if config.model_registry_url:
         platform_env["CSFLOW_MODEL_REGISTRY_URL"] = config.model_registry_url
-    docs, missing = manifests.service_manifests(config.image, artifact_bucket, platform_env)
+    docs, missing = manifests.service_manifests(
+        config.image, artifact_bucket, platform_env, artifact_key_secret
+    )
     for name in missing:
         err_console.print(
             f"note: flow {name!r} has no module yet; its WorkflowTemplate is left out",

@@ -88,18 +88,26 @@ def pod_gc() -> PodGC:
     return PodGC(strategy="OnPodCompletion")
 
 
-def workflow_safety() -> dict:
-    """Fields every csflow Workflow and WorkflowTemplate sets (hera keyword
-    arguments): clean-up by Argo, the service accounts, and a pod security
-    context. The controller's ``workflowDefaults`` repeat them as a backstop."""
+def template_safety() -> dict:
+    """Fields every csflow WorkflowTemplate sets (hera keyword arguments): clean-up
+    by Argo, the service accounts, and a pod security context. The controller's
+    ``workflowDefaults`` repeat them as a backstop."""
     return {
-        "pod_gc": pod_gc(),
-        "ttl_strategy": ttl_strategy(),
+        **run_clean_up(),
         "service_account_name": WORKFLOW_SERVICE_ACCOUNT,
         "automount_service_account_token": False,
         "executor": ExecutorConfig(service_account_name=EXECUTOR_SERVICE_ACCOUNT),
         "security_context": pod_security_context(),
     }
+
+
+def run_clean_up() -> dict:
+    """What a submitted Workflow sets besides its template reference, arguments and
+    deadline: its own clean-up, so each run keeps it even if the template is edited.
+    Identity and pod security stay on the template alone: under
+    ``templateReferencing: Strict`` Argo refuses a Workflow that overrides them, and
+    the admission policy refuses any other field (cluster/argo/admission-policy.yaml)."""
+    return {"pod_gc": pod_gc(), "ttl_strategy": ttl_strategy()}
 
 
 def ttl_strategy() -> TTLStrategy:

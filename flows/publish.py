@@ -130,7 +130,7 @@ def build(platform_image: str = "gcr.io/csflow/csflow:0.1.0") -> WorkflowTemplat
         name=NAME,
         namespace=steps.NAMESPACE,
         entrypoint=ENTRYPOINT,
-        **c.workflow_safety(),
+        **c.template_safety(),
         labels={f"{steps.LABEL_PREFIX}/flow": "publish"},
         annotations={
             "workflows.argoproj.io/title": "csflow publish",
@@ -357,7 +357,7 @@ def publish_workflow(
         name=f"publish-{run_id}",
         namespace=steps.NAMESPACE,
         workflow_template_ref=WorkflowTemplateRef(name=NAME),
-        **c.workflow_safety(),
+        **c.run_clean_up(),
         labels={
             f"{steps.LABEL_PREFIX}/owner": owner,
             f"{steps.LABEL_PREFIX}/title": title,

@@ -81,7 +81,7 @@ def build(platform_image: str = "gcr.io/csflow/csflow:0.1.0") -> WorkflowTemplat
         namespace=steps.NAMESPACE,
         entrypoint=ENTRYPOINT,
         on_exit="notify",
-        **c.workflow_safety(),
+        **c.template_safety(),
         labels={f"{steps.LABEL_PREFIX}/flow": "simulate"},
         annotations={
             "workflows.argoproj.io/title": "csflow simulate",
@@ -196,9 +196,7 @@ def simulation_workflow(
         name=f"sim-{job_id}",
         namespace=steps.NAMESPACE,
         workflow_template_ref=WorkflowTemplateRef(name=NAME),
-        # Also set on the template; repeated so each run carries its own clean-up
-        # and identity even if the template is edited (the Workflow's fields win).
-        **c.workflow_safety(),
+        **c.run_clean_up(),
         # Room beyond the model's own timeout for the inputs and platform steps.
         active_deadline_seconds=timeout + WORKFLOW_DEADLINE_MARGIN,
         labels={

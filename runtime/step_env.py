@@ -211,7 +211,14 @@ ARGO_SCHEMA_DIR = Variable(
     meaning="a folder of Argo's CRD files, the schema manifests are checked against",
 )
 
-VARIABLES: tuple[Variable, ...] = (*STEP_VARIABLES, ARGO_SCHEMA_DIR)
+IMAGE_REGISTRIES = Variable(
+    "CSFLOW_IMAGE_REGISTRIES",
+    read_by="the admission policy csflow-workflows (cluster/argo/admission-policy.yaml)",
+    set_by="the csflow-platform ConfigMap (csflow svc config, from the configured registry)",
+    meaning="space-separated registries whose images a submitted Workflow may run",
+)
+
+VARIABLES: tuple[Variable, ...] = (*STEP_VARIABLES, ARGO_SCHEMA_DIR, IMAGE_REGISTRIES)
 BY_NAME: dict[str, Variable] = {v.name: v for v in VARIABLES}
 
 

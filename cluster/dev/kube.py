@@ -16,7 +16,7 @@ project's venv already has the Python client. The scripts call this for:
 - ``service-ip NAMESPACE NAME``: a Service's cluster IP;
 - ``rollout-ready NAMESPACE DEPLOYMENT``: exit 0 once it has a ready pod, else
   say why not (pod phases, waiting reasons) and exit 1;
-- ``dev-overlay NAMESPACE --gcs URL --gcs-key PEM``: what the dev node changes
+- ``dev-overlay NAMESPACE --gcs URL``: what the dev node changes
   in csflow's configuration so steps reach the GCS emulator (see ``dev_overlay``).
 
 Kubernetes docs: https://kubernetes.io/docs/reference/using-api/server-side-apply/
@@ -37,6 +37,7 @@ from kubernetes.dynamic import DynamicClient
 from kubernetes.dynamic.exceptions import ResourceNotFoundError
 
 from csflow.runtime import step_env
+from csflow.sdk.core.settings import Settings
 
 FIELD_MANAGER = "csflow-dev"
 
@@ -182,20 +183,18 @@ def dev_overlay(
     api_client: client.ApiClient,
     namespace: str,
     gcs_url: str,
-    gcs_key_pem: str,
     registry: str,
     model_registry_url: str,
 ) -> None:
     """The dev node's changes to csflow's configuration, and nothing else: the GCS
     emulator's address for the platform steps (ConfigMap csflow-platform) and for Argo's
-    executor (its env in the controller's ConfigMap), a service-account key in the
-    Secret Argo's GCS artifact repository names (the emulator accepts any key; the
-    Google client needs a well-formed one), and for the publish steps: the model
-    registry in the emulator, and the local plain-HTTP registry with its stand-in
-    base images."""
-    import json
-
+    executor (its env in the controller's ConfigMap; Google's storage client talks to
+    an emulator without credentials, so artifacts stay keyless as in production), and
+    for the publish steps: the model registry in the emulator, and the local
+    plain-HTTP registry with its stand-in base images, which the admission policy
+    then also admits images from."""
     core = client.CoreV1Api(api_client)
+    default_registry = Settings.model_fields["registry"].default
     platform = {
         "apiVersion": "v1",
         "kind": "ConfigMap",
@@ -205,6 +204,7 @@ def dev_overlay(
             step_env.MODEL_REGISTRY_URL.name: model_registry_url,
             step_env.REGISTRY_INSECURE.name: "true",
             step_env.MODEL_BASE_IMAGE.name: f"{registry}/library/python:{{python}}-slim-bookworm",
+            step_env.IMAGE_REGISTRIES.name: f"{default_registry} {registry}/csflow",
         },
     }
     controller = core.read_namespaced_config_map("workflow-controller-configmap", namespace)
@@ -217,23 +217,8 @@ def dev_overlay(
         "metadata": {"name": "workflow-controller-configmap", "namespace": namespace},
         "data": {"executor": yaml.safe_dump(executor, sort_keys=False)},
     }
-    key = {
-        "type": "service_account",
-        "project_id": "csflow-dev",
-        "private_key_id": "csflow-dev",
-        "private_key": gcs_key_pem,
-        "client_email": "argo@csflow-dev.iam.gserviceaccount.com",
-        "client_id": "1",
-        "token_uri": f"{gcs_url}/token",
-    }
-    artifacts = {
-        "apiVersion": "v1",
-        "kind": "Secret",
-        "metadata": {"name": "csflow-artifacts", "namespace": namespace},
-        "stringData": {"serviceAccountKey": json.dumps(key)},
-    }
     dynamic = DynamicClient(api_client)
-    for doc in (platform, controller_patch, artifacts):
+    for doc in (platform, controller_patch):
         resource = dynamic.resources.get(api_version=doc["apiVersion"], kind=doc["kind"])
         dynamic.server_side_apply(
             resource,
@@ -272,7 +257,6 @@ def main(argv: list[str] | None = None) -> int:
     p_overlay = commands.add_parser("dev-overlay")
     p_overlay.add_argument("namespace")
     p_overlay.add_argument("--gcs", required=True)
-    p_overlay.add_argument("--gcs-key", required=True)
     p_overlay.add_argument("--registry", required=True, help="the local registry, HOST:PORT")
     p_overlay.add_argument("--model-registry-url", required=True)
     args = parser.parse_args(argv)
@@ -302,7 +286,6 @@ def main(argv: list[str] | None = None) -> int:
             api_client,
             args.namespace,
             args.gcs,
-            Path(args.gcs_key).read_text(),
             args.registry,
             args.model_registry_url,
         )

@@ -234,10 +234,9 @@ node_csflow() {
     CSFLOW_JOB_STORE_URL="$JOB_STORE_URL" "${csflow[@]}" svc secrets sync --apply \
             --kubeconfig "$KUBECONFIGS/admin.yaml" >>"$LOGS/csflow-secrets.log" 2>&1 \
         || fail "csflow svc secrets sync --apply failed" "$LOGS/csflow-secrets.log" "$EXIT_MANIFESTS"
-    # Stand-ins for the cloud: Argo's GCS artifact key (a real key, made here; the emulator
-    # ignores it) and the emulator's address for the platform steps and Argo's executor.
-    openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$PKI/gcs-sa.key" 2>>"$LOGS/pki.log"
-    kube dev-overlay "$NAMESPACE" --gcs "http://$BRIDGE_IP:$GCS_PORT" --gcs-key "$PKI/gcs-sa.key" \
+    # Stand-ins for the cloud: the GCS emulator's address for the platform steps and
+    # Argo's executor (keyless, as production's Workload Identity).
+    kube dev-overlay "$NAMESPACE" --gcs "http://$BRIDGE_IP:$GCS_PORT" \
             --registry "$REGISTRY_ADDR" --model-registry-url "$MODEL_REGISTRY_URL" \
             2>>"$LOGS/csflow-manifests.log" \
         || fail "the dev overlay (GCS emulator) was refused" "$LOGS/csflow-manifests.log"

@@ -24,9 +24,11 @@ CLUSTER_PACKAGE = "csflow.cluster.argo"
 # A real folder: csflow is installed unzipped (pip, uv), and in a checkout it is cluster/argo.
 CLUSTER_DIR = Path(str(resources.files(CLUSTER_PACKAGE)))
 GOLDEN_DIR = CLUSTER_DIR / "golden"
-_CLUSTER_SCOPED = frozenset(
+CLUSTER_SCOPED_KINDS = frozenset(
     {
         "Namespace",
+        "ValidatingAdmissionPolicy",
+        "ValidatingAdmissionPolicyBinding",
         "ClusterRole",
         "ClusterRoleBinding",
         "PriorityClass",
@@ -69,6 +71,7 @@ def service_manifests(
     platform_image: str | None = None,
     artifact_bucket: str | None = None,
     platform_env: dict[str, str] | None = None,
+    artifact_key_secret: str | None = None,
 ) -> tuple[list[dict[str, Any]], list[str]]:
     """Every document an operator applies, in ``cluster/argo/kustomization.yaml``'s
     order, with the flows' WorkflowTemplates built fresh in place of their golden
@@ -76,7 +79,11 @@ def service_manifests(
 
     This reads the kustomization's ``resources`` and ``namespace`` only: csflow's
     base uses no other kustomize feature, and the kustomize binary is not a
-    Python dependency (``kubectl apply -k cluster/argo`` gives the same set)."""
+    Python dependency (``kubectl apply -k cluster/argo`` gives the same set).
+
+    ``artifact_key_secret`` names a Secret holding a GCS key for Argo's artifact
+    repository; without it artifacts use the pods' own identity (keyless), because
+    Argo v4.0.5's executor logs that key (GHSA-7vf8-2cr6-54mf)."""
     kustomization = yaml.safe_load((CLUSTER_DIR / "kustomization.yaml").read_text())
     namespace = kustomization.get("namespace")
     templates, missing = flow_templates(platform_image)
@@ -92,15 +99,21 @@ def service_manifests(
         docs.extend(load_documents(path.read_text(), str(path)))
     docs.extend(fresh.values())  # a flow not yet listed in the kustomization
     for doc in docs:
-        if namespace and doc.get("kind") not in _CLUSTER_SCOPED:
+        if namespace and doc.get("kind") not in CLUSTER_SCOPED_KINDS:
             doc.setdefault("metadata", {})["namespace"] = namespace
         if (
-            artifact_bucket
+            (artifact_bucket or artifact_key_secret)
             and doc.get("kind") == "ConfigMap"
             and doc["metadata"]["name"] == "workflow-controller-configmap"
         ):
             repository = yaml.safe_load(doc["data"]["artifactRepository"])
-            repository["gcs"]["bucket"] = artifact_bucket
+            if artifact_bucket:
+                repository["gcs"]["bucket"] = artifact_bucket
+            if artifact_key_secret:
+                repository["gcs"]["serviceAccountKeySecret"] = {
+                    "name": artifact_key_secret,
+                    "key": "serviceAccountKey",
+                }
             doc["data"]["artifactRepository"] = yaml.safe_dump(repository, sort_keys=False)
         if (
             platform_env

@@ -41,13 +41,17 @@ def test_svc_config_prints_the_full_set_for_kubectl(tmp_path):
         ("NetworkPolicy", "model-egress"),
         ("NetworkPolicy", "default-deny-ingress"),
         ("WorkflowTemplate", "csflow-simulate"),
+        ("ValidatingAdmissionPolicy", "csflow-workflows"),
+        ("ValidatingAdmissionPolicyBinding", "csflow-workflows"),
     ]:
         assert expected in kinds, expected
     templates, missing = manifests.flow_templates()
     assert {("WorkflowTemplate", t["metadata"]["name"]) for t in templates} <= kinds
     assert docs[0]["kind"] == "Namespace"  # applied first
-    namespaced = [d for d in docs if d["kind"] not in ("Namespace",)]
+    namespaced = [d for d in docs if d["kind"] not in manifests.CLUSTER_SCOPED_KINDS]
     assert {d["metadata"]["namespace"] for d in namespaced} == {"csflow"}
+    cluster_scoped = [d for d in docs if d["kind"] in manifests.CLUSTER_SCOPED_KINDS]
+    assert all("namespace" not in d["metadata"] for d in cluster_scoped)
     # Everything in it passes the strict schema and the lint.
     assert [str(f) for d in docs for f in schema.schema_findings(d)] == []
     assert lint.lint_documents(docs) == []
@@ -67,6 +71,7 @@ def test_svc_config_writes_a_file_atomically_and_takes_settings(tmp_path):
     config = find(docs, "ConfigMap", "csflow-platform")["data"]
     assert config["CSFLOW_STORAGE_URL"] == "gs://results-bucket"
     assert config["CSFLOW_WEBAPP_URL"] == "https://compute.studio"
+    assert config["CSFLOW_IMAGE_REGISTRIES"] == "gcr.io/csflow"  # the configured registry
     repository = yaml.safe_load(
         find(docs, "ConfigMap", "workflow-controller-configmap")["data"]["artifactRepository"]
     )
@@ -176,8 +181,25 @@ def test_controller_defaults_and_executor_config_are_valid(service_docs):
     assert schema.schema_findings(pod) == []
     assert executor["securityContext"]["allowPrivilegeEscalation"] is False
     repository = yaml.safe_load(data["artifactRepository"])
-    assert set(repository["gcs"]) == {"bucket", "keyFormat", "serviceAccountKeySecret"}
+    # Keyless: Argo v4.0.5's executor logs a key secret (GHSA-7vf8-2cr6-54mf).
+    assert set(repository["gcs"]) == {"bucket", "keyFormat"}
     assert "{{workflow.name}}" in repository["gcs"]["keyFormat"]
+    # Only Workflows that reference a WorkflowTemplate run.
+    assert yaml.safe_load(data["workflowRestrictions"]) == {"templateReferencing": "Strict"}
+
+
+def test_an_artifact_key_secret_is_an_opt_in(tmp_path):
+    result = svc_config(
+        "-o", "-", "--artifact-key-secret", "gcs-key", env={"CSFLOW_HOME": str(tmp_path)}
+    )
+    assert result.exit_code == 0, result.output
+    docs = [d for d in yaml.safe_load_all(result.stdout) if d]
+    data = find(docs, "ConfigMap", "workflow-controller-configmap")["data"]
+    repository = yaml.safe_load(data["artifactRepository"])
+    assert repository["gcs"]["serviceAccountKeySecret"] == {
+        "name": "gcs-key",
+        "key": "serviceAccountKey",
+    }
 
 
 def test_redis_matches_the_acl_users_as_data(service_docs):
