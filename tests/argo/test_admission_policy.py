@@ -128,3 +128,19 @@ def test_only_the_workflow_controller_is_left_out(policy):
             "resources": ["workflows"],
         }
     ]
+
+
+def test_stored_templates_are_judged_against_every_csflow_template(templates):
+    docs = list(yaml.safe_load_all(POLICY_FILE.read_text()))
+    policy = find(docs, "ValidatingAdmissionPolicy", "csflow-stored-templates")
+    binding = find(docs, "ValidatingAdmissionPolicyBinding", "csflow-stored-templates")
+    assert policy["spec"]["paramKind"] == {
+        "apiVersion": "argoproj.io/v1alpha1",
+        "kind": "WorkflowTemplate",
+    }
+    assert binding["spec"]["paramRef"]["parameterNotFoundAction"] == "Deny"
+    (selector,) = binding["spec"]["paramRef"]["selector"]["matchExpressions"]
+    assert selector["operator"] == "Exists"
+    # Every csflow template is a param, so each one's stored copies are compared.
+    assert {t["metadata"]["name"] for t in templates} == {simulate.NAME, publish.NAME}
+    assert all(selector["key"] in t["metadata"]["labels"] for t in templates)

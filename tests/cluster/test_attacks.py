@@ -177,6 +177,10 @@ SIMULATION_ATTACKS = {
     ),
     # Strict checks the spec; the controller runs a stored spec it finds in the status.
     "stored-spec": (_set("status.storedWorkflowTemplateSpec", _STOLEN_SPEC), "status is the"),
+    "stored-templates": (
+        _set("status.storedTemplates", {"namespaced/csflow-x/steal": _STOLEN_SPEC["templates"][0]}),
+        "status is the",
+    ),
     "artifacts": (
         _set("spec.arguments.artifacts", [{"name": "x", "raw": {"data": "x"}}]),
         "parameters only",
@@ -241,6 +245,31 @@ def test_the_submitter_cannot_create_a_publish_that_is_not_csflows(
     change(workflow)
     status, message = refusal(lambda: create(submitter, cluster.namespace, workflow))
     assert POLICY in message and reason in message, (status, message)
+
+
+def test_stored_templates_in_the_status_must_be_csflows_own(cluster, submitter):
+    """The Argo Server stores the referenced templates in a new Workflow's status, and
+    the controller runs a stored template before the WorkflowTemplate's: one of an
+    attacker's (another command beside the platform secrets) would pass Strict. Only
+    copies of csflow's own are admitted (policy csflow-stored-templates)."""
+    live = cluster.custom.get_namespaced_custom_object(
+        GROUP, VERSION, cluster.namespace, "workflowtemplates", simulate.NAME
+    )
+    own = {f"namespaced/{simulate.NAME}/{t['name']}": t for t in live["spec"]["templates"]}
+    workflow = simulation()
+    workflow["status"] = {"storedTemplates": copy.deepcopy(own)}
+    create(submitter, cluster.namespace, workflow)  # admitted: csflow's own
+    for change in (
+        lambda t: t["container"].update(command=["sh", "-c", "env"]),
+        lambda t: t.update(serviceAccountName="argo", automountServiceAccountToken=True),
+        lambda t: t.update(podSpecPatch='{"hostNetwork":true}'),
+    ):
+        workflow = simulation()
+        stored = copy.deepcopy(own)
+        change(stored[f"namespaced/{simulate.NAME}/outputs"])
+        workflow["status"] = {"storedTemplates": stored}
+        status, message = refusal(lambda w=workflow: create(submitter, cluster.namespace, w))
+        assert "csflow-stored-templates" in message and "own templates" in message, message
 
 
 def test_a_submitted_workflow_can_be_stopped_but_not_rewritten(cluster, submitter, workflows):
