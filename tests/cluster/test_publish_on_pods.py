@@ -173,7 +173,8 @@ def test_a_model_laid_out_as_tax_cruncher_publishes_on_real_pods(
     pods_client, workflows, webapp, registry, laid_out_git_url, tmp_path
 ):
     """``install: [".", "cs-config"]``: the build pod builds the model's own packages
-    from its clone (no absolute path anywhere) into the image, which then simulates."""
+    from its clone (no absolute path anywhere) into the image, which then simulates,
+    once the publish is approved."""
     configs = tmp_path / "config"
     path = configs / OWNER / "LaidOut.yaml"
     path.parent.mkdir(parents=True)
@@ -204,10 +205,16 @@ def test_a_model_laid_out_as_tax_cruncher_publishes_on_real_pods(
             update={"registry": f"{registry}/csflow", "config_dirs": [configs]}
         )
     )
-    run = client.publish(path, detach=True)
+    # With an approval: the submitter's resume of that one step is an update the
+    # admission policy must let through (it changes only that node's status).
+    run = client.publish(path, require_approval=True, detach=True)
     workflows.append(run.extra["workflow"])
-    published = client.wait(run.id, timeout=1800)
+    waiting = client.backend.wait(run.id, timeout=1800, until_suspended=True)
+    assert waiting.status == RunStatus.SUSPENDED, f"{waiting.reason} {waiting.steps}"
+    client.approve(run.id, detach=True)
+    published = client.wait(run.id, timeout=600)
     assert published.status == RunStatus.SUCCESS, f"{published.reason} {published.steps}"
+    assert published.steps["approve"]["phase"] == "Succeeded"
     inputs = {
         "meta_param_dict": {"year": 2024},
         "adjustment": {"Knobs": {"rate": [{"value": 0.75}]}},
