@@ -54,12 +54,11 @@ def config(
     context: str | None = typer.Option(None, "--context", help="The kubeconfig context."),
 ) -> None:
     """Print every manifest for `kubectl apply -f -`."""
+    from csflow.runtime import step_env
     from csflow.sdk.argo import lint, schema
     from csflow.sdk.ops import manifests
 
     config = settings(image=image)
-    from csflow.runtime import step_env
-
     # The admission policy admits only Workflows whose images come from these.
     platform_env = {step_env.IMAGE_REGISTRIES.name: config.registry.rstrip("/")}
     if config.storage_url.startswith("gs://"):

@@ -175,6 +175,22 @@ def new_job_id() -> str:
     return str(uuid.uuid4())
 
 
+def simulation_workflow() -> dict[str, Any]:
+    """A Tax-Cruncher simulation Workflow exactly as csflow submits one, for a new job."""
+    from csflow.flows import simulate
+
+    return simulate.simulation_workflow(
+        owner="PSLmodels",
+        title="Tax-Cruncher",
+        tag="latest",
+        image="gcr.io/csflow/pslmodels_tax-cruncher:latest",
+        job_id=new_job_id(),
+        resources={"requests": {"cpu": "1", "memory": "512Mi"}, "limits": {"memory": "615Mi"}},
+        timeout=60,
+        model_secret="pslmodels-tax-cruncher-secrets",
+    ).to_dict()
+
+
 # -- csflow's images on the node (the simulate and publish flows on real pods) -----------------
 
 TOY_INPUTS = {"meta_param_dict": {"year": 2024}, "adjustment": {"Knobs": {"x": [{"value": 2}]}}}

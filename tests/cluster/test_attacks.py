@@ -31,26 +31,12 @@ from csflow.sdk.core import steps
 from csflow.sdk.core.model_config import find_model_config
 
 from .conftest import REPO, eventually, new_job_id
+from .conftest import simulation_workflow as simulation
 
 pytestmark = pytest.mark.cluster
 
 POLICY = "ValidatingAdmissionPolicy 'csflow-workflows'"
-RESOURCES = {"requests": {"cpu": "1", "memory": "512Mi"}, "limits": {"cpu": "1", "memory": "615Mi"}}
 GROUP, VERSION = "argoproj.io", "v1alpha1"
-
-
-def simulation() -> dict:
-    """A simulation Workflow exactly as csflow submits one."""
-    return simulate.simulation_workflow(
-        owner="PSLmodels",
-        title="Tax-Cruncher",
-        tag="attack",
-        image="gcr.io/csflow/pslmodels_tax-cruncher:attack",
-        job_id=new_job_id(),
-        resources=RESOURCES,
-        timeout=60,
-        model_secret="pslmodels-tax-cruncher-secrets",
-    ).to_dict()
 
 
 def publish_run() -> dict:

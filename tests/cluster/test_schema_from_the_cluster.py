@@ -11,36 +11,22 @@ import pytest
 from typer.testing import CliRunner
 
 from csflow.cli.app import app
-from csflow.flows import simulate
 from csflow.sdk.argo import schema
 from csflow.sdk.backends.argo import ArgoBackend
 from csflow.sdk.core.errors import CsflowError
 from csflow.sdk.core.settings import Settings
 from csflow.sdk.ops import manifests
 
-from .conftest import new_job_id
+from .conftest import simulation_workflow
 
 pytestmark = pytest.mark.cluster
-
-
-def simulation_workflow(namespace: str) -> dict:
-    return simulate.simulation_workflow(
-        owner="PSLmodels",
-        title="Tax-Cruncher",
-        tag="latest",
-        image="gcr.io/csflow/pslmodels_tax-cruncher:latest",
-        job_id=new_job_id(),
-        resources={"requests": {"cpu": "1", "memory": "1Gi"}, "limits": {"memory": "1Gi"}},
-        timeout=600,
-        model_secret="pslmodels-tax-cruncher-secrets",
-    ).to_dict()
 
 
 def test_lint_checks_against_the_crds_the_cluster_serves(cluster, tmp_path, monkeypatch):
     monkeypatch.delenv("CSFLOW_ARGO_SCHEMA_DIR", raising=False)
     docs, _ = manifests.service_manifests()
     path = tmp_path / "all.yaml"
-    path.write_text(schema.dump_documents([*docs, simulation_workflow(cluster.namespace)]))
+    path.write_text(schema.dump_documents([*docs, simulation_workflow()]))
     # The kubeconfig the cluster fixture uses: $KUBECONFIG, else the client's default.
     kubeconfig = os.environ.get("KUBECONFIG") or os.path.expanduser("~/.kube/config")
     result = CliRunner().invoke(app, ["lint", "--kubeconfig", kubeconfig, str(path)])
@@ -58,7 +44,7 @@ def test_the_argo_server_lints_before_a_submit(cluster, argo_token, tmp_path):
             argo_verify_ssl=cluster.verify_ssl,
         )
     )
-    workflow = simulation_workflow(cluster.namespace)
+    workflow = simulation_workflow()
     backend.create_request(workflow)  # the real server's lint accepts it
     workflow["spec"]["workflowTemplateRef"]["name"] = "csflow-nothing"
     with pytest.raises(CsflowError, match="the Argo Server's lint of .* says: .*csflow-nothing"):
