@@ -111,6 +111,10 @@ class Client:
     def results(self, job_id: str) -> dict[str, Any]:
         return self.backend.results(job_id)
 
+    def run_inputs(self, job_id: str) -> dict[str, Any]:
+        """The inputs a simulation was submitted with, while the job store keeps them."""
+        return self.backend.run_inputs(job_id)
+
     def download(self, job_id: str, out: Path) -> list[Path]:
         return self.backend.download(job_id, out)
 

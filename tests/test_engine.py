@@ -12,6 +12,7 @@ import pytest
 
 from csflow import flows
 from csflow.sdk.argo import semantics
+from csflow.sdk.core.errors import NotFound
 
 OK_INPUTS = {"meta_param_dict": {"year": 2024}, "adjustment": {"Knobs": {"x": [{"value": 2}]}}}
 
@@ -34,6 +35,17 @@ def test_success_writes_results_laid_out_as_the_bucket(toy, home):
     assert len(set(filenames)) == 2  # two outputs titled "Result"
     assert [s for s in run.steps] == ["inputs", "run", "outputs", "upload", "notify"]
     assert all(step["phase"] == "Succeeded" for step in run.steps.values())
+
+
+def test_a_runs_inputs_read_back_as_submitted_and_only_for_simulations(toy, home):
+    run = toy.simulate("tests/ToyOk", OK_INPUTS)
+    assert toy.run_inputs(run.id) == {  # as stored: meta parameters in the value-object form
+        "meta_param_dict": {"year": [{"value": 2024}]},
+        "adjustment": OK_INPUTS["adjustment"],
+    }
+    (home / "jobs" / f"job-{run.id}.json").unlink()
+    with pytest.raises(NotFound, match=f"job {run.id} not found"):
+        toy.run_inputs(run.id)
 
 
 def test_download_writes_the_downloadable_files(toy, tmp_path):

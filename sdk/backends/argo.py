@@ -347,7 +347,7 @@ class ArgoBackend(SimulationWorkflows, RunResults, RegistryViews):
     ) -> Run:
         owner, title = names.parse_model_name(model)
         version = self.resolve(owner, title, tag)
-        url = self.settings.job_store_url
+        url = self.job_store_url
         if not url.startswith(("redis://", "rediss://")):
             raise BadInput(
                 "the argo backend needs a job store the cluster can read: set "
@@ -715,6 +715,10 @@ class ArgoBackend(SimulationWorkflows, RunResults, RegistryViews):
         return "\n".join(f"==> {name} <==\n" + "\n".join(text) for name, text in lines.items())
 
     # -- results --------------------------------------------------------------------
+
+    @property
+    def job_store_url(self) -> str:
+        return self.settings.job_store_url
 
     def results_url(self) -> str:
         if not self.settings.storage_url:

@@ -21,6 +21,7 @@ from csflow.sdk.core.errors import BadInput
 from csflow.sdk.core.run import Run
 from csflow.sdk.core.settings import Settings
 from csflow.sdk.core.status import RunStatus
+from csflow.sdk.dataplane.jobstore import open_job_store
 from csflow.sdk.dataplane.storage import open_storage, read_outputs, run_prefix, write_downloadables
 from csflow.sdk.registry.local import ModelVersion
 
@@ -74,6 +75,10 @@ class Backend(Protocol):
     def results(self, job_id: str) -> dict[str, Any]: ...
 
     def download(self, job_id: str, out: Path) -> list[Path]: ...
+
+    def run_inputs(self, job_id: str) -> dict[str, Any]:
+        """The inputs a simulation was submitted with (``meta_param_dict``,
+        ``adjustment``), from the job store while the job is kept there."""
 
     def cancel(self, job_id: str) -> Run: ...
 
@@ -139,15 +144,25 @@ class SimulationWorkflows:
 
 
 class RunResults:
-    """A finished run's results, read from the results storage, for both backends
-    (each brings ``status``, and ``results_url``: where results are stored, or a
-    ``BadInput`` if it cannot tell)."""
+    """A finished run's results, read from the results storage, and its inputs,
+    read from the job store, for both backends (each brings ``status``,
+    ``results_url``: where results are stored, or a ``BadInput`` if it cannot tell,
+    and ``job_store_url``)."""
 
     if TYPE_CHECKING:
 
         def status(self, job_id: str) -> Run: ...
 
         def results_url(self) -> str: ...
+
+        job_store_url: str
+
+    def run_inputs(self, job_id: str) -> dict[str, Any]:
+        run = self.status(job_id)
+        if run.kind != "simulate":
+            raise BadInput(f"run {run.id} is a {run.kind} run: it has no simulation inputs")
+        job = open_job_store(self.job_store_url).get(run.id)
+        return dict(job.get("inputs") or {})
 
     def results_uri(self, run: Run) -> str:
         """Where a successful run's results are."""
