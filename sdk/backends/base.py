@@ -155,7 +155,8 @@ class RunResults:
 
         def results_url(self) -> str: ...
 
-        job_store_url: str
+        @property
+        def job_store_url(self) -> str: ...
 
     def run_inputs(self, job_id: str) -> dict[str, Any]:
         run = self.status(job_id)

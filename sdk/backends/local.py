@@ -75,7 +75,6 @@ class LocalBackend(SimulationWorkflows, RunResults, RegistryViews, LocalPublishi
         prepare_home(self.home)
         self.store = RunStore(self.home / "runs.db", runs_dir=self.home / "runs")
         self.registry = Registry(self.home)
-        self.job_store_url = settings.jobs_url
         self.pool = WorkerPool(self.home / "workers")
 
     # -- models -------------------------------------------------------------
@@ -315,6 +314,10 @@ class LocalBackend(SimulationWorkflows, RunResults, RegistryViews, LocalPublishi
             if path.is_file():
                 parts.append(f"==> {name} <==\n{path.read_text(errors='replace')}")
         return "\n".join(parts)
+
+    @property
+    def job_store_url(self) -> str:
+        return self.settings.jobs_url
 
     def results_url(self) -> str:
         return self.settings.results_url
