@@ -163,12 +163,31 @@ def check(spec: dict[str, Any]) -> None:
     entry = templates.get(spec.get("entrypoint"))
     if entry is None or "dag" not in entry:
         _refuse("an entrypoint that is not a DAG", f"template {spec.get('entrypoint')!r}")
-    for task in entry["dag"].get("tasks") or []:
-        _task(task, templates, f"template {entry['name']!r}, task {task.get('name')!r}")
+    _dag(spec, entry, templates, ())
     on_exit = spec.get("onExit")
     if on_exit and "container" not in templates.get(on_exit, {}):
         _refuse("an onExit template that is not a container", f"template {on_exit!r}")
-    semantics.dag_tasks(spec, entry["name"])  # unknown tasks, cycles
+
+
+def _dag(
+    spec: dict[str, Any], dag: dict[str, Any], templates: dict[Any, Any], outer: tuple
+) -> None:
+    """A DAG's tasks, then the DAGs they run (nested DAGs: a sweep's points)."""
+    for task in dag["dag"].get("tasks") or []:
+        _task(task, templates, f"template {dag['name']!r}, task {task.get('name')!r}")
+    semantics.dag_tasks(spec, dag["name"])  # unknown tasks, cycles
+    for task in dag["dag"].get("tasks") or []:
+        inner = templates[task["template"]]
+        if "dag" not in inner:
+            if outer and "suspend" in inner:  # the walk stops only at the top
+                _refuse("a suspend step inside a nested DAG", f"template {dag['name']!r}")
+            continue
+        where = f"template {dag['name']!r}, task {task.get('name')!r}"
+        if inner["name"] in (*outer, dag["name"]):
+            _refuse(f"a DAG that runs itself ({inner['name']!r})", where)
+        if inner.get("outputs"):
+            _refuse("outputs of a DAG template", f"template {inner['name']!r}")
+        _dag(spec, inner, templates, (*outer, dag["name"]))
 
 
 def _refuse(what: str, where: str) -> NoReturn:
@@ -247,8 +266,6 @@ def _task(task: dict[str, Any], templates: dict[Any, Any], where: str) -> None:
         raise SpecError(
             f"task {task.get('name')!r} names an unknown template {task.get('template')!r}"
         )
-    if "dag" in template:
-        _refuse("a task that runs a DAG template", where)
     if task.get("withItems") is not None and task.get("withParam") is not None:
         _refuse("both 'withItems' and 'withParam'", where)
     if task.get("when"):

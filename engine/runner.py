@@ -103,14 +103,36 @@ class TaskResult:
     # A loop's: its children's phases, and their parameters as one JSON list.
     children: tuple[str, ...] | None = None
     parameter_list: str | None = None
+    # A nested DAG's: the failed steps inside it (Argo lists them in workflow.failures).
+    failures: list[dict[str, str]] = field(default_factory=list)
 
     def outcome(self) -> semantics.Outcome:
         return semantics.Outcome(self.phase, self.children)
 
 
 @dataclass
+class _Dag:
+    """A DAG being walked: the entrypoint, or one a task runs (its template is a
+    DAG). Argo names a nested DAG's nodes ``PARENT.TASK`` (``point(0:x).run``): the
+    records, folders and logs take those names; ``depends`` and ``tasks.*`` use the
+    task names, within the DAG."""
+
+    prefix: str
+    graph: dict[str, list[str]]
+    scope: dict[str, str]
+    results: dict[str, TaskResult] = field(default_factory=dict)
+
+    def node(self, task: str) -> str:
+        return self.prefix + task
+
+    def phase(self) -> str:
+        return semantics.dag_phase(self.graph, {n: r.phase for n, r in self.results.items()})
+
+
+@dataclass
 class _Step:
-    """A container to run: a task's, or a loop child's (``name``: ``task(0:item)``)."""
+    """What a task runs: a container or a nested DAG; a task's, or a loop child's
+    (``name``: its node's name, ``task(0:item)``)."""
 
     task: str
     name: str
@@ -380,6 +402,7 @@ class WorkflowRunner:
             argo_subset.check(spec)
         except semantics.SpecError as exc:
             return RunStatus.FAIL, str(exc)
+        self.spec = spec
         self.templates = {t["name"]: t for t in spec["templates"]}
         self.scope = {
             f"workflow.parameters.{p['name']}": p["value"]
@@ -392,8 +415,7 @@ class WorkflowRunner:
         self._running: set[StepProcess] = set()
         self._guard = threading.Lock()  # one record at a time, and the warm workers' turns
         self._turns: dict[int, threading.Lock] = {}
-        self._graph: dict[str, list[str]] = {}
-        self._loops: dict[str, _Loop] = {}
+        self._loops: dict[str, _Loop] = {}  # by node name
         changes: dict[str, Any] = {"status": RunStatus.RUNNING, "engine_pid": os.getpid()}
         if not self.resume:
             changes["started"] = time.time()
@@ -407,11 +429,15 @@ class WorkflowRunner:
 
     def _execute(self, run_id: str, spec: dict[str, Any]) -> tuple[str, str]:
         """The walk, then the exit handler (a stop signal in either cancels the run)."""
-        results: dict[str, TaskResult] = {}
+        tasks = semantics.dag_tasks(spec, spec["entrypoint"])
+        top = _Dag("", {task.name: task.upstream() for task in tasks}, self.scope)
         try:
-            self._walk(run_id, spec, results)
-            failures = self._failures(results)
-            status = "Failed" if failures else "Succeeded"
+            entry = self.templates[spec["entrypoint"]]
+            self._walk(run_id, top, tasks, spec.get("parallelism"), entry.get("parallelism"))
+            failures = self._failures(top)
+            # Argo's rule: the DAG's target tasks decide (a failure a later task
+            # handled does not fail the run); every failed step is still listed.
+            status = "Succeeded" if top.phase() == StepPhase.SUCCEEDED else "Failed"
         except Cancelled:
             status, failures = (
                 "Failed",
@@ -425,7 +451,7 @@ class WorkflowRunner:
         self.scope.setdefault("workflow.outputs.parameters.errors-warnings", "{}")
         if spec.get("onExit"):
             exit_task = semantics.Task(name=spec["onExit"], template=spec["onExit"])
-            self._run_task(run_id, exit_task, results)
+            self._run_task(run_id, exit_task, top)
         errors_warnings = json.loads(self.scope["workflow.outputs.parameters.errors-warnings"])
         final = RunStatus.CANCELLED if self.cancelled else classify(status, errors_warnings)
         reason = (
@@ -469,15 +495,15 @@ class WorkflowRunner:
         for process in list(self._running):
             _kill_group(process.pid)
 
-    def _walk(self, run_id: str, spec: dict[str, Any], results: dict[str, TaskResult]) -> None:
-        """Run the entrypoint DAG into ``results``: each task once the tasks it
-        depends on have finished; independent containers (and a loop's children) at
-        once, in threads, at most ``parallelism`` of them (the DAG's, the workflow's,
-        and this machine's cores). Records and outputs are handled here, in order."""
-        dag = self.templates[spec["entrypoint"]]
-        tasks = semantics.dag_tasks(spec, dag["name"])
-        self._graph = {task.name: task.upstream() for task in tasks}
-        bounds = (spec.get("parallelism"), dag.get("parallelism"), os.cpu_count() or 1)
+    def _walk(
+        self, run_id: str, dag: _Dag, tasks: list[semantics.Task], *parallelism: int | None
+    ) -> None:
+        """Run a DAG's tasks into ``dag.results``: each task once the tasks it depends
+        on have finished; independent steps (and a loop's children) at once, in
+        threads, at most ``parallelism`` of them (the workflow's or the outer DAG's,
+        this DAG's, and this machine's cores). Records and outputs are handled here,
+        in order. A nested DAG is walked in the thread of the task that runs it."""
+        bounds = (*parallelism, os.cpu_count() or 1)
         limit = min(bound for bound in bounds if bound)
         waiting, ready = list(tasks), []
         running: dict[Future[TaskResult], _Step] = {}
@@ -487,7 +513,7 @@ class WorkflowRunner:
             while True:
                 if suspended is None and not self._abort.is_set():
                     try:
-                        ready += self._prepare_ready(run_id, waiting, results)
+                        ready += self._prepare_ready(run_id, dag, waiting)
                     except Suspended as reached:  # the running steps still finish
                         suspended = reached
                     while suspended is None and ready and len(running) < limit:
@@ -497,7 +523,7 @@ class WorkflowRunner:
                     break
                 done, _ = wait(running, timeout=0.2, return_when=FIRST_COMPLETED)
                 for future in done:
-                    self._finished(run_id, running.pop(future), future.result(), results)
+                    self._finished(run_id, dag, running.pop(future), future.result())
         except BaseException:  # an engine error, or Ctrl-C: leave no step running
             self._abort.set()
             self._kill_running()
@@ -509,9 +535,7 @@ class WorkflowRunner:
         if suspended is not None:
             raise suspended
 
-    def _prepare_ready(
-        self, run_id: str, waiting: list[semantics.Task], results: dict[str, TaskResult]
-    ) -> list[_Step]:
+    def _prepare_ready(self, run_id: str, dag: _Dag, waiting: list[semantics.Task]) -> list[_Step]:
         """Take the tasks whose dependencies have finished off ``waiting``, in DAG
         order: those that end at once (omitted, skipped, resumed) go to ``results``,
         which may ready more; the containers to run are returned."""
@@ -520,25 +544,26 @@ class WorkflowRunner:
         while progressed:
             progressed = False
             for task in list(waiting):
-                if any(dependency not in results for dependency in self._graph[task.name]):
+                if any(dependency not in dag.results for dependency in dag.graph[task.name]):
                     continue
                 waiting.remove(task)
                 progressed = True
-                prepared = self._prepare(run_id, task, results)
+                prepared = self._prepare(run_id, dag, task)
                 if isinstance(prepared, TaskResult):
-                    results[task.name] = prepared
+                    dag.results[task.name] = prepared
                 else:
                     steps += prepared
         return steps
 
-    def _failures(self, results: dict[str, TaskResult]) -> list[dict[str, str]]:
+    def _failures(self, dag: _Dag) -> list[dict[str, str]]:
         """The failed and errored steps, as Argo's ``{{workflow.failures}}`` lists them
-        (a loop's failed children, not the loop)."""
+        (a loop's failed children, not the loop; a nested DAG's steps, then the DAG)."""
         failures = []
-        for name, result in results.items():
-            loop = self._loops.get(name)
-            steps = loop.finished.items() if loop is not None else [(name, result)]
+        for name, result in dag.results.items():
+            loop = self._loops.get(dag.node(name))
+            steps = loop.finished.items() if loop is not None else [(dag.node(name), result)]
             for step, outcome in steps:
+                failures += outcome.failures
                 if outcome.phase in (StepPhase.FAILED, StepPhase.ERRORED):
                     failures.append(
                         {"displayName": step, "message": outcome.message, "phase": outcome.phase}
@@ -547,28 +572,25 @@ class WorkflowRunner:
 
     # -- one task -----------------------------------------------------------
 
-    def _run_task(
-        self, run_id: str, task: semantics.Task, results: dict[str, TaskResult]
-    ) -> TaskResult:
+    def _run_task(self, run_id: str, task: semantics.Task, dag: _Dag) -> TaskResult:
         """Run one task here and now (the exit handler, after the walk)."""
-        prepared = self._prepare(run_id, task, results)
+        prepared = self._prepare(run_id, dag, task)
         if isinstance(prepared, TaskResult):
             return prepared
         for step in prepared:
-            self._finished(run_id, step, self._run_step(run_id, step), results)
-        return results[task.name]
+            self._finished(run_id, dag, step, self._run_step(run_id, step))
+        return dag.results[task.name]
 
-    def _prepare(
-        self, run_id: str, task: semantics.Task, results: dict[str, TaskResult]
-    ) -> TaskResult | list[_Step]:
+    def _prepare(self, run_id: str, dag: _Dag, task: semantics.Task) -> TaskResult | list[_Step]:
         """A task whose dependencies have finished: its result if it ends without a
         process (omitted, skipped, errored, resumed, approved), else what to run."""
+        results = dag.results
         outcomes = {name: result.outcome() for name, result in results.items()}
         if not semantics.evaluate_depends(task.depends, outcomes):
-            self._record(run_id, task.name, StepPhase.OMITTED)
+            self._record(run_id, dag.node(task.name), StepPhase.OMITTED)
             return TaskResult(StepPhase.OMITTED)
-        scope = dict(self.scope)
-        for name in semantics.ancestors(task.name, self._graph):  # Argo: outputs of ancestors
+        scope = dict(dag.scope)
+        for name in semantics.ancestors(task.name, dag.graph):  # Argo: outputs of ancestors
             result, prefix = results[name], f"tasks.{name}.outputs"
             for key, value in result.parameters.items():
                 scope[f"{prefix}.parameters.{key}"] = value
@@ -578,17 +600,17 @@ class WorkflowRunner:
                 scope[f"{prefix}.artifacts.{key}"] = f"{name}/{key}"
         template = self.templates[task.template]
         if task.loops:
-            return self._prepare_loop(run_id, task, template, scope, results)
-        return self._prepare_step(run_id, task, task.name, template, scope, results)
+            return self._prepare_loop(run_id, dag, task, template, scope)
+        return self._prepare_step(run_id, dag, task, dag.node(task.name), template, scope)
 
     def _prepare_step(
         self,
         run_id: str,
+        dag: _Dag,
         task: semantics.Task,
         name: str,
         template: dict,
         scope: dict[str, str],
-        results: dict[str, TaskResult],
     ) -> TaskResult | list[_Step]:
         """One step (a task, or a loop's child ``name``): its ``when``, a suspend, or
         the container to run with the task's arguments."""
@@ -611,7 +633,7 @@ class WorkflowRunner:
             artifacts = {}
             for argument, reference in semantics.artifact_arguments(task.arguments, scope).items():
                 producer, _, artifact = reference.partition("/")
-                source = results.get(producer)
+                source = dag.results.get(producer)
                 if source is not None and artifact in source.artifacts:
                     artifacts[argument] = source.artifacts[artifact]
             semantics.check_input_artifacts(template, artifacts)
@@ -623,53 +645,79 @@ class WorkflowRunner:
     def _prepare_loop(
         self,
         run_id: str,
+        dag: _Dag,
         task: semantics.Task,
         template: dict,
         scope: dict[str, str],
-        results: dict[str, TaskResult],
     ) -> TaskResult | list[_Step]:
         """A looped task (``withItems``, ``withParam``): one child per item, named as
         Argo names it (``sweep(0:2025)``), each its own step with its own folder and
         log; the task finishes when they all have."""
+        node = dag.node(task.name)
         try:
-            children = semantics.loop_children(task.name, semantics.loop_items(task, scope))
+            children = semantics.loop_children(node, semantics.loop_items(task, scope))
         except semantics.SpecError as exc:
-            self._record(
-                run_id, task.name, StepPhase.ERRORED, finished=time.time(), message=str(exc)
-            )
+            self._record(run_id, node, StepPhase.ERRORED, finished=time.time(), message=str(exc))
             return TaskResult(StepPhase.ERRORED, str(exc))
         if not children:
-            self._record(run_id, task.name, StepPhase.SKIPPED, message="Skipped, empty params")
+            self._record(run_id, node, StepPhase.SKIPPED, message="Skipped, empty params")
             return TaskResult(StepPhase.SKIPPED, "Skipped, empty params", children=())
-        loop = self._loops[task.name] = _Loop([child.name for child in children], time.time())
-        self._record(run_id, task.name, StepPhase.RUNNING, started=loop.started)
+        loop = self._loops[node] = _Loop([child.name for child in children], time.time())
+        self._record(run_id, node, StepPhase.RUNNING, started=loop.started)
         steps: list[_Step] = []
         for child in children:
             child_scope = {**scope, **child.variables}
-            prepared = self._prepare_step(run_id, task, child.name, template, child_scope, results)
+            prepared = self._prepare_step(run_id, dag, task, child.name, template, child_scope)
             if isinstance(prepared, TaskResult):
                 loop.finished[child.name] = prepared
             else:
                 steps += prepared
-        return steps or self._finish_loop(run_id, task.name)
+        return steps or self._finish_loop(run_id, node)
 
     def _run_step(self, run_id: str, step: _Step) -> TaskResult:
-        """In a step's thread: run its container."""
+        """In a step's thread: run its container, or walk its DAG."""
+        if "dag" in step.template:
+            return self._run_dag(run_id, step)
         return self._run_container(run_id, step.name, step.template, step.scope, step.artifacts)
 
-    def _finished(
-        self, run_id: str, step: _Step, result: TaskResult, results: dict[str, TaskResult]
-    ) -> None:
-        """A step's container ended: its global outputs, and its task's result (a
-        loop's, once its last child is done)."""
+    def _run_dag(self, run_id: str, step: _Step) -> TaskResult:
+        """A task whose template is a DAG: its tasks, walked here, see the workflow's
+        variables and the DAG's ``inputs.parameters`` (Argo: not the outer DAG's
+        tasks); its phase is Argo's DAG rule on them (``semantics.dag_phase``)."""
+        started = time.time()
+        self._record(run_id, step.name, StepPhase.RUNNING, started=started)
+        tasks = semantics.dag_tasks(self.spec, step.template["name"])
+        scope = {k: v for k, v in step.scope.items() if not k.startswith(("tasks.", "item"))}
+        dag = _Dag(f"{step.name}.", {task.name: task.upstream() for task in tasks}, scope)
+        self._walk(run_id, dag, tasks, step.template.get("parallelism"))
+        failures = self._failures(dag)
+        phase = dag.phase()
+        own = next((f for f in failures if f["phase"] == phase), None)
+        message = f"child '{own['displayName']}' {phase.lower()}" if own else ""
+        finished = time.time()
+        self._record(
+            run_id,
+            step.name,
+            phase,
+            started=started,
+            finished=finished,
+            seconds=round(finished - started, 3),
+            message=message,
+        )
+        return TaskResult(phase, message, failures=failures)
+
+    def _finished(self, run_id: str, dag: _Dag, step: _Step, result: TaskResult) -> None:
+        """A step ended: its global outputs, and its task's result (a loop's, once its
+        last child is done)."""
         self._set_globals(step.template, result)
-        loop = self._loops.get(step.task)
+        node = dag.node(step.task)
+        loop = self._loops.get(node)
         if loop is None:
-            results[step.task] = result
+            dag.results[step.task] = result
             return
         loop.finished[step.name] = result
         if len(loop.finished) == len(loop.children):
-            results[step.task] = self._finish_loop(run_id, step.task)
+            dag.results[step.task] = self._finish_loop(run_id, node)
 
     def _finish_loop(self, run_id: str, name: str) -> TaskResult:
         """A loop's result (Argo's TaskGroup node): its phase from its children's, and

@@ -376,6 +376,33 @@ def loop_phase(children: Sequence[str]) -> str:
     return phase
 
 
+def dag_phase(graph: Mapping[str, Iterable[str]], phases: Mapping[str, str]) -> str:
+    """A finished DAG's phase, by Argo's rule (``assessDAGPhase``): its target tasks
+    (those no other task depends on) decide. A task that ran (Succeeded, Failed,
+    Errored) has its own phase; one that did not (Skipped, Omitted) inherits its
+    branch's, a failure first, Succeeded at the top. So a failure a later task
+    handled (``depends: "a.Failed"``, or a fan-in after ``AnySucceeded``) does not
+    fail the DAG; one no task handled does. ``graph``: task -> its upstream tasks."""
+    branch: dict[str, str] = {}
+
+    def branch_phase(name: str) -> str:
+        if name not in branch:
+            own = phases.get(name, StepPhase.OMITTED)
+            if own in (StepPhase.SUCCEEDED, *_FAILED):
+                branch[name] = own
+            else:
+                inherited = [branch_phase(upstream) for upstream in graph.get(name, ())]
+                failed = [phase for phase in inherited if phase in _FAILED]
+                branch[name] = failed[0] if failed else StepPhase.SUCCEEDED
+        return branch[name]
+
+    downstream = {upstream for upstreams in graph.values() for upstream in upstreams}
+    for target in (name for name in graph if name not in downstream):
+        if branch_phase(target) in _FAILED:
+            return branch[target]
+    return StepPhase.SUCCEEDED
+
+
 def _depends_tokens(expression: str) -> list[str]:
     return re.findall(r"&&|\|\||!|\(|\)|[A-Za-z0-9][-A-Za-z0-9]*(?:\.[A-Za-z]+)?", expression)
 

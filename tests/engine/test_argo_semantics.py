@@ -759,7 +759,30 @@ SUBSET: list[tuple[str, Callable[[dict], Any], str | None, bool]] = [
             ),
             _named(d, "main")["dag"]["tasks"].append({"name": "nested", "template": "sub"}),
         ),
-        f"a task that runs a DAG template {M}'nested')",
+        None,  # a nested DAG runs (a sweep's points)
+        True,
+    ),
+    (
+        "recursive-dag",
+        lambda d: (
+            _add_template(
+                {"name": "sub", "dag": {"tasks": [{"name": "again", "template": "sub"}]}}
+            )(d),
+            _named(d, "main")["dag"]["tasks"].append({"name": "nested", "template": "sub"}),
+        ),
+        "a DAG that runs itself ('sub') (template 'sub', task 'again')",
+        True,
+    ),
+    (
+        "suspend-in-nested-dag",
+        lambda d: (
+            _add_template({"name": "wait", "suspend": {}})(d),
+            _add_template({"name": "sub", "dag": {"tasks": [{"name": "w", "template": "wait"}]}})(
+                d
+            ),
+            _named(d, "main")["dag"]["tasks"].append({"name": "nested", "template": "sub"}),
+        ),
+        "a suspend step inside a nested DAG (template 'sub')",
         True,
     ),
     (
@@ -832,3 +855,20 @@ def test_every_refused_case_is_a_change_of_a_document_the_engine_runs():
     base = base_workflow()
     argo_subset.check(copy.deepcopy(base)["spec"])
     assert len({c[0] for c in SUBSET}) == len(SUBSET)
+
+
+@pytest.mark.parametrize(
+    ("phases", "phase"),
+    [
+        # a -> b -> c, and d alone: the targets are c and d.
+        ({"a": "Succeeded", "b": "Succeeded", "c": "Succeeded", "d": "Succeeded"}, "Succeeded"),
+        ({"a": "Failed", "b": "Omitted", "c": "Omitted", "d": "Succeeded"}, "Failed"),
+        ({"a": "Failed", "b": "Succeeded", "c": "Succeeded", "d": "Succeeded"}, "Succeeded"),
+        ({"a": "Succeeded", "b": "Skipped", "c": "Omitted", "d": "Succeeded"}, "Succeeded"),
+        ({"a": "Errored", "b": "Skipped", "c": "Omitted", "d": "Succeeded"}, "Errored"),
+        ({"a": "Succeeded", "b": "Succeeded", "c": "Succeeded", "d": "Failed"}, "Failed"),
+    ],
+)
+def test_a_dags_phase_is_its_target_tasks_with_omitted_ones_inheriting(phases, phase):
+    graph = {"a": [], "b": ["a"], "c": ["b"], "d": []}
+    assert semantics.dag_phase(graph, phases) == phase

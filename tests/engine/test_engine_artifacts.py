@@ -91,7 +91,9 @@ def test_a_failed_step_produced_nothing_and_optional_arguments_of_it_are_left_ou
     status, _reason, run, run_dir = engine.run(document)
     assert run.steps["a"]["phase"] == StepPhase.FAILED
     assert run.steps["b"]["phase"] == StepPhase.SUCCEEDED, run.steps["b"]
-    assert status == RunStatus.FAIL  # for a's failure alone
+    # Argo's rule (assessDAGPhase): b, the target task, handled a's failure and
+    # succeeded, so the DAG succeeds; a is still listed as failed.
+    assert status == RunStatus.SUCCESS
     work = run_dir / "work" / "b"
     assert not (work / "given").exists() and not (work / "extra").exists()
 

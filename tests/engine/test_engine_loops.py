@@ -264,3 +264,78 @@ def test_retries_follow_the_retry_policy_and_max_duration(engine, retry, attempt
     status, reason, run, _ = engine.run(document)
     assert (status, reason) == (RunStatus.FAIL, "a: ran fail")
     assert run.steps["a"]["attempts"] == attempts
+
+
+def test_a_loop_over_a_nested_dag_runs_each_point_in_order_and_a_fan_in_decides(engine):
+    """A sweep's shape: a loop whose template is a DAG (first -> second per point, the
+    point's item as the DAG's input), then a fan-in after AnySucceeded. Nodes are
+    named as Argo names them (``point(1:fail).first``); a point's failure omits its
+    own second step only; the fan-in, the DAG's target task, decides the run."""
+    document = workflow(
+        [
+            {
+                "name": "point",
+                "template": "chain",
+                "withParam": '["ok", "fail", "fine"]',
+                "arguments": {"parameters": [{"name": "x", "value": "{{item}}"}]},
+            },
+            task("combine", "combine", depends="point.AnySucceeded || point.AllFailed"),
+        ],
+        seconds="0.1",
+    )
+    document["spec"]["templates"].append(
+        {
+            "name": "chain",
+            "inputs": {"parameters": [{"name": "x"}]},
+            "dag": {
+                "tasks": [
+                    task("first", "{{inputs.parameters.x}}"),
+                    task("second", "{{inputs.parameters.x}}-2", depends="first.Succeeded"),
+                ]
+            },
+        }
+    )
+    status, reason, run, run_dir = engine.run(document)
+    phases = {name: step["phase"] for name, step in run.steps.items()}
+    assert phases == {
+        "point": "Failed",
+        "point(0:ok)": "Succeeded",
+        "point(0:ok).first": "Succeeded",
+        "point(0:ok).second": "Succeeded",
+        "point(1:fail)": "Failed",
+        "point(1:fail).first": "Failed",
+        "point(1:fail).second": "Omitted",
+        "point(2:fine)": "Succeeded",
+        "point(2:fine).first": "Succeeded",
+        "point(2:fine).second": "Succeeded",
+        "combine": "Succeeded",
+    }
+    assert run.steps["point(1:fail)"]["message"] == "child 'point(1:fail).first' failed"
+    assert (status, reason) == (RunStatus.SUCCESS, "")
+    # Each point's steps got the point's own input, in their own folders.
+    assert outputs(run_dir, "point(2:fine).second")["value"] == "fine-2"
+    first, second = (outputs(run_dir, f"point(0:ok).{s}") for s in ("first", "second"))
+    assert second["started"] >= first["ended"]
+
+
+def test_a_nested_dags_failure_no_task_handled_fails_the_run(engine):
+    document = workflow(
+        [
+            {
+                "name": "point",
+                "template": "chain",
+                "withItems": ["fail"],
+                "arguments": {"parameters": [{"name": "x", "value": "{{item}}"}]},
+            }
+        ],
+        seconds="0.1",
+    )
+    document["spec"]["templates"].append(
+        {
+            "name": "chain",
+            "inputs": {"parameters": [{"name": "x"}]},
+            "dag": {"tasks": [task("first", "{{inputs.parameters.x}}")]},
+        }
+    )
+    status, reason, run, _ = engine.run(document)
+    assert (status, reason) == (RunStatus.FAIL, "point(0:fail).first: ran fail")
