@@ -91,3 +91,16 @@ def cancel(job_id: str) -> None:
     """Stop a run."""
     run = client().cancel(job_id)
     console.print(f"{run.id}: {run.status}", highlight=False, markup=False)
+
+
+@app.command()
+@handle_errors
+def diff(job_a: str, job_b: str, output: OutputFormat = OutputOption) -> None:
+    """Compare two runs: their inputs, and their tables cell by cell (B - A)."""
+    from csflow.cli.diff_display import show_diff
+
+    compared = client().diff(job_a, job_b)
+    if output != OutputFormat.table:
+        emit(compared.to_dict(), output)
+    else:
+        show_diff(console, compared)

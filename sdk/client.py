@@ -25,6 +25,8 @@ from csflow.sdk.core.contract import InputsError, JobInputs
 from csflow.sdk.core.errors import BadInput
 from csflow.sdk.core.run import Run
 from csflow.sdk.core.settings import Settings
+from csflow.sdk.core.status import RunStatus
+from csflow.sdk.views.diff import NoResults, RunDiff, diff_runs
 
 _MAX_INPUTS_BYTES: int = Settings.model_fields["max_inputs_bytes"].default
 
@@ -114,6 +116,22 @@ class Client:
     def run_inputs(self, job_id: str) -> dict[str, Any]:
         """The inputs a simulation was submitted with, while the job store keeps them."""
         return self.backend.run_inputs(job_id)
+
+    def diff(self, a: str, b: str) -> RunDiff:
+        """Two simulations compared: their inputs, and their tables when both succeeded
+        (``sdk/views/diff.py``)."""
+        return diff_runs(*self._diff_side(a), *self._diff_side(b))
+
+    def _diff_side(self, job_id: str) -> tuple[Run, dict[str, Any], dict[str, Any] | NoResults]:
+        run = self.backend.status(job_id)
+        inputs = self.backend.run_inputs(run.id)
+        try:
+            outputs: dict[str, Any] | NoResults = self.backend.results(run.id)
+        except BadInput as exc:
+            if run.status == RunStatus.SUCCESS:  # a success's results must be readable
+                raise
+            outputs = NoResults(str(exc))  # the backend's "run X has no results: it is FAIL"
+        return run, inputs, outputs
 
     def download(self, job_id: str, out: Path) -> list[Path]:
         return self.backend.download(job_id, out)
