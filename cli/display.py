@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 import shlex
 import time
 from datetime import datetime
@@ -98,6 +99,67 @@ class StepProgress:
             self.progress.add_task(description, total=1, completed=1)
 
 
+POINT_STATE_STYLE: dict[str, str] = {
+    "done": "green",
+    "invalid": "yellow",
+    "failed": "red",
+    "running": "cyan",
+    "queued": "dim",
+}
+_POINT_STEP = re.compile(r"^point\((\d+):[^)]*\)(?:\.(.+))?$")
+
+
+class SweepProgress(StepProgress):
+    """A sweep's progress: one line per point (``year=2025: running run``), its end
+    (done, invalid, failed and why), and the other steps' lines as for a run."""
+
+    def __init__(self, console: Console, axis: str, labels: list[str]):
+        super().__init__(console)
+        self.names = [f"{axis}={label}" for label in labels]
+        self.points: dict[int, Any] = {}
+
+    def event(self, step: str, phase: str, info: dict[str, Any]) -> None:
+        if step == "point":  # the loop itself: its points say more
+            return
+        match = _POINT_STEP.match(step)
+        if match is None:
+            super().event(step, phase, info)
+            return
+        self.finish_messages()
+        index, inner = int(match.group(1)), match.group(2)
+        name = escape(self.names[index] if index < len(self.names) else f"point {index}")
+        if index not in self.points:
+            self.points[index] = self.progress.add_task(f"{name}: running", total=None)
+        task = self.points[index]
+        if inner is not None:
+            if phase == "Running":
+                self.progress.update(task, description=f"{name}: running {escape(inner)}")
+            elif inner == "run" and phase == StepPhase.SKIPPED:
+                self.progress.update(task, description=f"{name}: [yellow]invalid[/]")
+            return
+        if phase == "Running":
+            return
+        state = "done" if phase == StepPhase.SUCCEEDED else "failed"
+        if state == "done" and "invalid" in str(self.progress.tasks[task].description):
+            state = "invalid"
+        detail = f" - {escape(info['message'])}" if info.get("message") else ""
+        description = f"{name}: [{POINT_STATE_STYLE[state]}]{state}[/]{detail}"
+        self.progress.update(task, description=description, total=1, completed=1)
+
+
+def points_table(axis: str, states: list[Any]) -> Table:
+    """A sweep's points: each one's state, and why one failed."""
+    table = Table(title="Points", header_style="bold")
+    for column in (axis, "state", "job id", "reason"):
+        table.add_column(Text(column))
+    for point in states:
+        style = POINT_STATE_STYLE.get(point.state, "white")
+        table.add_row(
+            Text(point.label), f"[{style}]{point.state}[/]", Text(point.job_id), Text(point.reason)
+        )
+    return table
+
+
 def runs_table(runs: list[Run]) -> Table:
     table = Table(title="Runs", header_style="bold")
     for column in ("job id", "kind", "model", "tag", "status", "created", "duration"):
@@ -131,7 +193,7 @@ def steps_table(run: Run) -> Table:
     return table
 
 
-def show_run(console: Console, run: Run) -> None:
+def show_run(console: Console, run: Run, steps: bool = True) -> None:
     console.print(
         f"[bold]{escape(run.model)}[/] job [bold]{escape(run.id)}[/] at tag {escape(run.tag)}: "
         f"{status_text(run.status)}"
@@ -141,7 +203,7 @@ def show_run(console: Console, run: Run) -> None:
     if run.model_version:
         console.print(f"model version: {escape(run.model_version)}", highlight=False)
     console.print(f"created {when(run.created)}, ran {seconds(run.duration)}")
-    if run.steps:
+    if run.steps and steps:
         console.print(steps_table(run))
     if run.results_uri:
         console.print(f"results: {escape(run.results_uri)}", highlight=False)

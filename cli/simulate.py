@@ -22,7 +22,9 @@ from csflow.cli.common import (
 )
 from csflow.cli.display import (
     StepProgress,
+    SweepProgress,
     log_hint,
+    points_table,
     run_json,
     show_errors_warnings,
     show_outputs,
@@ -80,11 +82,22 @@ def simulate(
     dry_run: bool = typer.Option(
         False, "--dry-run", help="Print the Workflow that would be submitted."
     ),
+    sweep: str | None = typer.Option(
+        None,
+        "--sweep",
+        help="One run per point, as one workflow: NAME=START..END (a meta parameter, "
+        "e.g. year=2025..2034) or 'SECTION.PARAM=V1,V2,...' (an adjustment).",
+    ),
     output: OutputFormat = OutputOption,
 ) -> None:
     """Run a model on a set of inputs and show its results."""
     data = read_inputs(inputs)
     sdk = client(backend=backend)
+    if sweep is not None:
+        if dry_run:
+            raise fail("--dry-run does not show sweeps yet", EXIT_BAD_INPUT)
+        _sweep(sdk, model, data, sweep, tag, detach, output)
+        return
     if dry_run:
         emit(
             sdk.render(model, data, tag=tag),
@@ -115,19 +128,51 @@ def simulate(
     finish(sdk, run, output)
 
 
+def _sweep(sdk, model: str, data, spec: str, tag, detach: bool, output: OutputFormat) -> None:
+    """``--sweep``: one workflow of a run per point, its progress per point."""
+    from csflow.sdk.core.sweep import parse_axis
+
+    quiet = output != OutputFormat.table
+    if detach:
+        lines = (lambda _: None) if quiet else _print_progress
+        run = sdk.sweep(model, data, spec, tag=tag, detach=True, progress=lines)
+        if quiet:
+            emit({"job_id": run.id, "status": run.status}, output)
+        else:
+            console.print(run.id, highlight=False)
+        return
+    if quiet:
+        run = sdk.sweep(model, data, spec, tag=tag)
+    else:
+        axis = parse_axis(spec, settings().max_sweep_points)  # (the client checks it too)
+        with SweepProgress(err_console, axis.name, axis.labels()) as progress:
+            run = sdk.sweep(
+                model, data, spec, tag=tag, progress=progress.message, events=progress.event
+            )
+    finish(sdk, run, output)
+
+
 def finish(sdk, run, output: OutputFormat) -> None:
     """Show a finished run; exit 0 on success, 2 for invalid inputs, 1 otherwise."""
     outputs = (
-        sdk.results(run.id) if run.status == RunStatus.SUCCESS and run.kind == "simulate" else None
+        sdk.results(run.id)
+        if run.status == RunStatus.SUCCESS and run.kind in ("simulate", "sweep")
+        else None
     )
+    points = sdk.sweep_points(run) if run.kind == "sweep" else None
     if output != OutputFormat.table:
-        emit(run_json(run, outputs), output)
+        data = run_json(run, outputs)
+        if points is not None:
+            data["points"] = [point.to_dict() for point in points]
+        emit(data, output)
     else:
         if outputs is not None:
             show_outputs(console, outputs, run.id)
         if run.status == RunStatus.INVALID:
             show_errors_warnings(console, run.errors_warnings)
-        show_run(console, run)
+        if points is not None:
+            console.print(points_table(run.extra["sweep"]["axis"], points))
+        show_run(console, run, steps=points is None)
         if run.status not in (RunStatus.SUCCESS, RunStatus.INVALID):
             console.print(f"logs: {log_hint(run)}", highlight=False, markup=False)
     if run.status == RunStatus.INVALID:

@@ -14,7 +14,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-FLOW_NAMES = ("simulate", "publish")
+FLOW_NAMES = ("simulate", "publish", "sweep")
 _HERE = Path(__file__).resolve().parent
 
 

@@ -21,9 +21,12 @@ https://argo-workflows.readthedocs.io/en/latest/walk-through/exit-handlers/
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from hera.workflows import (
     DAG,
     Artifact,
+    Container,
     NoneArchiveStrategy,
     Parameter,
     Resources,
@@ -75,6 +78,113 @@ def _artifact(name: str, path: str, **kwargs) -> Artifact:
     )
 
 
+@dataclass
+class SimulationSteps:
+    """The four step templates of one simulation."""
+
+    inputs: Container
+    run: Container
+    outputs: Container
+    upload: Container
+
+
+def declare_steps(platform_image: str, job_id: str, point: bool = False) -> SimulationSteps:
+    """Declare a simulation's step templates in the current WorkflowTemplate, once for
+    both flows. ``job_id``: where a step reads its job id. A sweep's ``point`` steps
+    read it from their input (each point is its own job), tell no webapp (the webapp
+    knows only its own jobs) and set no global outputs (points would overwrite them)."""
+    job_input = [Parameter(name="job-id")] if point else []
+    job_args = ["--job-id", job_id]
+    run_args = job_args + ["--owner", c.param("owner"), "--title", c.param("title")]
+
+    def global_name(name: str) -> str | None:
+        return None if point else name
+
+    inputs = c.model_step(
+        "inputs",
+        args=["inputs", *job_args],
+        inputs=job_input,
+        outputs=[
+            _file_output("valid", default="false"),
+            _file_output(
+                "errors-warnings", default="{}", global_name=global_name("errors-warnings")
+            ),
+            _file_output("model-version", global_name=global_name("model-version")),
+        ],
+    )
+    run = c.model_step(
+        "run",
+        args=["run", *job_args],
+        active_deadline_seconds=c.param("timeout"),
+        inputs=job_input,
+        outputs=[
+            _artifact("raw-outputs", "raw-outputs.json"),
+            # Seconds run_model took; empty from a model image older than this output.
+            _file_output("task-time"),
+        ],
+    )
+    outputs = c.platform_step(
+        "outputs",
+        args=["outputs", *run_args],
+        image=platform_image,
+        resources=PLATFORM_RESOURCES,
+        inputs=[*job_input, _artifact("raw-outputs", "raw-outputs.json")],
+        outputs=[_artifact("results", "results")],
+    )
+    upload = c.platform_step(
+        "upload",
+        args=[
+            "upload",
+            *run_args,
+            "--task-time={{inputs.parameters.task-time}}",
+            "--model-version={{inputs.parameters.model-version}}",
+            *(["--no-webapp"] if point else []),
+        ],
+        image=platform_image,
+        resources=PLATFORM_RESOURCES,
+        retry_strategy=c.transient_retry(),
+        inputs=[
+            *job_input,
+            _artifact("results", "results"),
+            Parameter(name="task-time"),
+            Parameter(name="model-version"),
+        ],
+    )
+    return SimulationSteps(inputs, run, outputs, upload)
+
+
+def declare_tasks(steps: SimulationSteps, job_arguments: list[Parameter]) -> None:
+    """Inside a DAG: inputs -> run -> outputs -> upload, each task given
+    ``job_arguments`` (a point's job id) beside what flows between them."""
+    # Explicit ".Succeeded": a bare "run" would also fire when run is skipped.
+    inputs_task = c.dag_task(steps.inputs(name="inputs", arguments=[*job_arguments]))
+    run_task = c.dag_task(
+        steps.run(
+            name="run",
+            depends="inputs.Succeeded",
+            when="{{tasks.inputs.outputs.parameters.valid}} == true",
+            arguments=[*job_arguments],
+        )
+    )
+    outputs_task = c.dag_task(
+        steps.outputs(
+            name="outputs",
+            depends="run.Succeeded",
+            arguments=[*job_arguments, run_task.get_artifact("raw-outputs")],
+        )
+    )
+    steps.upload(
+        name="upload",
+        depends="outputs.Succeeded",
+        arguments=[
+            *job_arguments,
+            outputs_task.get_artifact("results"),
+            run_task.get_parameter("task-time"),
+            inputs_task.get_parameter("model-version"),
+        ],
+    )
+
+
 def build(platform_image: str = "gcr.io/csflow/csflow:0.1.0") -> WorkflowTemplate:
     with WorkflowTemplate(
         name=NAME,
@@ -89,50 +199,7 @@ def build(platform_image: str = "gcr.io/csflow/csflow:0.1.0") -> WorkflowTemplat
         },
         arguments=c.required(*PARAMETERS),
     ) as template:
-        inputs = c.model_step(
-            "inputs",
-            args=["inputs", *JOB_ARGS],
-            outputs=[
-                _file_output("valid", default="false"),
-                _file_output("errors-warnings", default="{}", global_name="errors-warnings"),
-                _file_output("model-version", global_name="model-version"),
-            ],
-        )
-        run = c.model_step(
-            "run",
-            args=["run", *JOB_ARGS],
-            active_deadline_seconds=c.param("timeout"),
-            outputs=[
-                _artifact("raw-outputs", "raw-outputs.json"),
-                # Seconds run_model took; empty from a model image older than this output.
-                _file_output("task-time"),
-            ],
-        )
-        outputs = c.platform_step(
-            "outputs",
-            args=["outputs", *RUN_ARGS],
-            image=platform_image,
-            resources=PLATFORM_RESOURCES,
-            inputs=[_artifact("raw-outputs", "raw-outputs.json")],
-            outputs=[_artifact("results", "results")],
-        )
-        upload = c.platform_step(
-            "upload",
-            args=[
-                "upload",
-                *RUN_ARGS,
-                "--task-time={{inputs.parameters.task-time}}",
-                "--model-version={{inputs.parameters.model-version}}",
-            ],
-            image=platform_image,
-            resources=PLATFORM_RESOURCES,
-            retry_strategy=c.transient_retry(),
-            inputs=[
-                _artifact("results", "results"),
-                Parameter(name="task-time"),
-                Parameter(name="model-version"),
-            ],
-        )
+        simulation = declare_steps(platform_image, c.param("job-id"))
         c.platform_step(
             "notify",
             args=[
@@ -150,31 +217,7 @@ def build(platform_image: str = "gcr.io/csflow/csflow:0.1.0") -> WorkflowTemplat
             retry_strategy=c.transient_retry(),
         )
         with DAG(name=ENTRYPOINT):
-            # Explicit ".Succeeded": a bare "run" would also fire when run is skipped.
-            inputs_task = c.dag_task(inputs(name="inputs"))
-            run_task = c.dag_task(
-                run(
-                    name="run",
-                    depends="inputs.Succeeded",
-                    when="{{tasks.inputs.outputs.parameters.valid}} == true",
-                )
-            )
-            outputs_task = c.dag_task(
-                outputs(
-                    name="outputs",
-                    depends="run.Succeeded",
-                    arguments=[run_task.get_artifact("raw-outputs")],
-                )
-            )
-            upload(
-                name="upload",
-                depends="outputs.Succeeded",
-                arguments=[
-                    outputs_task.get_artifact("results"),
-                    run_task.get_parameter("task-time"),
-                    inputs_task.get_parameter("model-version"),
-                ],
-            )
+            declare_tasks(simulation, [])
     return template
 
 

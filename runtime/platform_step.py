@@ -135,17 +135,22 @@ def seconds(text: str) -> float | None:
         return None
 
 
+def store_results(storage: Storage, prefix: str, files: dict[str, bytes]) -> None:
+    """A run's result files, written under its prefix (``RESULT_FILES``)."""
+    for name in RESULT_FILES:
+        content_type = "application/zip" if name.endswith(".zip") else "application/json"
+        uri = storage.put(f"{prefix}/{name}", files[name], content_type)
+        print(f"wrote {uri}")
+    write_json_atomic(work_dir() / "results-uri.json", {"uri": storage.uri(prefix)})
+
+
 def step_upload(args: argparse.Namespace) -> None:
     storage = open_storage(step_env.STORAGE_URL.require())
     prefix = run_prefix(args.owner, args.title, args.job_id)
     results = work_dir() / "results"
-    for name in RESULT_FILES:
-        content_type = "application/zip" if name.endswith(".zip") else "application/json"
-        uri = storage.put(f"{prefix}/{name}", (results / name).read_bytes(), content_type)
-        print(f"wrote {uri}")
+    store_results(storage, prefix, {name: (results / name).read_bytes() for name in RESULT_FILES})
     remote = json.loads((results / "remote.json").read_text())
-    write_json_atomic(work_dir() / "results-uri.json", {"uri": storage.uri(prefix)})
-    client = _webapp()
+    client = None if args.no_webapp else _webapp()
     if client is None:
         return
     task_seconds = seconds(args.task_time)
@@ -155,6 +160,32 @@ def step_upload(args: argparse.Namespace) -> None:
         args.job_id, webapp_outputs(remote, storage, prefix), task_seconds, args.model_version
     )
     _accepted(client, RunStatus.SUCCESS, args.job_id, reply)
+
+
+def step_combine(args: argparse.Namespace) -> None:
+    """A sweep's fan-in: its points' results (those that have them) combined into
+    the sweep's own, under the sweep's job id (``sdk/core/sweep.py``)."""
+    from csflow.sdk.core import sweep
+    from csflow.sdk.dataplane.storage import read_outputs
+
+    try:
+        points, labels = json.loads(args.points), json.loads(args.labels)
+    except json.JSONDecodeError as exc:
+        raise StepError(f"the sweep's points are not JSON: {exc}") from None
+    storage = open_storage(step_env.STORAGE_URL.require())
+    results: list[dict[str, Any] | None] = []
+    for job_id in points:
+        try:
+            results.append(read_outputs(storage, args.owner, args.title, job_id))
+        except CsflowError:  # a point that failed or was invalid stored nothing
+            results.append(None)
+    if not any(results):
+        raise StepError(
+            f"no point of the sweep has results (all {len(points)} failed or were invalid)"
+        )
+    files = build_results(sweep.combine_outputs(args.axis or "point", labels, results))
+    store_results(storage, run_prefix(args.owner, args.title, args.job_id), files)
+    print(f"combined {sum(1 for r in results if r)} of {len(points)} points")
 
 
 def step_notify(args: argparse.Namespace) -> None:
@@ -199,7 +230,12 @@ def _accepted(client: WebappClient, status: str, job_id: str, reply: requests.Re
     print(f"webapp {client.url} accepted {status} for job {job_id} (HTTP {reply.status_code})")
 
 
-STEPS = {"outputs": step_outputs, "upload": step_upload, "notify": step_notify}
+STEPS = {
+    "outputs": step_outputs,
+    "upload": step_upload,
+    "notify": step_notify,
+    "combine": step_combine,
+}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -213,6 +249,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--errors-warnings", default="")
     parser.add_argument("--task-time", default="")  # upload: seconds run_model took
     parser.add_argument("--model-version", default="")  # upload: the model's get_version()
+    parser.add_argument("--no-webapp", action="store_true")  # upload: a sweep's point
+    parser.add_argument("--points", default="[]")  # combine: the points' job ids (JSON)
+    parser.add_argument("--labels", default="[]")  # combine: their labels (JSON)
+    parser.add_argument("--axis", default="")  # combine: the swept parameter's name
     args = parser.parse_args(argv)
     try:
         STEPS[args.step](args)

@@ -26,6 +26,7 @@ from csflow.sdk.core.errors import BadInput
 from csflow.sdk.core.run import Run
 from csflow.sdk.core.settings import Settings
 from csflow.sdk.core.status import RunStatus
+from csflow.sdk.core.sweep import PointState, parse_axis, point_states
 from csflow.sdk.views.diff import NoResults, RunDiff, diff_runs
 
 _MAX_INPUTS_BYTES: int = Settings.model_fields["max_inputs_bytes"].default
@@ -87,6 +88,36 @@ class Client:
     ) -> Run:
         run = self.submit(model, inputs, tag=tag, progress=progress, warm_up=not detach)
         return self._go(run, detach, events)
+
+    def sweep(
+        self,
+        model: str,
+        inputs: Any,
+        sweep: str,
+        tag: str | None = None,
+        detach: bool = False,
+        progress=lambda _: None,
+        events=None,
+    ) -> Run:
+        """One simulation per point of ``sweep`` (``year=2025..2034`` or
+        ``SECTION.PARAM=V1,V2``) as one run; its results are the points' combined
+        (``sdk/core/sweep.py``), its points' states ``sweep_points(run)``."""
+        axis = parse_axis(sweep, self.settings.max_sweep_points)
+        run = self.backend.submit_sweep(
+            model,
+            parse_inputs(inputs, self.settings.max_inputs_bytes),
+            axis,
+            tag=tag,
+            progress=progress,
+            warm_up=not detach,
+        )
+        return self._go(run, detach, events)
+
+    @staticmethod
+    def sweep_points(run: Run) -> list[PointState]:
+        """Each point of a sweep run: done / running / queued / invalid / failed (why)."""
+        points = (run.extra.get("sweep") or {}).get("points") or []
+        return point_states(points, run.steps)
 
     def _go(self, run: Run, detach: bool, events) -> Run:
         """Run a submitted run here until it ends (or waits for approval), or let it go on."""

@@ -43,7 +43,14 @@ from urllib.parse import quote, urljoin
 import requests
 
 from csflow.flows import publish
-from csflow.sdk.backends.base import EventSink, Progress, RunResults, SimulationWorkflows, cannot
+from csflow.sdk.backends.base import (
+    EventSink,
+    Progress,
+    RunResults,
+    SimulationWorkflows,
+    cannot,
+    sweep_points,
+)
 from csflow.sdk.core import names
 from csflow.sdk.core.contract import JobInputs
 from csflow.sdk.core.errors import BadInput, CsflowError, NotFound, translated
@@ -51,7 +58,8 @@ from csflow.sdk.core.model_config import find_model_config
 from csflow.sdk.core.run import Run, output_fields
 from csflow.sdk.core.settings import Settings
 from csflow.sdk.core.status import RunStatus, StepPhase, classify, failure_reason
-from csflow.sdk.dataplane.jobstore import open_job_store
+from csflow.sdk.core.sweep import SweepAxis
+from csflow.sdk.dataplane.jobstore import JobStore, open_job_store
 from csflow.sdk.registry.local import ModelVersion, open_registry
 from csflow.sdk.registry.views import RegistryViews
 
@@ -347,20 +355,48 @@ class ArgoBackend(SimulationWorkflows, RunResults, RegistryViews):
     ) -> Run:
         owner, title = names.parse_model_name(model)
         version = self.resolve(owner, title, tag)
+        jobs = self._job_store()
+        job_id = str(uuid.uuid4())
+        workflow = self.workflow(version, job_id)
+        request = self.create_request(workflow)
+        _ = self.service  # fail on a missing host before writing anything
+        progress(f"writing the inputs of job {job_id} to the job store")
+        jobs.put(job_id, {"owner": owner, "title": title, "inputs": inputs.model_dump()})
+        return self._create(job_id, workflow, request, tag, progress)
+
+    def submit_sweep(
+        self,
+        model: str,
+        inputs: JobInputs,
+        axis: SweepAxis,
+        tag: str | None = None,
+        progress: Progress = lambda _: None,
+        warm_up: bool = False,  # nothing to warm up: the cluster starts the pods
+    ) -> Run:
+        owner, title = names.parse_model_name(model)
+        version = self.resolve(owner, title, tag)
+        jobs = self._job_store()
+        job_id = str(uuid.uuid4())
+        _ = self.service  # fail on a missing host before writing anything
+        progress(f"writing the inputs of {len(axis.values)} points to the job store")
+        points = sweep_points(owner, title, inputs, axis, jobs)
+        workflow = self.sweep_workflow(version, job_id, axis, points)
+        run = self._create(job_id, workflow, self.create_request(workflow), tag, progress)
+        run.extra["sweep"] = {"axis": axis.name, "points": points}
+        return run
+
+    def _job_store(self) -> JobStore:
         url = self.job_store_url
         if not url.startswith(("redis://", "rediss://")):
             raise BadInput(
                 "the argo backend needs a job store the cluster can read: set "
                 "CSFLOW_JOB_STORE_URL=redis://HOST:PORT/0 (and CSFLOW_REDIS_USER/PASSWORD)"
             )
-        job_id = str(uuid.uuid4())
-        workflow = self.workflow(version, job_id)
-        request = self.create_request(workflow)
-        _ = self.service  # fail on a missing host before writing anything
-        progress(f"writing the inputs of job {job_id} to the job store")
-        open_job_store(url).put(
-            job_id, {"owner": owner, "title": title, "inputs": inputs.model_dump()}
-        )
+        return open_job_store(url)
+
+    def _create(
+        self, job_id: str, workflow: dict, request: Any, tag: str | None, progress: Progress
+    ) -> Run:
         progress(f"submitting {workflow['metadata']['name']} to {self.settings.argo_host}")
         created = self._call(f"submit job {job_id}", lambda: self.service.create_workflow(request))
         self._names[job_id] = workflow["metadata"]["name"]

@@ -14,14 +14,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-from csflow.flows import simulate
+from csflow.flows import simulate, sweep
 from csflow.sdk.core import names
 from csflow.sdk.core.contract import JobInputs
 from csflow.sdk.core.errors import BadInput
 from csflow.sdk.core.run import Run
 from csflow.sdk.core.settings import Settings
 from csflow.sdk.core.status import RunStatus
-from csflow.sdk.dataplane.jobstore import open_job_store
+from csflow.sdk.core.sweep import SweepAxis, point_inputs
+from csflow.sdk.dataplane.jobstore import JobStore, open_job_store
 from csflow.sdk.dataplane.storage import open_storage, read_outputs, run_prefix, write_downloadables
 from csflow.sdk.registry.local import ModelVersion
 
@@ -55,6 +56,17 @@ class Backend(Protocol):
     ) -> Run:
         """Record the job and return at once (``warm_up``: start what the run will
         need now, if the backend keeps anything warm)."""
+
+    def submit_sweep(
+        self,
+        model: str,
+        inputs: JobInputs,
+        axis: SweepAxis,
+        tag: str | None = None,
+        progress: Progress = ...,
+        warm_up: bool = False,
+    ) -> Run:
+        """Record a sweep (one job per point of ``axis``, one Workflow) and return at once."""
 
     def render(self, model: str, inputs: JobInputs, tag: str | None = None) -> dict[str, Any]:
         """The Workflow ``submit`` would send (``--dry-run``)."""
@@ -138,9 +150,37 @@ class SimulationWorkflows:
         """The simulation Workflow, exactly as Argo receives it."""
         return simulate.simulation_workflow_for(version, job_id, self.settings.registry).to_dict()
 
+    def sweep_workflow(
+        self, version: ModelVersion, job_id: str, axis: SweepAxis, points: list[dict[str, str]]
+    ) -> dict[str, Any]:
+        """A sweep's Workflow, exactly as Argo receives it."""
+        return sweep.sweep_workflow_for(
+            version,
+            job_id,
+            axis.name,
+            [point["job_id"] for point in points],
+            [point["label"] for point in points],
+            self.settings.registry,
+        ).to_dict()
+
     def render(self, model: str, inputs: JobInputs, tag: str | None = None) -> dict[str, Any]:
         owner, title = names.parse_model_name(model)
         return self.workflow(self.resolve(owner, title, tag), str(uuid.uuid4()))
+
+
+def sweep_points(
+    owner: str, title: str, inputs: JobInputs, axis: SweepAxis, jobs: JobStore
+) -> list[dict[str, str]]:
+    """Each point of a sweep as a job of its own, written to the job store (checked
+    as any simulation's inputs first): ``[{"job_id", "label"}]`` in order."""
+    checked = [
+        JobInputs.model_validate(point).model_dump()
+        for point in point_inputs(inputs.model_dump(), axis)
+    ]
+    points = [{"job_id": str(uuid.uuid4()), "label": label} for label in axis.labels()]
+    for point, point_job in zip(points, checked, strict=True):
+        jobs.put(point["job_id"], {"owner": owner, "title": title, "inputs": point_job})
+    return points
 
 
 class RunResults:

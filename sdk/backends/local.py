@@ -25,7 +25,13 @@ from csflow.engine.slots import slot
 from csflow.engine.store import RunStore, _pid_alive, prepare_home
 from csflow.runtime import step_env
 from csflow.sdk.argo import semantics
-from csflow.sdk.backends.base import EventSink, Progress, RunResults, SimulationWorkflows
+from csflow.sdk.backends.base import (
+    EventSink,
+    Progress,
+    RunResults,
+    SimulationWorkflows,
+    sweep_points,
+)
 from csflow.sdk.backends.local_env import LocalEnvironment, model_process_env
 from csflow.sdk.backends.local_publish import LocalPublishing
 from csflow.sdk.builds.environments import build_environment
@@ -45,6 +51,7 @@ from csflow.sdk.core.steps import (
     StepProgram,
     program_for,
 )
+from csflow.sdk.core.sweep import POINT_TASK, SweepAxis
 from csflow.sdk.dataplane.jobstore import open_job_store
 from csflow.sdk.dataplane.secrets import open_secret_store
 from csflow.sdk.registry.local import ModelVersion, Registry
@@ -110,21 +117,53 @@ class LocalBackend(SimulationWorkflows, RunResults, RegistryViews, LocalPublishi
         if warm_up:
             self.warm_up(version)
         job_id = str(uuid.uuid4())
-        workflow = self.workflow(version, job_id)
-        run_dir = self.run_dir(job_id)
-        run_dir.mkdir(parents=True)
-        write_json_atomic(run_dir / "workflow.json", workflow)
         open_job_store(self.job_store_url).put(
             job_id, {"owner": owner, "title": title, "inputs": inputs.model_dump()}
         )
+        return self._record(version, job_id, "simulate", self.workflow(version, job_id), tag)
+
+    def submit_sweep(
+        self,
+        model: str,
+        inputs: JobInputs,
+        axis: SweepAxis,
+        tag: str | None = None,
+        progress: Progress = lambda _: None,
+        warm_up: bool = False,
+    ) -> Run:
+        owner, title = names.parse_model_name(model)
+        version = self.resolve(owner, title, tag, progress)
+        if warm_up:
+            self.warm_up(version)
+        job_id = str(uuid.uuid4())
+        points = sweep_points(owner, title, inputs, axis, open_job_store(self.job_store_url))
+        workflow = self.sweep_workflow(version, job_id, axis, points)
+        extra = {"sweep": {"axis": axis.name, "points": points}}
+        return self._record(version, job_id, "sweep", workflow, tag, extra)
+
+    def _record(
+        self,
+        version: ModelVersion,
+        job_id: str,
+        kind: str,
+        workflow: dict,
+        tag: str | None,
+        extra: dict | None = None,
+    ) -> Run:
+        """A submitted simulation or sweep: its Workflow in its run folder, its record
+        PENDING (its jobs are in the job store already)."""
+        run_dir = self.run_dir(job_id)
+        run_dir.mkdir(parents=True)
+        write_json_atomic(run_dir / "workflow.json", workflow)
         return self.store.create(
             Run(
                 id=job_id,
-                owner=owner,
-                title=title,
+                owner=version.owner,
+                title=version.title,
                 tag=version.tag,
+                kind=kind,
                 status=RunStatus.PENDING,
-                extra={"requested_tag": tag or "latest"},
+                extra={"requested_tag": tag or "latest", **(extra or {})},
             )
         )
 
@@ -169,6 +208,7 @@ class LocalBackend(SimulationWorkflows, RunResults, RegistryViews, LocalPublishi
         prepare, finish = {
             "simulate": (self._prepare_simulation, self._finish_simulation),
             "publish": (self._prepare_publish, self._finish_publish),
+            "sweep": (self._prepare_simulation, self._finish_simulation),
         }[run.kind]
         run_dir = self.run_dir(run.id)
         try:
@@ -250,8 +290,12 @@ class LocalBackend(SimulationWorkflows, RunResults, RegistryViews, LocalPublishi
         return launch, events, None
 
     def _finish_simulation(self, run: Run, status: str, reason: str) -> None:
-        # What the model said of itself and of the inputs: its inputs step's outputs.
+        # What the model said of itself and of the inputs: its inputs step's outputs
+        # (a sweep's: its first point's).
         inputs = self.run_dir(run.id) / "work" / "inputs"
+        if run.kind == "sweep":
+            first = run.extra["sweep"]["points"][0]["job_id"]
+            inputs = inputs.with_name(f"{POINT_TASK}(0:{first}).inputs")
         outputs = {n: (inputs / n).read_text() for n in RUN_OUTPUTS if (inputs / n).is_file()}
         self.store.finish(
             run.id,

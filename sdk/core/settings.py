@@ -84,6 +84,8 @@ class Settings(BaseSettings):
     # The largest simulation inputs accepted (bytes of JSON: a file, text or a
     # dict re-encoded); checked before the file is read whole (sdk/core/jsonio.py).
     max_inputs_bytes: int = Field(default=8 * 1024 * 1024, ge=1)
+    # The most points one sweep may have (``--sweep``), checked before anything runs.
+    max_sweep_points: int = Field(default=50, ge=1)
     # The webapp to tell about finished runs (empty: nobody), and the service
     # secret that holds its API token.
     webapp_url: str = ""
