@@ -60,6 +60,8 @@ def run_model(meta_param_dict, adjustment):
     time.sleep(float(os.environ.get("TOY_SLEEP", "0")))
     mode = os.environ.get("TOY_MODE", "ok")
     x = _x(adjustment)
+    if x == 13:  # one point of a sweep that crashes, the others not
+        raise RuntimeError("thirteen is unlucky")
     if mode == "crash":
         return {"renderable": [], "downloadable": [1 / (x - x)]}
     if mode == "die":
