@@ -22,9 +22,10 @@ from pydantic import ValidationError
 from csflow.sdk.backends.base import Backend, open_backend
 from csflow.sdk.core import jsonio
 from csflow.sdk.core.contract import InputsError, JobInputs
-from csflow.sdk.core.errors import BadInput
+from csflow.sdk.core.errors import BadInput, CsflowError
 from csflow.sdk.core.run import Run
 from csflow.sdk.core.settings import Settings
+from csflow.sdk.core.status import RunStatus
 
 _MAX_INPUTS_BYTES: int = Settings.model_fields["max_inputs_bytes"].default
 
@@ -114,6 +115,21 @@ class Client:
     def run_inputs(self, job_id: str) -> dict[str, Any]:
         """The inputs a simulation was submitted with, while the job store keeps them."""
         return self.backend.run_inputs(job_id)
+
+    def page(self, job_id: str) -> str:
+        """A run's results page, one self-contained HTML file (``sdk/views/page.py``):
+        its record, its inputs (or a note when the job store no longer has them)
+        and, for a ``SUCCESS`` run, its outputs."""
+        from csflow.sdk.views.page import run_page
+
+        run = self.status(job_id)
+        inputs, note = None, ""
+        try:
+            inputs = self.run_inputs(run.id)
+        except CsflowError as exc:  # expired, or not a simulation: the page says so
+            note = str(exc)
+        outputs = self.results(run.id) if run.status == RunStatus.SUCCESS else None
+        return run_page(run, inputs, outputs, inputs_note=note)
 
     def download(self, job_id: str, out: Path) -> list[Path]:
         return self.backend.download(job_id, out)
