@@ -106,8 +106,11 @@ def open_page(
 ) -> None:
     """Write a run's results page (one HTML file: inputs, timings, tables, charts,
     downloads), print its path and open it in a browser when there is one."""
+    from csflow.sdk.core.errors import BadInput
     from csflow.sdk.core.fileutil import write_text_atomic
 
+    if out is not None and out.is_dir():
+        raise BadInput(f"--out {out} is a folder: name the page's file ({out}/page.html)")
     sdk = client()
     run = sdk.status(job_id)  # the full id, for the file's name (a prefix finds it too)
     page = sdk.page(run.id)

@@ -22,7 +22,7 @@ from pydantic import ValidationError
 from csflow.sdk.backends.base import Backend, open_backend
 from csflow.sdk.core import jsonio
 from csflow.sdk.core.contract import InputsError, JobInputs
-from csflow.sdk.core.errors import BadInput, CsflowError
+from csflow.sdk.core.errors import BadInput, CsflowError, NotFound
 from csflow.sdk.core.run import Run
 from csflow.sdk.core.settings import Settings
 from csflow.sdk.core.status import RunStatus
@@ -126,8 +126,10 @@ class Client:
         inputs, note = None, ""
         try:
             inputs = self.run_inputs(run.id)
-        except CsflowError as exc:  # expired, or not a simulation: the page says so
-            note = str(exc)
+        except NotFound as exc:  # expired: the page says so, and still shows the run
+            note = f"The job store no longer has this run's inputs ({exc})."
+        except CsflowError as exc:  # a publish run, a job store that cannot be read
+            note = f"No inputs to show: {exc}."
         outputs = self.results(run.id) if run.status == RunStatus.SUCCESS else None
         return run_page(run, inputs, outputs, inputs_note=note)
 

@@ -241,8 +241,10 @@ def test_a_failed_run_has_a_page_without_outputs():
 
 
 def test_inputs_the_job_store_no_longer_has_are_a_note():
-    html = run_page(_run(), None, {"renderable": []}, inputs_note="job x has expired")
-    assert "The job store no longer has this run's inputs: job x has expired." in html
+    html = run_page(_run(), None, {"renderable": []})
+    assert "<p class='note'>The job store no longer has this run&#x27;s inputs.</p>" in html
+    html = run_page(_run(), None, {"renderable": []}, inputs_note="<b>gone</b>")
+    assert "<p class='note'>&lt;b&gt;gone&lt;/b&gt;</p>" in html
 
 
 def test_downloads_past_the_budget_name_the_command(monkeypatch):

@@ -96,7 +96,7 @@ def test_inputs_gone_from_the_job_store(toy, home):
     for job in (home / "jobs").glob("*.json"):
         os.remove(job)
     page = toy.page(run.id)
-    assert "The job store no longer has this run's inputs: job" in page
+    assert "The job store no longer has this run&#x27;s inputs (job " in page
     assert "<h3>Result</h3>" in page
 
 
@@ -108,8 +108,18 @@ def test_an_unreadable_chart_is_a_note(toy):
     assert "download='Policy Report.pdf'" in page
 
 
+def _one_line_error(result) -> str:
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.output
+    return lines[0]
+
+
 def test_an_unknown_run_is_one_line(cli):
     result = cli("runs", "open", "00000000-0000-4000-8000-000000000000", "--no-browser")
-    assert result.exit_code == 2
-    lines = [line for line in result.output.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: no run"), result.output
+    assert _one_line_error(result).startswith("error: no run")
+
+
+def test_out_as_a_folder_is_one_line(cli, tmp_path):
+    result = cli("runs", "open", "anything", "--out", str(tmp_path))
+    assert "is a folder: name the page's file" in _one_line_error(result)

@@ -86,9 +86,10 @@ def run_page(
     outputs: Mapping[str, Any] | None,
     inputs_note: str = "",
 ) -> str:
-    """The HTML page of ``run``. ``inputs`` None: the page says they are gone (and
-    why: ``inputs_note``). ``outputs`` is read only for a ``SUCCESS`` run; a failed
-    or invalid run's page shows its status, reason, errors and inputs."""
+    """The HTML page of ``run``. ``inputs`` None: a note says the job store no
+    longer has them (``inputs_note``, when given, says it instead). ``outputs`` is
+    read only for a ``SUCCESS`` run; a failed or invalid run's page shows its
+    status, reason, errors and inputs."""
     page = _Page()
     title = f"{run.model} · run {run.id}"
     body = [
@@ -185,7 +186,8 @@ def _errors_warnings(errors_warnings: Mapping[str, Any]) -> str:
         if not isinstance(found, Mapping):
             continue
         for kind in ("errors", "warnings"):
-            for param, messages in (found.get(kind) or {}).items():
+            found_kind = found.get(kind)
+            for param, messages in found_kind.items() if isinstance(found_kind, Mapping) else []:
                 for message in messages if isinstance(messages, list) else [messages]:
                     items.append(
                         f"<li><b>{_e(kind[:-1])}</b> in {_e(section)}, {_e(param)}: "
@@ -240,16 +242,15 @@ def _json(value: Any) -> str:
 
 def _inputs(inputs: Mapping[str, Any] | None, note: str) -> str:
     if inputs is None:
-        why = f": {note}" if note else ""
-        return (
-            "<h2>Inputs</h2><p class='note'>"
-            f"The job store no longer has this run's inputs{_e(why)}.</p>"
-        )
+        text = note or "The job store no longer has this run's inputs."
+        return f"<h2>Inputs</h2><p class='note'>{_e(text)}</p>"
+    meta = inputs.get("meta_param_dict")
+    adjustment = inputs.get("adjustment")
     rows = [
         ("meta parameters", k, _value_objects(v))
-        for k, v in inputs.get("meta_param_dict", {}).items()
+        for k, v in (meta.items() if isinstance(meta, Mapping) else [])
     ]
-    for section, params in (inputs.get("adjustment") or {}).items():
+    for section, params in adjustment.items() if isinstance(adjustment, Mapping) else []:
         for name, given in (params or {}).items() if isinstance(params, Mapping) else []:
             rows.append((section, name, _value_objects(given)))
     table = "".join("<tr>" + "".join(f"<td>{_e(c)}</td>" for c in row) + "</tr>" for row in rows)
