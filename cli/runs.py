@@ -1,4 +1,4 @@
-"""``csflow runs``: list, show, logs, results, wait and cancel runs."""
+"""``csflow runs``: list, show, logs, results, open, wait and cancel runs."""
 
 from __future__ import annotations
 
@@ -104,3 +104,56 @@ def diff(job_a: str, job_b: str, output: OutputFormat = OutputOption) -> None:
         emit(compared.to_dict(), output)
     else:
         show_diff(console, compared)
+
+
+@app.command("open")
+@handle_errors
+def open_page(
+    job_id: str,
+    out: Path | None = typer.Option(
+        None, "--out", help="Write the page here (default: CSFLOW_HOME/pages/RUN_ID.html)."
+    ),
+    no_browser: bool = typer.Option(
+        False, "--no-browser", help="Only write the page and print its path."
+    ),
+) -> None:
+    """Write a run's results page (one HTML file: inputs, timings, tables, charts,
+    downloads), print its path and open it in a browser when there is one."""
+    from csflow.sdk.core.errors import BadInput
+    from csflow.sdk.core.fileutil import write_text_atomic
+
+    if out is not None and out.is_dir():
+        raise BadInput(f"--out {out} is a folder: name the page's file ({out}/page.html)")
+    sdk = client()
+    run = sdk.status(job_id)  # the full id, for the file's name (a prefix finds it too)
+    page = sdk.page(run.id)
+    path = out if out is not None else sdk.settings.home / "pages" / f"{run.id}.html"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(path, page, 0o600)  # the inputs are in it, as in the job store
+    typer.echo(str(path))
+    if not no_browser and _has_browser():
+        _open_in_browser(path)
+
+
+def _has_browser() -> bool:
+    """A browser can be shown: never in CI; where BROWSER names one, on macOS and
+    Windows, or under a graphical session (DISPLAY, WAYLAND_DISPLAY)."""
+    import os
+    import sys
+
+    if os.environ.get("CI"):
+        return False
+    if os.environ.get("BROWSER") or sys.platform in ("darwin", "win32"):
+        return True
+    return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+
+
+def _open_in_browser(path: Path) -> None:
+    """Hand the page to the browser; a browser that does not return soon (some stay
+    in the foreground) is left to itself rather than holding the command."""
+    import threading
+    import webbrowser
+
+    opener = threading.Thread(target=webbrowser.open, args=(path.resolve().as_uri(),), daemon=True)
+    opener.start()
+    opener.join(timeout=10)

@@ -22,7 +22,7 @@ from pydantic import ValidationError
 from csflow.sdk.backends.base import Backend, open_backend
 from csflow.sdk.core import jsonio
 from csflow.sdk.core.contract import InputsError, JobInputs
-from csflow.sdk.core.errors import BadInput
+from csflow.sdk.core.errors import BadInput, CsflowError, NotFound
 from csflow.sdk.core.run import Run
 from csflow.sdk.core.settings import Settings
 from csflow.sdk.core.status import RunStatus
@@ -163,6 +163,23 @@ class Client:
                 raise
             outputs = NoResults(str(exc))  # the backend's "run X has no results: it is FAIL"
         return run, inputs, outputs
+
+    def page(self, job_id: str) -> str:
+        """A run's results page, one self-contained HTML file (``sdk/views/page.py``):
+        its record, its inputs (or a note when the job store no longer has them)
+        and, for a ``SUCCESS`` run, its outputs."""
+        from csflow.sdk.views.page import run_page
+
+        run = self.status(job_id)
+        inputs, note = None, ""
+        try:
+            inputs = self.run_inputs(run.id)
+        except NotFound as exc:  # expired: the page says so, and still shows the run
+            note = f"The job store no longer has this run's inputs ({exc})."
+        except CsflowError as exc:  # a publish run, a job store that cannot be read
+            note = f"No inputs to show: {exc}."
+        outputs = self.results(run.id) if run.status == RunStatus.SUCCESS else None
+        return run_page(run, inputs, outputs, inputs_note=note)
 
     def download(self, job_id: str, out: Path) -> list[Path]:
         return self.backend.download(job_id, out)
