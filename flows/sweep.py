@@ -101,7 +101,7 @@ def sweep_workflow_for(
         workflow_template_ref=WorkflowTemplateRef(name=NAME),
         **c.run_clean_up(),
         active_deadline_seconds=deadline,
-        labels={**one["metadata"]["labels"], f"{steps.LABEL_PREFIX}/sweep": "true"},
+        labels={**one["metadata"]["labels"], f"{steps.LABEL_PREFIX}/flow": "sweep"},
         annotations={
             "workflows.argoproj.io/title": f"sweep {version.owner}/{version.title}:{version.tag}",
             "workflows.argoproj.io/description": (

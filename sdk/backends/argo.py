@@ -65,6 +65,7 @@ from csflow.sdk.registry.views import RegistryViews
 
 WORKFLOW_PREFIX = "sim-"
 PUBLISH_PREFIX = "publish-"
+SWEEP_PREFIX = "sweep-"
 JOB_LABEL = "csflow.io/job-id"
 FLOW_LABEL = "csflow.io/flow"
 OWNER_LABEL = "csflow.io/owner"
@@ -138,19 +139,34 @@ def _epoch(timestamp: str | None) -> float | None:
     return datetime.fromisoformat(timestamp.replace("Z", "+00:00")).timestamp()
 
 
-def step_name(node: dict[str, Any]) -> str:
+def step_name(node: dict[str, Any], workflow_name: str = "") -> str:
     """A node's step, as csflow names it: the DAG task, or the exit handler's template,
-    whatever the attempt (the latest attempt, started last, stands for the step)."""
-    display = names.without_attempt(node.get("displayName") or node.get("name", ""))
-    if display.endswith(".onExit"):
+    whatever the attempt (the latest attempt, started last, stands for the step). A
+    task of a nested DAG (a sweep's point) is named by its path below the workflow,
+    ``point(0:JOB).run``, as the embedded engine names it."""
+    display = node.get("displayName") or node.get("name", "")
+    if names.without_attempt(display).endswith(".onExit"):
         return node.get("templateName") or "notify"
-    return display
+    name = node.get("name", "")
+    if workflow_name and name.startswith(workflow_name + "."):
+        path = name[len(workflow_name) + 1 :]
+        if path.endswith(display):  # (its last part is the display name)
+            display = path
+    return names.without_attempt(display)
 
 
-def step_nodes(workflow: dict[str, Any]) -> list[dict[str, Any]]:
-    """The workflow's pod and suspend nodes (and skipped or omitted tasks), in start order."""
+# The node types that are steps (pods, suspends, tasks that did not run); a sweep's
+# points (DAG nodes) and their loop (TaskGroup) are steps too, as on the engine.
+_STEP_TYPES = ("Pod", "Suspend", "Skipped", "Omitted")
+_SWEEP_STEP_TYPES = (*_STEP_TYPES, "DAG", "TaskGroup")
+
+
+def step_nodes(workflow: dict[str, Any], sweep: bool = False) -> list[dict[str, Any]]:
+    """The workflow's step nodes, in start order."""
+    root = (workflow.get("metadata") or {}).get("name")
     nodes = (workflow.get("status") or {}).get("nodes") or {}
-    steps = [n for n in nodes.values() if n.get("type") in ("Pod", "Suspend", "Skipped", "Omitted")]
+    types = _SWEEP_STEP_TYPES if sweep else _STEP_TYPES
+    steps = [n for n in nodes.values() if n.get("type") in types and n.get("name") != root]
     return sorted(steps, key=lambda n: (n.get("startedAt") or "9999", n.get("displayName", "")))
 
 
@@ -166,7 +182,7 @@ def _output_parameter(node: dict[str, Any] | None, name: str) -> str:
 
 
 def run_id_of(workflow_name: str) -> str:
-    for prefix in (WORKFLOW_PREFIX, PUBLISH_PREFIX):
+    for prefix in (WORKFLOW_PREFIX, SWEEP_PREFIX, PUBLISH_PREFIX):
         if workflow_name.startswith(prefix):
             return workflow_name[len(prefix) :]
     return workflow_name
@@ -183,7 +199,9 @@ def run_from_workflow(
     labels = metadata.get("labels") or {}
     status = workflow.get("status") or {}
     phase = status.get("phase") or "Pending"
-    kind = "publish" if labels.get(FLOW_LABEL) == "publish" else "simulate"
+    flow = str(labels.get(FLOW_LABEL) or "")
+    kind = flow if flow in ("publish", "sweep") else "simulate"
+    workflow_name = metadata.get("name", "")
     outputs = output_fields(
         {
             p["name"]: p.get("value") or ""
@@ -195,25 +213,26 @@ def run_from_workflow(
     failures = []
     waiting = []
     content_tag = ""
-    for node in step_nodes(workflow):
+    for node in step_nodes(workflow, sweep=kind == "sweep"):
+        step = step_name(node, workflow_name)
         started, finished = _epoch(node.get("startedAt")), _epoch(node.get("finishedAt"))
         info: dict[str, Any] = {
             "phase": StepPhase.SUSPENDED if _waiting(node) else node.get("phase", "Pending"),
             "message": node.get("message", ""),
         }
         if _waiting(node):
-            waiting.append(step_name(node))
-        if kind == "publish" and step_name(node) == "clone":
+            waiting.append(step)
+        if kind == "publish" and step == "clone":
             content_tag = _output_parameter(node, "content-tag")
         if started is not None:
             info["started"] = started
         if finished is not None and started is not None:
             info.update(finished=finished, seconds=round(finished - started, 3))
-        steps[step_name(node)] = info
-        if node.get("phase") in ("Failed", "Error") and step_name(node) != "notify":
+        steps[step] = info
+        if node.get("phase") in ("Failed", "Error") and step != "notify":
             failures.append(
                 {
-                    "displayName": step_name(node),
+                    "displayName": step,
                     "message": node.get("message", ""),
                     "phase": node.get("phase"),
                 }
@@ -247,11 +266,29 @@ def run_from_workflow(
         model_version=outputs["model_version"],
         steps=steps,
         errors_warnings=errors_warnings,
-        extra={"workflow": metadata.get("name", ""), "phase": phase},
+        extra={"workflow": workflow_name, "phase": phase},
     )
-    if run.status == RunStatus.SUCCESS and results_uri is not None and kind == "simulate":
+    if kind == "sweep":
+        run.extra["sweep"] = _sweep_of(workflow)
+    if run.status == RunStatus.SUCCESS and results_uri is not None and kind != "publish":
         run.results_uri = results_uri(run)
     return run
+
+
+def _sweep_of(workflow: dict[str, Any]) -> dict[str, Any]:
+    """A sweep's axis and points (``[{"job_id", "label"}]``), from its parameters."""
+    parameters = {
+        p.get("name"): p.get("value", "")
+        for p in ((workflow.get("spec") or {}).get("arguments") or {}).get("parameters") or []
+    }
+    try:
+        jobs, labels = json.loads(parameters["points"]), json.loads(parameters["labels"])
+    except (KeyError, TypeError, json.JSONDecodeError):
+        jobs, labels = [], []
+    points = [
+        {"job_id": str(j), "label": str(label)} for j, label in zip(jobs, labels, strict=False)
+    ]
+    return {"axis": parameters.get("axis", ""), "points": points}
 
 
 # -- the backend ----------------------------------------------------------------
@@ -624,13 +661,14 @@ class ArgoBackend(SimulationWorkflows, RunResults, RegistryViews):
         """The run's Workflow: a simulation's, else a publish's (remembered once found)."""
         name = self._names.get(job_id)
         if name is None:
-            try:
-                workflow = self._get_workflow(job_id, self.workflow_name(job_id))
-            except NotFound:
-                name = PUBLISH_PREFIX + job_id
-            else:
-                self._names[job_id] = self.workflow_name(job_id)
+            for prefix in (WORKFLOW_PREFIX, SWEEP_PREFIX):
+                try:
+                    workflow = self._get_workflow(job_id, prefix + names.check_job_id(job_id))
+                except NotFound:
+                    continue
+                self._names[job_id] = prefix + job_id
                 return workflow
+            name = PUBLISH_PREFIX + job_id
         workflow = self._get_workflow(job_id, name)
         self._names[job_id] = name
         return workflow
@@ -696,8 +734,9 @@ class ArgoBackend(SimulationWorkflows, RunResults, RegistryViews):
     ) -> Iterator[tuple[str, str]]:
         """``(step, line)`` pairs from Argo's log endpoint, as they arrive."""
         workflow = self.get_workflow(job_id)
+        root = workflow["metadata"]["name"]
         pods = {
-            pod_name(workflow, node): step_name(node)
+            pod_name(workflow, node): step_name(node, root)
             for node in step_nodes(workflow)
             if node.get("type") == "Pod"
         }

@@ -8,18 +8,21 @@ policy cannot drift from the flows and refuse csflow's own Workflows."""
 
 from __future__ import annotations
 
+import json
 import re
+import uuid
+from types import SimpleNamespace
 
 import pytest
 import yaml
 
-from csflow.flows import publish, simulate
+from csflow.flows import publish, simulate, sweep
 from csflow.runtime import step_env
 from csflow.sdk.core import names, steps
 from csflow.sdk.core.model_config import load_model_config
 from csflow.sdk.ops import manifests
 
-from .conftest import REPO, find, make_simulation_workflow
+from .conftest import JOB_ID, REPO, find, make_simulation_workflow
 
 POLICY_FILE = manifests.CLUSTER_DIR / "admission-policy.yaml"
 
@@ -51,16 +54,36 @@ def _publish_workflow() -> dict:
     ).to_dict()
 
 
+def _sweep_workflow(points: int = 3) -> dict:
+    """A sweep of the Tax-Cruncher config's version, as the backends submit it."""
+    config = load_model_config(REPO / "config" / "PSLmodels" / "Tax-Cruncher.yaml")
+    version = SimpleNamespace(
+        owner="PSLmodels",
+        title="Tax-Cruncher",
+        tag="42ce5647434e",
+        config=config.model_dump(),
+        record={"image": "gcr.io/csflow/pslmodels_tax-cruncher:42ce5647434e"},
+    )
+    jobs = [str(uuid.UUID(int=i + 1, version=4)) for i in range(points)]
+    labels = [str(2024 + i) for i in range(points)]
+    return sweep.sweep_workflow_for(
+        version, JOB_ID, "year", jobs, labels, "gcr.io/csflow"
+    ).to_dict()
+
+
 def _parameter_names(workflow: dict) -> list[str]:
     return [p["name"] for p in workflow["spec"]["arguments"]["parameters"]]
 
 
 def test_the_expected_parameters_are_those_the_flows_submit(policy):
     expected = _variable(policy, "expected")
-    simulate_part, publish_part = expected.split(": variables.template ==")
+    simulate_part, sweep_part, publish_part = expected.split(": variables.template ==")
     simulate_names = _quoted(simulate_part)
     assert simulate_names[0] == simulate.NAME
     assert sorted(simulate_names[1:]) == sorted(_parameter_names(make_simulation_workflow()))
+    sweep_names = _quoted(sweep_part)
+    assert sweep_names[0] == sweep.NAME
+    assert sorted(sweep_names[1:]) == sorted(_parameter_names(_sweep_workflow()))
     publish_names = _quoted(publish_part)
     assert publish_names[0] == publish.NAME
     assert sorted(publish_names[1:]) == sorted(_parameter_names(_publish_workflow()))
@@ -73,7 +96,7 @@ def test_csflow_workflows_set_only_the_fields_the_policy_admits(policy):
         if v["expression"].startswith("object.spec.all(k, k in ['workflowTemplateRef'")
     )
     allowed = set(_quoted(allowed_rule))
-    for workflow in (make_simulation_workflow(), _publish_workflow()):
+    for workflow in (make_simulation_workflow(), _sweep_workflow(), _publish_workflow()):
         assert set(workflow["spec"]) <= allowed, set(workflow["spec"]) - allowed
         assert set(workflow["spec"]["arguments"]) == {"parameters"}
         assert all(set(p) == {"name", "value"} for p in workflow["spec"]["arguments"]["parameters"])
@@ -142,5 +165,45 @@ def test_stored_templates_are_judged_against_every_csflow_template(templates):
     (selector,) = binding["spec"]["paramRef"]["selector"]["matchExpressions"]
     assert selector["operator"] == "Exists"
     # Every csflow template is a param, so each one's stored copies are compared.
-    assert {t["metadata"]["name"] for t in templates} == {simulate.NAME, publish.NAME}
+    assert {t["metadata"]["name"] for t in templates} == {simulate.NAME, sweep.NAME, publish.NAME}
     assert all(selector["key"] in t["metadata"]["labels"] for t in templates)
+
+
+def _value_rule(policy: dict, name: str) -> re.Pattern:
+    """The regular expression badValues holds for a parameter (CEL's string
+    escapes undone; RE2 and Python read these the same)."""
+    bad = _variable(policy, "badValues")
+    quoted = re.search(rf"p.name == '{name}'\s*\? p.value.matches\('((?:[^'\\]|\\.)*)'\)", bad)
+    assert quoted, name
+    return re.compile(quoted.group(1).encode().decode("unicode_escape"))
+
+
+def test_a_sweeps_parameters_are_admitted_as_csflow_writes_them_and_nothing_else(policy):
+    rule = {name: _value_rule(policy, name) for name in ("axis", "points", "labels")}
+    for size in (1, 3, 100):
+        values = {
+            p["name"]: p["value"] for p in _sweep_workflow(size)["spec"]["arguments"]["parameters"]
+        }
+        assert all(rule[name].fullmatch(values[name]) for name in rule), size
+    assert rule["axis"].fullmatch("Tax Information.pwages")
+    refused = {
+        "points": [
+            "[]",
+            json.dumps([str(uuid.UUID(int=i + 1, version=4)) for i in range(101)]),
+            '["../../etc"]',
+            '["00000000-0000-4000-8000-000000000001", "job-1"]',
+        ],
+        "labels": ['["a\\"]', '["{{workflow.name}}"]', '["x" , "y"]', "not json"],
+        "axis": ["", "-year", "year;rm", "a" * 200],
+    }
+    for name, values in refused.items():
+        for value in values:
+            assert not rule[name].fullmatch(value), (name, value)
+
+
+def test_a_sweep_is_named_and_runs_its_image_as_a_simulation_does():
+    workflow = _sweep_workflow()
+    values = {p["name"]: p["value"] for p in workflow["spec"]["arguments"]["parameters"]}
+    assert workflow["metadata"]["name"] == "sweep-" + values["job-id"]
+    assert workflow["spec"]["workflowTemplateRef"] == {"name": sweep.NAME}
+    assert values["model-secret"] == "pslmodels-tax-cruncher-secrets"

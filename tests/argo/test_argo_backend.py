@@ -372,3 +372,57 @@ def test_pod_names_follow_argo_v2_naming():
 def test_redis_refuses_the_model_user_writes(redis_server):
     with pytest.raises(redis.exceptions.NoPermissionError):
         redis_server.client(redis_acl.MODEL).set("job-x", "1")
+
+
+def test_a_sweeps_nodes_are_named_by_their_path_as_the_engine_names_them():
+    """As Argo v4.0.5 names a sweep's nodes: the loop (TaskGroup ``sweep-x.point``), each
+    point's DAG (``sweep-x.point(0:JOB)``) and its pods (``sweep-x.point(0:JOB).run``,
+    a retried step's attempts ``...upload(0)``); all display names are the task's."""
+    root, job = "sweep-0b4c1f0e-1d7b-4b7c-9d41-7f5cbb1f7c6e", "5e0c5d7a-1111-4222-8333-444455556666"
+    point = f"point(0:{job})"
+
+    def made(name: str, display: str, kind: str, phase: str, index: int) -> dict:
+        return {
+            "id": f"n{index}",
+            "name": f"{root}.{name}" if name else root,
+            "displayName": display,
+            "type": kind,
+            "phase": phase,
+            "startedAt": f"2026-01-01T00:00:{10 + index:02d}Z",
+            "finishedAt": f"2026-01-01T00:00:{30 + index:02d}Z",
+        }
+
+    built = [
+        made("", root, "DAG", "Succeeded", 0),
+        made("point", "point", "TaskGroup", "Failed", 1),
+        made(point, point, "DAG", "Failed", 2),
+        made(f"{point}.inputs", "inputs", "Pod", "Succeeded", 3),
+        made(f"{point}.run", "run", "Pod", "Failed", 4),
+        made(f"{point}.outputs", "outputs", "Omitted", "Omitted", 5),
+        made("combine(0)", "combine(0)", "Pod", "Succeeded", 6),
+    ]
+    built[4]["message"] = "RuntimeError: thirteen is unlucky"
+    parameters = [
+        {"name": "axis", "value": "Knobs.x"},
+        {"name": "points", "value": json.dumps([job])},
+        {"name": "labels", "value": json.dumps(["13"])},
+    ]
+    run = run_from_workflow(
+        {
+            "metadata": {"name": root, "labels": {"csflow.io/flow": "sweep"}},
+            "spec": {"arguments": {"parameters": parameters}},
+            "status": {"phase": "Succeeded", "nodes": {n["id"]: n for n in built}},
+        }
+    )
+    assert run.kind == "sweep" and run.status == "SUCCESS"
+    assert list(run.steps) == [
+        "point",
+        point,
+        f"{point}.inputs",
+        f"{point}.run",
+        f"{point}.outputs",
+        "combine",
+    ]
+    assert run.extra["sweep"] == {"axis": "Knobs.x", "points": [{"job_id": job, "label": "13"}]}
+    (state,) = Client.sweep_points(run)
+    assert (state.state, state.reason) == ("failed", "run: RuntimeError: thirteen is unlucky")

@@ -444,8 +444,10 @@ def test_logs_cancel_and_list_find_publishes_too(backend, double, tmp_path):
     assert [r.id for r in fresh.list()] == [run.id] and fresh.list()[0].kind == "publish"
     assert fresh.cancel(run.id).status == "CANCELLED"
     assert ("PUT", f"/api/v1/workflows/csflow/{name}/stop") in double.requests
-    # Asked once (sim-<id> first, then publish-<id>), then remembered.
-    assert double.rejected == [f'workflows.argoproj.io "sim-{run.id}" not found']
+    # Asked once (sim-<id> first, sweep-<id>, then publish-<id>), then remembered.
+    assert double.rejected == [
+        f'workflows.argoproj.io "{prefix}-{run.id}" not found' for prefix in ("sim", "sweep")
+    ]
 
 
 # -- the shared registry ----------------------------------------------------------------
