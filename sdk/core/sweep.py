@@ -46,6 +46,7 @@ __all__ = [
 
 POINT_TASK = "point"  # the loop's task in flows/sweep.py
 SUMMARY_TITLE = "Sweep summary"
+_FAILED = (StepPhase.FAILED, StepPhase.ERRORED)
 _RANGE = re.compile(r"^\s*(-?\d+)\s*\.\.\s*(-?\d+)\s*$")
 
 
@@ -256,12 +257,10 @@ def point_states(
         reason = ""
         if phase in (StepPhase.FAILED, StepPhase.ERRORED):
             state = "failed"
-            failed = [
-                s for s in inner.values() if s.get("phase") in (StepPhase.FAILED, StepPhase.ERRORED)
-            ]
-            failed_names = [n for n, s in inner.items() if s in failed]
+            failed = [(n, s) for n, s in inner.items() if s.get("phase") in _FAILED]
             if failed:
-                reason = f"{failed_names[0]}: {failed[0].get('message') or failed[0]['phase']}"
+                step, record = failed[0]
+                reason = f"{step}: {record.get('message') or record['phase']}"
             else:
                 reason = own.get("message", "") or phase
         elif phase == StepPhase.SUCCEEDED:

@@ -169,23 +169,29 @@ def test_stored_templates_are_judged_against_every_csflow_template(templates):
     assert all(selector["key"] in t["metadata"]["labels"] for t in templates)
 
 
-def _value_rule(policy: dict, name: str) -> re.Pattern:
-    """The regular expression badValues holds for a parameter (CEL's string
-    escapes undone; RE2 and Python read these the same)."""
+def _value_rule(policy: dict, name: str):
+    """What badValues admits for a parameter: its regular expression (CEL's string
+    escapes undone; RE2 and Python read these the same) and its length bound."""
     bad = _variable(policy, "badValues")
-    quoted = re.search(rf"p.name == '{name}'\s*\? p.value.matches\('((?:[^'\\]|\\.)*)'\)", bad)
-    assert quoted, name
-    return re.compile(quoted.group(1).encode().decode("unicode_escape"))
+    rule = re.search(
+        rf"p.name == '{name}'\s*\? p.value.matches\('((?:[^'\\]|\\.)*)'\)"
+        r"(?:\s*&& size\(p.value\) <= (\d+))?",
+        bad,
+    )
+    assert rule, name
+    pattern = re.compile(rule.group(1).encode().decode("unicode_escape"))
+    longest = int(rule.group(2) or 10**9)
+    return lambda value: bool(pattern.fullmatch(value)) and len(value) <= longest
 
 
 def test_a_sweeps_parameters_are_admitted_as_csflow_writes_them_and_nothing_else(policy):
-    rule = {name: _value_rule(policy, name) for name in ("axis", "points", "labels")}
+    admits = {name: _value_rule(policy, name) for name in ("axis", "points", "labels")}
     for size in (1, 3, 100):
-        values = {
-            p["name"]: p["value"] for p in _sweep_workflow(size)["spec"]["arguments"]["parameters"]
-        }
-        assert all(rule[name].fullmatch(values[name]) for name in rule), size
-    assert rule["axis"].fullmatch("Tax Information.pwages")
+        parameters = _sweep_workflow(size)["spec"]["arguments"]["parameters"]
+        values = {p["name"]: p["value"] for p in parameters}
+        assert all(admits[name](values[name]) for name in admits), size
+    assert admits["axis"]("Tax Information.pwages")
+    assert admits["labels"](json.dumps(["x" * 64] * 100))
     refused = {
         "points": [
             "[]",
@@ -193,12 +199,18 @@ def test_a_sweeps_parameters_are_admitted_as_csflow_writes_them_and_nothing_else
             '["../../etc"]',
             '["00000000-0000-4000-8000-000000000001", "job-1"]',
         ],
-        "labels": ['["a\\"]', '["{{workflow.name}}"]', '["x" , "y"]', "not json"],
+        "labels": [
+            '["a\\"]',
+            '["{{workflow.name}}"]',
+            '["x" , "y"]',
+            "not json",
+            json.dumps(["x"] * 1500),
+        ],
         "axis": ["", "-year", "year;rm", "a" * 200],
     }
     for name, values in refused.items():
         for value in values:
-            assert not rule[name].fullmatch(value), (name, value)
+            assert not admits[name](value), (name, value)
 
 
 def test_a_sweep_is_named_and_runs_its_image_as_a_simulation_does():

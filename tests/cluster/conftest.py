@@ -162,6 +162,20 @@ def argo_client(cluster, argo_token, job_store, tmp_path, monkeypatch):
     )
 
 
+@pytest.fixture(scope="session")
+def submitter(cluster, argo_token):
+    """Kubernetes API clients that authenticate with the submitter's token only."""
+    from kubernetes import client
+
+    base = cluster.api.configuration
+    configuration = client.Configuration()
+    configuration.host = base.host
+    configuration.ssl_ca_cert = base.ssl_ca_cert
+    configuration.verify_ssl = base.verify_ssl
+    configuration.api_key = {"authorization": f"Bearer {argo_token}"}
+    return client.ApiClient(configuration)
+
+
 @pytest.fixture
 def workflows(cluster) -> Iterator[list[str]]:
     """Names of workflows a test created; deleted after it (with the kubeconfig's rights)."""

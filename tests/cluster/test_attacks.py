@@ -44,20 +44,6 @@ def publish_run() -> dict:
     return publish.publish_workflow_for(config, new_job_id(), "gcr.io/csflow", False, "").to_dict()
 
 
-@pytest.fixture(scope="module")
-def submitter(cluster, argo_token):
-    """Kubernetes API clients that authenticate with the submitter's token only."""
-    from kubernetes import client
-
-    base = cluster.api.configuration
-    configuration = client.Configuration()
-    configuration.host = base.host
-    configuration.ssl_ca_cert = base.ssl_ca_cert
-    configuration.verify_ssl = base.verify_ssl
-    configuration.api_key = {"authorization": f"Bearer {argo_token}"}
-    return client.ApiClient(configuration)
-
-
 def create(api_client, namespace: str, workflow: dict, dry_run: bool = True) -> dict:
     from kubernetes import client
 
