@@ -8,7 +8,7 @@ import typer
 from rich.markup import escape
 
 from csflow.cli.common import OutputFormat, OutputOption, client, console, emit, handle_errors
-from csflow.cli.display import runs_table, show_outputs, show_run
+from csflow.cli.display import points_table, runs_table, show_outputs, show_run
 from csflow.cli.simulate import finish
 
 app = typer.Typer(help="Inspect and control simulation runs.", no_args_is_help=True)
@@ -32,9 +32,17 @@ def list_runs(
 @handle_errors
 def show(job_id: str, output: OutputFormat = OutputOption) -> None:
     """Show one run: status, reason, steps and timings."""
-    run = client().status(job_id)
+    sdk = client()
+    run = sdk.status(job_id)
+    points = sdk.sweep_points(run) if run.kind == "sweep" else None
     if output != OutputFormat.table:
-        emit(run.to_dict(), output)
+        data = run.to_dict()
+        if points is not None:
+            data["points"] = [point.to_dict() for point in points]
+        emit(data, output)
+    elif points is not None:
+        console.print(points_table(run.extra["sweep"]["axis"], points))
+        show_run(console, run, steps=False)
     else:
         show_run(console, run)
 

@@ -93,16 +93,16 @@ def simulate(
     """Run a model on a set of inputs and show its results."""
     data = read_inputs(inputs)
     sdk = client(backend=backend)
-    if sweep is not None:
-        if dry_run:
-            raise fail("--dry-run does not show sweeps yet", EXIT_BAD_INPUT)
-        _sweep(sdk, model, data, sweep, tag, detach, output)
-        return
     if dry_run:
-        emit(
-            sdk.render(model, data, tag=tag),
-            OutputFormat.yaml if output == OutputFormat.table else output,
+        workflow = (
+            sdk.render(model, data, tag=tag)
+            if sweep is None
+            else sdk.render_sweep(model, data, sweep, tag=tag)
         )
+        emit(workflow, OutputFormat.yaml if output == OutputFormat.table else output)
+        return
+    if sweep is not None:
+        _sweep(sdk, model, data, sweep, tag, detach, output)
         return
     quiet = output != OutputFormat.table
     if detach:

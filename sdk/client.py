@@ -102,16 +102,26 @@ class Client:
         """One simulation per point of ``sweep`` (``year=2025..2034`` or
         ``SECTION.PARAM=V1,V2``) as one run; its results are the points' combined
         (``sdk/core/sweep.py``), its points' states ``sweep_points(run)``."""
-        axis = parse_axis(sweep, self.settings.max_sweep_points)
         run = self.backend.submit_sweep(
             model,
             parse_inputs(inputs, self.settings.max_inputs_bytes),
-            axis,
+            parse_axis(sweep, self.settings.max_sweep_points),
             tag=tag,
             progress=progress,
             warm_up=not detach,
         )
         return self._go(run, detach, events)
+
+    def render_sweep(
+        self, model: str, inputs: Any, sweep: str, tag: str | None = None
+    ) -> dict[str, Any]:
+        """The Workflow a sweep would submit (``--dry-run``)."""
+        return self.backend.render_sweep(
+            model,
+            parse_inputs(inputs, self.settings.max_inputs_bytes),
+            parse_axis(sweep, self.settings.max_sweep_points),
+            tag=tag,
+        )
 
     @staticmethod
     def sweep_points(run: Run) -> list[PointState]:

@@ -252,3 +252,24 @@ def test_a_tax_cruncher_sweep_over_years_gives_income_tax_by_year(tax, tax_input
     income_tax = [row for row in grid.rows if row[1] == "Individual Income Tax"]
     assert [row[0] for row in income_tax] == ["2024", "2025", "2026", "2027", "2028"]
     assert income_tax[0][2:] == ["8032.00", "6736.00", "-1296.00"]
+
+
+def test_a_sweep_shows_its_points_later_and_dry_runs_without_writing_a_job(cli, home):
+    shown = cli("simulate", "tests/ToyOk", "--sweep", "Knobs.x=1,13", "-o", "json")
+    job = json.loads(shown.stdout)["job_id"]
+    again = cli("runs", "show", job, "-o", "json")
+    assert again.exit_code == 0, again.output
+    assert [p["state"] for p in json.loads(again.stdout)["points"]] == ["done", "failed"]
+    table = cli("runs", "show", job)
+    assert "Points" in table.output and "thirteen is unlucky" in table.output
+    inputs = cli("runs", "open", job, "--no-browser")  # a sweep's page: no single inputs
+    assert inputs.exit_code == 0, inputs.output
+    jobs_before = sorted((home / "jobs").iterdir())
+    dry = cli("simulate", "tests/ToyOk", "--sweep", "year=2025..2027", "--dry-run", "-o", "json")
+    assert dry.exit_code == 0, dry.output
+    workflow = json.loads(dry.stdout)
+    assert workflow["spec"]["workflowTemplateRef"] == {"name": "csflow-sweep"}
+    parameters = {p["name"]: p["value"] for p in workflow["spec"]["arguments"]["parameters"]}
+    assert len(json.loads(parameters["points"])) == 3
+    assert json.loads(parameters["labels"]) == ["2025", "2026", "2027"]
+    assert sorted((home / "jobs").iterdir()) == jobs_before

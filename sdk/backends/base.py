@@ -71,6 +71,11 @@ class Backend(Protocol):
     def render(self, model: str, inputs: JobInputs, tag: str | None = None) -> dict[str, Any]:
         """The Workflow ``submit`` would send (``--dry-run``)."""
 
+    def render_sweep(
+        self, model: str, inputs: JobInputs, axis: SweepAxis, tag: str | None = None
+    ) -> dict[str, Any]:
+        """The Workflow ``submit_sweep`` would send (``--dry-run``; no job is written)."""
+
     def execute(self, job_id: str, events: EventSink | None = None) -> Run:
         """Run (or follow) a submitted run until it ends or waits for approval."""
 
@@ -167,6 +172,15 @@ class SimulationWorkflows:
         owner, title = names.parse_model_name(model)
         return self.workflow(self.resolve(owner, title, tag), str(uuid.uuid4()))
 
+    def render_sweep(
+        self, model: str, inputs: JobInputs, axis: SweepAxis, tag: str | None = None
+    ) -> dict[str, Any]:
+        owner, title = names.parse_model_name(model)
+        for point in point_inputs(inputs.model_dump(), axis):  # checked as a submit checks them
+            JobInputs.model_validate(point)
+        points = [{"job_id": str(uuid.uuid4()), "label": label} for label in axis.labels()]
+        return self.sweep_workflow(self.resolve(owner, title, tag), str(uuid.uuid4()), axis, points)
+
 
 def sweep_points(
     owner: str, title: str, inputs: JobInputs, axis: SweepAxis, jobs: JobStore
@@ -200,6 +214,8 @@ class RunResults:
 
     def run_inputs(self, job_id: str) -> dict[str, Any]:
         run = self.status(job_id)
+        if run.kind == "sweep":
+            raise BadInput(f"run {run.id} is a sweep: each of its points has its inputs")
         if run.kind != "simulate":
             raise BadInput(f"run {run.id} is a {run.kind} run: it has no simulation inputs")
         job = open_job_store(self.job_store_url).get(run.id)
