@@ -10,8 +10,9 @@ same document, bounded by the cores. ``combine`` runs once every point has ended
 when any succeeded (or all failed, to say so): it reads the points' results and
 stores the combined outputs under the sweep's own job id (``runtime/platform_step.py``).
 
-The sweep is the target task, so points that failed do not fail the sweep: their
-reasons are read from their nodes (``sdk/core/sweep.py``), and the rest count.
+``combine`` is the DAG's target task, so points that failed do not fail the sweep
+(Argo's DAG rule): their reasons are read from their nodes (``sdk/core/sweep.py``),
+and the rest count; a sweep with no results at all fails in ``combine``.
 
 Argo docs: https://argo-workflows.readthedocs.io/en/latest/walk-through/loops/
 """
