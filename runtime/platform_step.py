@@ -172,6 +172,8 @@ def step_combine(args: argparse.Namespace) -> None:
         points, labels = json.loads(args.points), json.loads(args.labels)
     except json.JSONDecodeError as exc:
         raise StepError(f"the sweep's points are not JSON: {exc}") from None
+    if not isinstance(points, list) or not isinstance(labels, list) or len(points) != len(labels):
+        raise StepError("the sweep's points and labels are not two lists of one length")
     storage = open_storage(step_env.STORAGE_URL.require())
     results: list[dict[str, Any] | None] = []
     for job_id in points:

@@ -273,3 +273,21 @@ def test_a_sweep_shows_its_points_later_and_dry_runs_without_writing_a_job(cli, 
     assert len(json.loads(parameters["points"])) == 3
     assert json.loads(parameters["labels"]) == ["2025", "2026", "2027"]
     assert sorted((home / "jobs").iterdir()) == jobs_before
+
+
+@pytest.mark.parametrize(
+    ("points", "labels"),
+    [('["a", "b"]', '["1"]'), ('{"a": 1}', '["1"]'), ("[", "[]")],
+    ids=["lengths", "not-a-list", "not-json"],
+)
+def test_the_fan_in_refuses_points_and_labels_it_cannot_pair_in_one_line(
+    points, labels, tmp_path, monkeypatch, capsys
+):
+    from csflow.runtime import platform_step
+
+    monkeypatch.setenv("CSFLOW_STORAGE_URL", f"file://{tmp_path}")
+    monkeypatch.setenv("CSFLOW_WORK_DIR", str(tmp_path / "work"))
+    argv = ["combine", "--job-id", "j", "--owner", "o", "--title", "t"]
+    assert platform_step.main([*argv, "--points", points, "--labels", labels]) == 1
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith("csflow: the sweep's points")
