@@ -49,7 +49,8 @@ from csflow.sdk.backends.base import (
     RunResults,
     SimulationWorkflows,
     cannot,
-    sweep_points,
+    put_jobs,
+    sweep_jobs,
 )
 from csflow.sdk.core import names
 from csflow.sdk.core.contract import JobInputs
@@ -392,14 +393,11 @@ class ArgoBackend(SimulationWorkflows, RunResults, RegistryViews):
     ) -> Run:
         owner, title = names.parse_model_name(model)
         version = self.resolve(owner, title, tag)
-        jobs = self._job_store()
+        store = self._job_store()
         job_id = str(uuid.uuid4())
         workflow = self.workflow(version, job_id)
-        request = self.create_request(workflow)
-        _ = self.service  # fail on a missing host before writing anything
-        progress(f"writing the inputs of job {job_id} to the job store")
-        jobs.put(job_id, {"owner": owner, "title": title, "inputs": inputs.model_dump()})
-        return self._create(job_id, workflow, request, tag, progress)
+        jobs = {job_id: inputs.model_dump()}
+        return self._create(store, owner, title, workflow, jobs, f"job {job_id}", tag, progress)
 
     def submit_sweep(
         self,
@@ -412,13 +410,11 @@ class ArgoBackend(SimulationWorkflows, RunResults, RegistryViews):
     ) -> Run:
         owner, title = names.parse_model_name(model)
         version = self.resolve(owner, title, tag)
-        jobs = self._job_store()
-        job_id = str(uuid.uuid4())
-        _ = self.service  # fail on a missing host before writing anything
-        progress(f"writing the inputs of {len(axis.values)} points to the job store")
-        points = sweep_points(owner, title, inputs, axis, jobs)
-        workflow = self.sweep_workflow(version, job_id, axis, points)
-        run = self._create(job_id, workflow, self.create_request(workflow), tag, progress)
+        store = self._job_store()
+        points, jobs = sweep_jobs(inputs, axis)
+        workflow = self.sweep_workflow(version, str(uuid.uuid4()), axis, points)
+        what = f"{len(points)} points"
+        run = self._create(store, owner, title, workflow, jobs, what, tag, progress)
         run.extra["sweep"] = {"axis": axis.name, "points": points}
         return run
 
@@ -432,8 +428,23 @@ class ArgoBackend(SimulationWorkflows, RunResults, RegistryViews):
         return open_job_store(url)
 
     def _create(
-        self, job_id: str, workflow: dict, request: Any, tag: str | None, progress: Progress
+        self,
+        store: JobStore,
+        owner: str,
+        title: str,
+        workflow: dict,
+        jobs: dict[str, dict],
+        what: str,
+        tag: str | None,
+        progress: Progress,
     ) -> Run:
+        """Check the Workflow, write its jobs (``what``: they, in a user's words), then
+        create it. Nothing is written for a Workflow the schema or the host refuses."""
+        request = self.create_request(workflow)
+        _ = self.service  # fail on a missing host before writing anything
+        progress(f"writing the inputs of {what} to the job store")
+        put_jobs(store, owner, title, jobs)
+        job_id = workflow["metadata"]["labels"][JOB_LABEL]
         progress(f"submitting {workflow['metadata']['name']} to {self.settings.argo_host}")
         created = self._call(f"submit job {job_id}", lambda: self.service.create_workflow(request))
         self._names[job_id] = workflow["metadata"]["name"]

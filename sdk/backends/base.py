@@ -176,25 +176,27 @@ class SimulationWorkflows:
         self, model: str, inputs: JobInputs, axis: SweepAxis, tag: str | None = None
     ) -> dict[str, Any]:
         owner, title = names.parse_model_name(model)
-        for point in point_inputs(inputs.model_dump(), axis):  # checked as a submit checks them
-            JobInputs.model_validate(point)
-        points = [{"job_id": str(uuid.uuid4()), "label": label} for label in axis.labels()]
+        points, _ = sweep_jobs(inputs, axis)  # (checked as a submit checks them)
         return self.sweep_workflow(self.resolve(owner, title, tag), str(uuid.uuid4()), axis, points)
 
 
-def sweep_points(
-    owner: str, title: str, inputs: JobInputs, axis: SweepAxis, jobs: JobStore
-) -> list[dict[str, str]]:
-    """Each point of a sweep as a job of its own, written to the job store (checked
-    as any simulation's inputs first): ``[{"job_id", "label"}]`` in order."""
+def sweep_jobs(
+    inputs: JobInputs, axis: SweepAxis
+) -> tuple[list[dict[str, str]], dict[str, dict[str, Any]]]:
+    """Each point of a sweep as a job of its own: ``[{"job_id", "label"}]`` in order,
+    and each job's inputs by job id (checked as any simulation's inputs)."""
+    points = [{"job_id": str(uuid.uuid4()), "label": label} for label in axis.labels()]
     checked = [
         JobInputs.model_validate(point).model_dump()
         for point in point_inputs(inputs.model_dump(), axis)
     ]
-    points = [{"job_id": str(uuid.uuid4()), "label": label} for label in axis.labels()]
-    for point, point_job in zip(points, checked, strict=True):
-        jobs.put(point["job_id"], {"owner": owner, "title": title, "inputs": point_job})
-    return points
+    return points, {point["job_id"]: job for point, job in zip(points, checked, strict=True)}
+
+
+def put_jobs(store: JobStore, owner: str, title: str, jobs: dict[str, dict[str, Any]]) -> None:
+    """Jobs' inputs (by job id) into the job store, where the model steps read them."""
+    for job_id, inputs in jobs.items():
+        store.put(job_id, {"owner": owner, "title": title, "inputs": inputs})
 
 
 class RunResults:

@@ -30,7 +30,8 @@ from csflow.sdk.backends.base import (
     Progress,
     RunResults,
     SimulationWorkflows,
-    sweep_points,
+    put_jobs,
+    sweep_jobs,
 )
 from csflow.sdk.backends.local_env import LocalEnvironment, model_process_env
 from csflow.sdk.backends.local_publish import LocalPublishing
@@ -112,15 +113,12 @@ class LocalBackend(SimulationWorkflows, RunResults, RegistryViews, LocalPublishi
         progress: Progress = lambda _: None,
         warm_up: bool = False,
     ) -> Run:
-        owner, title = names.parse_model_name(model)
-        version = self.resolve(owner, title, tag, progress)
-        if warm_up:
-            self.warm_up(version)
+        version = self._version(model, tag, progress, warm_up)
         job_id = str(uuid.uuid4())
-        open_job_store(self.job_store_url).put(
-            job_id, {"owner": owner, "title": title, "inputs": inputs.model_dump()}
+        workflow = self.workflow(version, job_id)
+        return self._record(
+            version, job_id, "simulate", workflow, {job_id: inputs.model_dump()}, tag
         )
-        return self._record(version, job_id, "simulate", self.workflow(version, job_id), tag)
 
     def submit_sweep(
         self,
@@ -131,15 +129,20 @@ class LocalBackend(SimulationWorkflows, RunResults, RegistryViews, LocalPublishi
         progress: Progress = lambda _: None,
         warm_up: bool = False,
     ) -> Run:
+        version = self._version(model, tag, progress, warm_up)
+        job_id = str(uuid.uuid4())
+        points, jobs = sweep_jobs(inputs, axis)
+        workflow = self.sweep_workflow(version, job_id, axis, points)
+        extra = {"sweep": {"axis": axis.name, "points": points}}
+        return self._record(version, job_id, "sweep", workflow, jobs, tag, extra)
+
+    def _version(self, model: str, tag: str | None, progress: Progress, warm_up: bool):
+        """The version a submission runs, its workers started now if ``warm_up``."""
         owner, title = names.parse_model_name(model)
         version = self.resolve(owner, title, tag, progress)
         if warm_up:
             self.warm_up(version)
-        job_id = str(uuid.uuid4())
-        points = sweep_points(owner, title, inputs, axis, open_job_store(self.job_store_url))
-        workflow = self.sweep_workflow(version, job_id, axis, points)
-        extra = {"sweep": {"axis": axis.name, "points": points}}
-        return self._record(version, job_id, "sweep", workflow, tag, extra)
+        return version
 
     def _record(
         self,
@@ -147,11 +150,13 @@ class LocalBackend(SimulationWorkflows, RunResults, RegistryViews, LocalPublishi
         job_id: str,
         kind: str,
         workflow: dict,
+        jobs: dict[str, dict],
         tag: str | None,
         extra: dict | None = None,
     ) -> Run:
-        """A submitted simulation or sweep: its Workflow in its run folder, its record
-        PENDING (its jobs are in the job store already)."""
+        """A submitted simulation or sweep: its jobs in the job store, its Workflow in
+        its run folder, its record PENDING."""
+        put_jobs(open_job_store(self.job_store_url), version.owner, version.title, jobs)
         run_dir = self.run_dir(job_id)
         run_dir.mkdir(parents=True)
         write_json_atomic(run_dir / "workflow.json", workflow)
