@@ -101,54 +101,37 @@ def simulate(
         )
         emit(workflow, OutputFormat.yaml if output == OutputFormat.table else output)
         return
-    if sweep is not None:
-        _sweep(sdk, model, data, sweep, tag, detach, output)
-        return
+    if sweep is None:
+
+        def start(**options):
+            return sdk.simulate(model, data, tag=tag, **options)
+
+        def display():
+            return StepProgress(err_console)
+    else:  # --sweep: one workflow of a run per point, its progress per point
+        from csflow.sdk.core.sweep import parse_axis
+
+        axis = parse_axis(sweep, settings().max_sweep_points)  # (the client checks it too)
+
+        def start(**options):
+            return sdk.sweep(model, data, sweep, tag=tag, **options)
+
+        def display():
+            return SweepProgress(err_console, axis.name, axis.labels())
+
     quiet = output != OutputFormat.table
     if detach:
-        run = sdk.simulate(
-            model,
-            data,
-            tag=tag,
-            detach=True,
-            progress=(lambda _: None) if quiet else _print_progress,
-        )
+        run = start(detach=True, progress=(lambda _: None) if quiet else _print_progress)
         if quiet:
             emit({"job_id": run.id, "status": run.status}, output)
         else:
             console.print(run.id, highlight=False)
         return
     if quiet:
-        run = sdk.simulate(model, data, tag=tag)
+        run = start()
     else:
-        with StepProgress(err_console) as progress:
-            run = sdk.simulate(
-                model, data, tag=tag, progress=progress.message, events=progress.event
-            )
-    finish(sdk, run, output)
-
-
-def _sweep(sdk, model: str, data, spec: str, tag, detach: bool, output: OutputFormat) -> None:
-    """``--sweep``: one workflow of a run per point, its progress per point."""
-    from csflow.sdk.core.sweep import parse_axis
-
-    quiet = output != OutputFormat.table
-    if detach:
-        lines = (lambda _: None) if quiet else _print_progress
-        run = sdk.sweep(model, data, spec, tag=tag, detach=True, progress=lines)
-        if quiet:
-            emit({"job_id": run.id, "status": run.status}, output)
-        else:
-            console.print(run.id, highlight=False)
-        return
-    if quiet:
-        run = sdk.sweep(model, data, spec, tag=tag)
-    else:
-        axis = parse_axis(spec, settings().max_sweep_points)  # (the client checks it too)
-        with SweepProgress(err_console, axis.name, axis.labels()) as progress:
-            run = sdk.sweep(
-                model, data, spec, tag=tag, progress=progress.message, events=progress.event
-            )
+        with display() as progress:
+            run = start(progress=progress.message, events=progress.event)
     finish(sdk, run, output)
 
 
