@@ -266,34 +266,38 @@ def test_retries_follow_the_retry_policy_and_max_duration(engine, retry, attempt
     assert run.steps["a"]["attempts"] == attempts
 
 
+def point_loop(items: dict[str, Any]) -> dict[str, Any]:
+    """A loop whose children run the DAG template ``chain`` with their item as ``x``."""
+    return {
+        "name": "point",
+        "template": "chain",
+        "arguments": {"parameters": [{"name": "x", "value": "{{item}}"}]},
+        **items,
+    }
+
+
+def with_chain(document: dict[str, Any], tasks: list[dict]) -> dict[str, Any]:
+    """The document with the DAG template ``chain`` (input ``x``) of ``tasks``."""
+    chain = {"name": "chain", "inputs": {"parameters": [{"name": "x"}]}, "dag": {"tasks": tasks}}
+    document["spec"]["templates"].append(chain)
+    return document
+
+
 def test_a_loop_over_a_nested_dag_runs_each_point_in_order_and_a_fan_in_decides(engine):
     """A sweep's shape: a loop whose template is a DAG (first -> second per point, the
     point's item as the DAG's input), then a fan-in after AnySucceeded. Nodes are
     named as Argo names them (``point(1:fail).first``); a point's failure omits its
     own second step only; the fan-in, the DAG's target task, decides the run."""
-    document = workflow(
+    outer = [
+        point_loop({"withParam": '["ok", "fail", "fine"]'}),
+        task("combine", "combine", depends="point.AnySucceeded || point.AllFailed"),
+    ]
+    document = with_chain(
+        workflow(outer, seconds="0.1"),
         [
-            {
-                "name": "point",
-                "template": "chain",
-                "withParam": '["ok", "fail", "fine"]',
-                "arguments": {"parameters": [{"name": "x", "value": "{{item}}"}]},
-            },
-            task("combine", "combine", depends="point.AnySucceeded || point.AllFailed"),
+            task("first", "{{inputs.parameters.x}}"),
+            task("second", "{{inputs.parameters.x}}-2", depends="first.Succeeded"),
         ],
-        seconds="0.1",
-    )
-    document["spec"]["templates"].append(
-        {
-            "name": "chain",
-            "inputs": {"parameters": [{"name": "x"}]},
-            "dag": {
-                "tasks": [
-                    task("first", "{{inputs.parameters.x}}"),
-                    task("second", "{{inputs.parameters.x}}-2", depends="first.Succeeded"),
-                ]
-            },
-        }
     )
     status, reason, run, run_dir = engine.run(document)
     phases = {name: step["phase"] for name, step in run.steps.items()}
@@ -319,23 +323,9 @@ def test_a_loop_over_a_nested_dag_runs_each_point_in_order_and_a_fan_in_decides(
 
 
 def test_a_nested_dags_failure_no_task_handled_fails_the_run(engine):
-    document = workflow(
-        [
-            {
-                "name": "point",
-                "template": "chain",
-                "withItems": ["fail"],
-                "arguments": {"parameters": [{"name": "x", "value": "{{item}}"}]},
-            }
-        ],
-        seconds="0.1",
-    )
-    document["spec"]["templates"].append(
-        {
-            "name": "chain",
-            "inputs": {"parameters": [{"name": "x"}]},
-            "dag": {"tasks": [task("first", "{{inputs.parameters.x}}")]},
-        }
+    document = with_chain(
+        workflow([point_loop({"withItems": ["fail"]})], seconds="0.1"),
+        [task("first", "{{inputs.parameters.x}}")],
     )
     status, reason, run, _ = engine.run(document)
     assert (status, reason) == (RunStatus.FAIL, "point(0:fail).first: ran fail")
