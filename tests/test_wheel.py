@@ -11,6 +11,7 @@ cache (offline when it is warm). The commands run in a cleared environment
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -64,6 +65,7 @@ def installed(tmp_path_factory) -> Path:
         names = archive.namelist()
         assert "csflow/cluster/argo/kustomization.yaml" in names
         assert "csflow/cluster/argo/golden/csflow-simulate.yaml" in names
+        assert "csflow/cluster/argo/golden/csflow-sweep.yaml" in names
         # No copy of Argo's schema, and nothing that looks for one beside a checkout.
         assert not [n for n in names if "argo-schema" in n or n.endswith("schema.json")]
         for name in names:
@@ -124,6 +126,7 @@ def test_the_installed_wheel_prints_the_manifests_and_lints_them(run, crds):
     assert {
         ("WorkflowTemplate", "csflow-simulate"),
         ("WorkflowTemplate", "csflow-publish"),
+        ("WorkflowTemplate", "csflow-sweep"),
     } <= kinds
     # What it could not check here, it says (no CRDs given, no kubernetes-validate).
     assert "not schema-checked" in printed.stderr
@@ -153,6 +156,34 @@ def test_the_installed_wheel_renders_a_simulation_for_argo(run, crds, tmp_path):
     assert workflow["kind"] == "Workflow"
     assert workflow["spec"]["workflowTemplateRef"] == {"name": "csflow-simulate"}
     path = run.work / "workflow.yaml"
+    path.write_text(rendered.stdout)
+    linted = run("csflow", "lint", "--crds", str(crds), str(path))
+    assert linted.returncode == 0, linted.stdout + linted.stderr
+
+
+def test_the_installed_wheel_sweeps_and_writes_the_results_page(run, crds, tmp_path):
+    """A sweep on the embedded engine with no checkout beside it: the points and the
+    fan-in run csflow's installed programs; then its page and its Workflow for Argo."""
+    models = tmp_path / "models"
+    shutil.copytree(REPO / "tests" / "models", models)
+    configs = {"CSFLOW_CONFIG_DIRS": f'["{models / "config"}"]'}
+    swept = run(
+        "csflow", "simulate", "tests/ToyOk", "--sweep", "Knobs.x=1,2", "-o", "json", **configs
+    )
+    assert swept.returncode == 0, swept.stderr
+    data = json.loads(swept.stdout)
+    assert [(p["label"], p["state"]) for p in data["points"]] == [("1", "done"), ("2", "done")]
+    assert data["outputs"]["renderable"][0]["title"] == "Sweep summary"
+    page = run.work / "page.html"
+    opened = run("csflow", "runs", "open", data["job_id"], "--out", str(page), "--no-browser")
+    assert opened.returncode == 0, opened.stderr
+    assert "Sweep summary" in page.read_text()
+    rendered = run(
+        "csflow", "simulate", "tests/ToyOk", "--sweep", "Knobs.x=1,2", "--backend", "argo",
+        "--dry-run", **configs,
+    )  # fmt: skip
+    assert rendered.returncode == 0, rendered.stderr
+    path = run.work / "sweep.yaml"
     path.write_text(rendered.stdout)
     linted = run("csflow", "lint", "--crds", str(crds), str(path))
     assert linted.returncode == 0, linted.stdout + linted.stderr
