@@ -5,6 +5,10 @@ one layer installed by uv, appended to the base image and pushed by crane), as
 the unprivileged user every step runs as. The embedded engine runs
 ``runtime/local_build.py`` with the same arguments instead.
 
+The config's ``system_packages`` are fetched by apt (the base image's dpkg database
+decides what is missing) and unpacked into that layer (``sdk/builds/debian.py``);
+its ``image.base`` replaces the installation's base image.
+
 Configuration (the ``csflow-platform`` ConfigMap): ``CSFLOW_MODEL_BASE_IMAGE``
 (default ``python:{python}-slim-bookworm``) and ``CSFLOW_REGISTRY_INSECURE``
 (plain-HTTP registries, for a development cluster). Registry credentials come
@@ -23,7 +27,7 @@ import tempfile
 from pathlib import Path
 
 from csflow.runtime.local_build import local_path
-from csflow.sdk.builds import model_image
+from csflow.sdk.builds import debian, model_image
 from csflow.sdk.core.errors import CsflowError
 
 
@@ -58,9 +62,25 @@ def main(argv: list[str] | None = None) -> int:
         if crane is None:
             raise BuildFailed("crane is not on PATH (the csflow image carries it)")
         base = model_image.base_image(info, settings.model_base_image)
+        insecure = ["--insecure"] if settings.registry_insecure else []
+        packages = info["config"].get("system_packages") or []
         with tempfile.TemporaryDirectory(prefix="csflow-build-") as tmp:
+            debs = []
+            if packages:
+                export = [crane, "export", "--platform", model_image.IMAGE_PLATFORM, *insecure]
+                debs = debian.fetch_for_image(
+                    packages,
+                    [*export, base, "-"],
+                    Path(tmp) / "debian",
+                    model_image.IMAGE_PLATFORM.partition("/")[2],
+                    _run,
+                )
+                fetched = ", ".join(deb.name for deb in debs) or "none"
+                print(f"Debian packages the base lacks: {fetched}", flush=True)
             layer = Path(tmp) / "layer.tar"
-            model_image.write_layer(context, info, layer, uv_bin(), _run)
+            skipped = model_image.write_layer(context, info, layer, uv_bin(), _run, debs)
+            if skipped:
+                print(f"unpacked without running their maintainer scripts: {', '.join(skipped)}")
             print(f"layer: {layer.stat().st_size / 1e6:.1f} MB", flush=True)
             pushed = _run(
                 model_image.crane_mutate_command(

@@ -35,6 +35,7 @@ from csflow.sdk.backends.base import (
 )
 from csflow.sdk.backends.local_env import LocalEnvironment, model_process_env
 from csflow.sdk.backends.local_publish import LocalPublishing
+from csflow.sdk.builds import debian
 from csflow.sdk.builds.environments import build_environment
 from csflow.sdk.core import names
 from csflow.sdk.core.contract import JobInputs
@@ -140,6 +141,8 @@ class LocalBackend(SimulationWorkflows, RunResults, RegistryViews, LocalPublishi
         """The version a submission runs, its workers started now if ``warm_up``."""
         owner, title = names.parse_model_name(model)
         version = self.resolve(owner, title, tag, progress)
+        # Before any job is written: a run that would fail deep inside the model stops here.
+        debian.require_on_host(version.config.get("system_packages", []), version.name)
         if warm_up:
             self.warm_up(version)
         return version

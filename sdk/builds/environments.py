@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from csflow.runtime import step_env
+from csflow.sdk.builds import debian
 from csflow.sdk.core.errors import BadInput, CsflowError
 from csflow.sdk.core.fileutil import file_lock, write_json_atomic, write_text_atomic
 from csflow.sdk.core.model_config import ModelConfig
@@ -349,6 +350,7 @@ def install_environment(
     """Build the uv environment for a planned version (or reuse it); return its
     version record. Two builders of the same version wait for each other."""
     owner, title, tag = info["owner"], info["title"], info["tag"]
+    debian.require_on_host(info["config"].get("system_packages", []), f"{owner}/{title}")
     target = version_dir(home, owner, title, tag)
     with file_lock(home / "locks" / f"env-{owner}-{title}-{tag}"):
         if is_built(target):
@@ -413,6 +415,7 @@ def build_environment(
 ) -> dict:
     """Build (or reuse) the environment for the config's current content; return its
     version record."""
+    debian.require_on_host(config.system_packages, config.name)  # before anything is locked
     with plan_build(config, home / "cache", progress, refresh=refresh) as plan:
         target = version_dir(home, config.owner, config.title, plan.tag)
         if is_built(target):

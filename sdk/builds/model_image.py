@@ -11,7 +11,8 @@ same unprivileged user as every other step. From the build context the
 - ``csflow/``: csflow's model-side programs and ``step_env.py``, the
   declaration of the variables they read (standard library only),
 
-it makes one layer (``write_layer``): the locked packages installed by uv for
+it makes one layer (``write_layer``): the Debian packages the config names
+that the base image lacks (``sdk/builds/debian.py``), the locked packages installed by uv for
 the image's Python and platform (``--target``, so no interpreter of that
 version is needed here), the source, the programs and their wrappers on PATH.
 ``crane mutate`` (go-containerregistry) then appends the layer to the base
@@ -33,10 +34,11 @@ import os
 import shutil
 import tarfile
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from csflow.runtime import step_env
+from csflow.sdk.builds import debian
 from csflow.sdk.builds.environments import build_wheels, install_folders
 from csflow.sdk.core.errors import BadInput
 from csflow.sdk.core.settings import BASE_IMAGE
@@ -76,7 +78,9 @@ def image_env(info: dict) -> dict[str, str]:
 
 
 def base_image(info: dict, template: str = BASE_IMAGE) -> str:
-    return template.format(python=info["python"])
+    """The model's own base image (config ``image.base``), else the installation's."""
+    own = (info["config"].get("image") or {}).get("base")
+    return own or template.format(python=info["python"])
 
 
 def wrapper(program: str) -> str:
@@ -84,12 +88,20 @@ def wrapper(program: str) -> str:
 
 
 def write_layer(
-    context: Path, info: dict, layer: Path, uv: str, run: Callable[[list[str], str], object]
-) -> None:
-    """Make the image's one layer (a tarball) from a build context and its build
-    record (``build.json``). ``run(command, what)`` runs a command and raises on failure."""
+    context: Path,
+    info: dict,
+    layer: Path,
+    uv: str,
+    run: Callable[[list[str], str], object],
+    debs: Sequence[Path] = (),
+) -> list[str]:
+    """Make the image's one layer (a tarball) from a build context, its build record
+    (``build.json``) and the Debian packages the base lacks (``debs``, from
+    ``debian.fetch_for_image``). ``run(command, what)`` runs a command and raises on
+    failure. Returns the packages whose maintainer scripts were not run."""
     with tempfile.TemporaryDirectory(prefix="csflow-layer-") as tmp:
         root = Path(tmp)
+        skipped = debian.unpack(debs, root, run)
         packages = root / PACKAGES_DIR.lstrip("/")
         target = [
             "--target",
@@ -117,11 +129,12 @@ def write_layer(
         shutil.copytree(context / "src", root / SOURCE_DIR.lstrip("/"))
         shutil.copytree(context / "csflow", root / RUNTIME_DIR.lstrip("/"))
         bin_dir = root / BIN_DIR.lstrip("/")
-        bin_dir.mkdir(parents=True)
+        bin_dir.mkdir(parents=True, exist_ok=True)
         for name, program in PROGRAMS.items():
             (bin_dir / name).write_text(wrapper(program))
             (bin_dir / name).chmod(0o755)
         _tar(root, layer)
+    return skipped
 
 
 def _tar(root: Path, layer: Path) -> None:

@@ -92,6 +92,39 @@ class ContractTests(_Strict):
     skip_run_model: bool = False
 
 
+# Debian policy 5.6.1 (package names) and 5.6.12 (versions): "name" or "name=version".
+_PACKAGE = re.compile(r"^[a-z0-9][a-z0-9+.-]+(=[A-Za-z0-9.+~:-]+)?$")
+
+
+def system_package_name(spec: str) -> str:
+    """A ``system_packages`` entry checked (it reaches apt's command line); its name."""
+    if not _PACKAGE.match(spec):
+        raise ValueError(
+            f"system_packages: {spec!r} is not a Debian package name "
+            "(lowercase letters, digits, + - .; optionally =VERSION)"
+        )
+    return spec.partition("=")[0]
+
+
+_IMAGE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/:@+-]{0,254}$")
+
+
+class Image(_Strict):
+    """The model's image on a cluster. ``base``: a base image of the model's own
+    (e.g. one with TeX Live installed) instead of the installation's Python image;
+    it must run the config's Python as ``python`` and hold the model's system
+    packages, or be Debian so the build can add them."""
+
+    base: str | None = None
+
+    @field_validator("base")
+    @classmethod
+    def _reference(cls, value: str | None) -> str | None:
+        if value is not None and not _IMAGE.match(value):
+            raise ValueError(f"image.base: {value!r} is not an image reference")
+        return value
+
+
 class ModelConfig(_Strict):
     owner: str
     title: str
@@ -103,6 +136,11 @@ class ModelConfig(_Strict):
     # source, each with a pyproject.toml or setup.py): [".", "cs-config"] for a
     # repository that keeps its package at the root and cs_config in cs-config/.
     install: list[str] = Field(default_factory=list)
+    # Debian packages whose programs the model runs (pandoc, ...): "name" or
+    # "name=version". Added to the model's image on a cluster; required on the
+    # machine for the embedded engine (sdk/builds/debian.py).
+    system_packages: list[str] = Field(default_factory=list)
+    image: Image = Field(default_factory=Image)
     functions: str = Field(default="cs_config.functions", pattern=r"^[A-Za-z_][\w.]*$")
     resources: Resources = Field(default_factory=Resources)
     timeout: int = Field(default=600, gt=0, le=7 * 24 * 3600, description="seconds")
@@ -142,6 +180,13 @@ class ModelConfig(_Strict):
                 )
         return value
 
+    @field_validator("system_packages")
+    @classmethod
+    def _system_packages(cls, value: list[str]) -> list[str]:
+        for spec in value:
+            system_package_name(spec)
+        return value
+
     @field_validator("secrets")
     @classmethod
     def _secrets(cls, value: list[str]) -> list[str]:
@@ -172,7 +217,7 @@ class ModelConfig(_Strict):
         return data
 
 
-_ADDED_LATER: dict[str, Any] = {"install": []}
+_ADDED_LATER: dict[str, Any] = {"install": [], "system_packages": [], "image": {"base": None}}
 _ADDED_LATER_TESTS: dict[str, Any] = {"timeout": None, "skip_run_model": False}
 
 

@@ -94,14 +94,14 @@ def laid_out_git_url(registry, tmp_path):
     yield from _serve_git(host, source, tmp_path, "laid-out")
 
 
-def write_config(folder: Path, git_url: str) -> Path:
-    path = folder / OWNER / f"{TITLE}.yaml"
+def write_config(folder: Path, git_url: str, title: str = TITLE, **fields) -> Path:
+    path = folder / OWNER / f"{title}.yaml"
     path.parent.mkdir(parents=True)
     path.write_text(
         yaml.safe_dump(
             {
                 "owner": OWNER,
-                "title": TITLE,
+                "title": title,
                 "source": {"git": {"url": git_url, "ref": "main"}},
                 "python": "3.11",
                 "requirements": [],
@@ -112,6 +112,7 @@ def write_config(folder: Path, git_url: str) -> Path:
                     "ok_adjustment": {"Knobs": {"x": [{"value": 2}]}},
                     "bad_adjustment": {"Knobs": {"x": [{"value": -1}]}},
                 },
+                **fields,
             }
         )
     )
@@ -222,3 +223,42 @@ def test_a_model_laid_out_as_tax_cruncher_publishes_on_real_pods(
     sim = settled(client, submit(client, workflows, f"{OWNER}/LaidOut", inputs).id, timeout=600)
     assert sim.status == RunStatus.SUCCESS, f"{sim.status}: {sim.reason} {sim.steps}"
     assert "0.75" in client.results(sim.id)["downloadable"][0]["data"]
+
+
+@pytest.mark.timeout(2400)
+def test_a_model_built_as_tax_brain_is_gets_its_debian_program_in_its_image(
+    pods_client, cluster, workflows, registry, git_url, tmp_path
+):
+    """tests/models/config/tests/ToyTaxBrain.yaml from git: an empty title, titles
+    ending in .csv and .pdf, and a report written by cmark, a Debian package the base
+    image lacks. The build pod fetches and unpacks it as the build user; the contract
+    tests in the test pod run it; so does the simulation."""
+    configs = tmp_path / "config"
+    toy_tax_brain = yaml.safe_load(
+        (REPO / "tests/models/config/tests/ToyTaxBrain.yaml").read_text()
+    )
+    config = write_config(
+        configs,
+        git_url,
+        title="ToyTaxBrain",
+        env=toy_tax_brain["env"],
+        system_packages=toy_tax_brain["system_packages"],
+    )
+    client = Client(
+        pods_client.settings.model_copy(
+            update={"registry": f"{registry}/csflow", "config_dirs": [configs]}
+        )
+    )
+    run = client.publish(config, detach=True)
+    workflows.append(run.extra["workflow"])
+    published = client.wait(run.id, timeout=1800)
+    assert published.status == RunStatus.SUCCESS, f"{published.reason} {published.steps}"
+    # Its tests passed in the built image: run_model ran cmark there (check=True).
+    assert published.steps["test"]["phase"] == "Succeeded"
+
+    sim = submit(client, workflows, f"{OWNER}/ToyTaxBrain", TOY_INPUTS)
+    sim = settled(client, sim.id, timeout=600)
+    assert sim.status == RunStatus.SUCCESS, f"{sim.status}: {sim.reason} {sim.steps}"
+    renderable = client.results(sim.id)["renderable"]
+    assert [r["title"] for r in renderable] == ["", "Policy Report"]
+    assert "<strong>2.0</strong>" in renderable[1]["data"]

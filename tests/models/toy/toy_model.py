@@ -1,12 +1,14 @@
 """A tiny C/S model for tests, standard library only.
 
 Its behaviour comes from the TOY_MODE variable, set in each test config's
-``env``: ok, crash, die, hang, chatty, flood, fill, bad-outputs, cs-titles, secret.
+``env``: ok, crash, die, hang, chatty, flood, fill, bad-outputs, cs-titles, tax-brain,
+secret.
 TOY_SLEEP (seconds, default 0) makes run_model take that long first.
 """
 
 import base64
 import os
+import subprocess
 import sys
 import time
 
@@ -85,9 +87,9 @@ def run_model(meta_param_dict, adjustment):
                 handle.flush()
     if mode == "bad-outputs":
         return {"renderable": [{"media_type": "movie", "title": "t", "data": "d"}], "downloadable": []}
-    if mode == "cs-titles":  # titled as Tax-Brain titles its outputs
+    if mode in ("cs-titles", "tax-brain"):  # titled as Tax-Brain titles its outputs
         tables = "Dynamic Baseline Liabilities Change by Calendar Year, Billions, by "
-        return {
+        outputs = {
             "renderable": [
                 {"media_type": "bokeh", "title": "", "data": {"target_id": None, "root_id": "1", "doc": {}}},
             ],
@@ -98,6 +100,11 @@ def run_model(meta_param_dict, adjustment):
                 {"media_type": "PDF", "title": "Policy Report.pdf", "data": PNG_1x1},
             ],
         }
+        if mode == "tax-brain":  # its report, written by a Debian package's program (as pandoc)
+            markdown = f"# Policy Report\n\nThe reform sets x to **{x}**.\n"
+            report = subprocess.run(["cmark"], input=markdown, capture_output=True, text=True, check=True)
+            outputs["renderable"].append({"media_type": "table", "title": "Policy Report", "data": report.stdout})
+        return outputs
     secret = os.environ.get("TOY_SECRET", "") if mode == "secret" else ""
     return {
         "renderable": [
