@@ -11,10 +11,13 @@ be. The build step reaches the package index through the node's network.
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import shutil
 import socket
 import subprocess
+import tarfile
 from pathlib import Path
 
 import pytest
@@ -225,14 +228,54 @@ def test_a_model_laid_out_as_tax_cruncher_publishes_on_real_pods(
     assert "0.75" in client.results(sim.id)["downloadable"][0]["data"]
 
 
+@pytest.fixture
+def crane() -> str:
+    """The crane cluster/dev builds (lib.sh's GGCR_VERSION, in csflow's cache)."""
+    version = re.search(r"GGCR_VERSION=(\S+)", (REPO / "cluster/dev/lib.sh").read_text())
+    cache = os.environ.get("CSFLOW_CACHE_DIR") or Path(
+        os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache", "csflow"
+    )
+    path = Path(cache, "bin", f"crane-{version.group(1) if version else '?'}")
+    if not path.is_file():
+        pytest.skip(f"{path} is not built (cluster/dev/up builds it)")
+    return str(path)
+
+
+def _own_base(crane: str, registry: str, tmp_path: Path) -> str:
+    """The installation's base image plus one marker layer: a base of the model's own."""
+    marker = tmp_path / "marker"
+    (marker / "etc").mkdir(parents=True)
+    (marker / "etc" / "csflow-own-base").write_text("a base image of the model's own\n")
+    layer = tmp_path / "marker.tar"
+    with tarfile.open(layer, "w") as tar:
+        tar.add(marker / "etc", arcname="etc")
+    own = f"{registry}/tests/own-base-python:3.11"
+    base = f"{registry}/library/python:3.11-slim-bookworm"
+    subprocess.run(
+        [crane, "append", "--insecure", "-b", base, "-f", str(layer), "-t", own],
+        check=True,
+        capture_output=True,
+    )
+    return own
+
+
+def _layers(crane: str, image: str) -> list[str]:
+    manifest = subprocess.run(
+        [crane, "manifest", "--insecure", image], check=True, capture_output=True, text=True
+    ).stdout
+    return [layer["digest"] for layer in json.loads(manifest)["layers"]]
+
+
 @pytest.mark.timeout(2400)
 def test_a_model_built_as_tax_brain_is_gets_its_debian_program_in_its_image(
-    pods_client, cluster, workflows, registry, git_url, tmp_path
+    pods_client, workflows, registry, git_url, crane, tmp_path
 ):
     """tests/models/config/tests/ToyTaxBrain.yaml from git: an empty title, titles
     ending in .csv and .pdf, and a report written by cmark, a Debian package the base
-    image lacks. The build pod fetches and unpacks it as the build user; the contract
-    tests in the test pod run it; so does the simulation."""
+    image lacks, on a base image of the model's own (image.base). The build pod
+    fetches and unpacks cmark as the build user; the contract tests in the test pod
+    run it; so does the simulation."""
+    own_base = _own_base(crane, registry, tmp_path)
     configs = tmp_path / "config"
     toy_tax_brain = yaml.safe_load(
         (REPO / "tests/models/config/tests/ToyTaxBrain.yaml").read_text()
@@ -243,6 +286,7 @@ def test_a_model_built_as_tax_brain_is_gets_its_debian_program_in_its_image(
         title="ToyTaxBrain",
         env=toy_tax_brain["env"],
         system_packages=toy_tax_brain["system_packages"],
+        image={"base": own_base},
     )
     client = Client(
         pods_client.settings.model_copy(
@@ -255,6 +299,10 @@ def test_a_model_built_as_tax_brain_is_gets_its_debian_program_in_its_image(
     assert published.status == RunStatus.SUCCESS, f"{published.reason} {published.steps}"
     # Its tests passed in the built image: run_model ran cmark there (check=True).
     assert published.steps["test"]["phase"] == "Succeeded"
+    # Built FROM the model's own base: its layers, then the one csflow adds.
+    model = client.model(f"{OWNER}/ToyTaxBrain")
+    [image] = [v["image"] for v in model["versions"] if v["tag"] == model["tags"]["latest"]]
+    assert _layers(crane, image)[:-1] == _layers(crane, own_base)
 
     sim = submit(client, workflows, f"{OWNER}/ToyTaxBrain", TOY_INPUTS)
     sim = settled(client, sim.id, timeout=600)
