@@ -171,6 +171,27 @@ def step_nodes(workflow: dict[str, Any], sweep: bool = False) -> list[dict[str, 
     return sorted(steps, key=lambda n: (n.get("startedAt") or "9999", n.get("displayName", "")))
 
 
+def attempts_of(workflow: dict[str, Any]) -> dict[str, int]:
+    """How many times each pod node's step was tried, by node id: Argo puts a step with
+    a ``retryStrategy`` under a ``Retry`` node whose children flagged ``retried`` are
+    its attempts, ``step(0)``, ``step(1)``, ... (``workflow/controller/operator.go``,
+    ``getChildNodeIdsRetried``, v4.0.5); a pod without one was tried once."""
+    nodes = (workflow.get("status") or {}).get("nodes") or {}
+    attempts: dict[str, int] = {}
+    for node in nodes.values():
+        if node.get("type") != "Retry":
+            continue
+        children = [c for c in node.get("children") or [] if c in nodes]
+        tried = [c for c in children if (nodes[c].get("nodeFlag") or {}).get("retried")]
+        for child in children:
+            attempts[child] = len(tried) or len(children)  # (a controller without flags)
+    return {
+        node_id: attempts.get(node_id, 1)
+        for node_id, node in nodes.items()
+        if node.get("type") == "Pod"
+    }
+
+
 def _waiting(node: dict[str, Any]) -> bool:
     return node.get("type") == "Suspend" and node.get("phase") == "Running"
 
@@ -214,6 +235,7 @@ def run_from_workflow(
     failures = []
     waiting = []
     content_tag = ""
+    attempts = attempts_of(workflow)
     for node in step_nodes(workflow, sweep=kind == "sweep"):
         step = step_name(node, workflow_name)
         started, finished = _epoch(node.get("startedAt")), _epoch(node.get("finishedAt"))
@@ -225,6 +247,8 @@ def run_from_workflow(
             waiting.append(step)
         if kind == "publish" and step == "clone":
             content_tag = _output_parameter(node, "content-tag")
+        if node.get("id") in attempts:
+            info["attempts"] = attempts[node["id"]]
         if started is not None:
             info["started"] = started
         if finished is not None and started is not None:
