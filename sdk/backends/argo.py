@@ -717,6 +717,18 @@ class ArgoBackend(SimulationWorkflows, RunResults, RegistryViews):
     def status(self, job_id: str) -> Run:
         return run_from_workflow(self.get_workflow(job_id), self._results_uri)
 
+    def find(self, job_id: str) -> Run | None:
+        """The run, if the Argo Server has its Workflow (an id that is not a UUID, as
+        the embedded engine's short prefixes, names none)."""
+        try:
+            names.check_job_id(job_id)
+        except BadInput:
+            return None
+        try:
+            return self.status(job_id)
+        except NotFound:
+            return None
+
     def list(self, limit: int = 50) -> list[Run]:
         # Simulations and publishes both carry the owner label.
         listed = self._call(
