@@ -32,13 +32,14 @@ and https://argo-workflows.readthedocs.io/en/latest/walk-through/suspending/
 from __future__ import annotations
 
 import json
+import re
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urljoin
+from urllib.parse import quote, urljoin, urlsplit
 
 import requests
 
@@ -316,6 +317,39 @@ def _sweep_of(workflow: dict[str, Any]) -> dict[str, Any]:
     return {"axis": parameters.get("axis", ""), "points": points}
 
 
+# -- connecting -----------------------------------------------------------------
+
+UNVERIFIED_TLS_WARNING = (
+    "warning: not verifying the Argo Server's TLS certificate (CSFLOW_ARGO_VERIFY_SSL=false)"
+)
+_warned_unverified = False
+
+
+def unverified_tls(host: str) -> None:
+    """Say once per process, in one line on stderr, that the Argo Server's certificate
+    is not checked; and silence urllib3's InsecureRequestWarning, which it repeats
+    for every request, for that server's host only (other hosts still warn). The
+    filter is set again for each connection made (a caller's ``catch_warnings`` may
+    have dropped it since); setting it twice keeps one."""
+    global _warned_unverified
+    import sys
+    import warnings
+
+    from urllib3.exceptions import InsecureRequestWarning
+
+    hostname = urlsplit(host).hostname
+    if not host.startswith("https://") or not hostname:
+        return
+    warnings.filterwarnings(
+        "ignore",
+        message=rf"Unverified HTTPS request is being made to host '\[?{re.escape(hostname)}\]?'",
+        category=InsecureRequestWarning,
+    )
+    if not _warned_unverified:
+        _warned_unverified = True
+        print(UNVERIFIED_TLS_WARNING, file=sys.stderr, flush=True)
+
+
 # -- the backend ----------------------------------------------------------------
 
 
@@ -346,6 +380,8 @@ class ArgoBackend(SimulationWorkflows, RunResults, RegistryViews):
                 )
             from hera.workflows.service import WorkflowsService
 
+            if not self.settings.argo_verify_ssl:
+                unverified_tls(self.settings.argo_host)
             token = self.settings.argo_token.get_secret_value() or None
             self._service = WorkflowsService(
                 host=self.settings.argo_host.rstrip("/") + "/",

@@ -1,19 +1,30 @@
 """``csflow runs`` finds a run wherever it ran: a run on the Argo Server (the double,
 argo_server_double.py) without ``CSFLOW_BACKEND=argo``, a run of the embedded engine
-(real, with the toy models) with it; ``--backend`` looks on one only."""
+(real, with the toy models) with it; ``--backend`` looks on one only. And a server
+whose certificate is not checked is one warning line per process, not urllib3's
+warning per request."""
 
 from __future__ import annotations
 
+import ipaddress
 import json
+import os
+import subprocess
+import sys
+import warnings
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+import requests
 from paths import TOY_CONFIGS
 from typer.testing import CliRunner
+from urllib3.exceptions import InsecureRequestWarning
 
 from csflow.cli.app import app
-from csflow.sdk.backends.argo import pod_name
+from csflow.sdk.backends.argo import UNVERIFIED_TLS_WARNING, ArgoBackend, pod_name
 
+from .argo_server_double import ArgoServerDouble
 from .conftest import TOKEN, submit
 from .test_argo_backend import nodes, retried_nodes
 
@@ -168,3 +179,98 @@ def test_runs_show_has_the_attempts_of_a_retried_step(cli, backend, double):
     table = cli("runs", "show", run.id)
     upload = next(line for line in table.output.splitlines() if "upload" in line)
     assert "Succeeded" in upload and " 5 " in upload, table.output
+
+
+# -- an Argo Server whose certificate is not checked ----------------------------------
+
+
+def self_signed(folder: Path) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1 and localhost, as ``argo server`` makes
+    one for itself, and its key."""
+    x509 = pytest.importorskip("cryptography.x509")
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "argo-server")])
+    now = datetime.now(UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=5))
+        .not_valid_after(now + timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]
+            ),
+            critical=False,
+        )
+        .sign(key, hashes.SHA256())
+    )
+    cert, private = folder / "server.crt", folder / "server.key"
+    cert.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    private.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert, private
+
+
+@pytest.fixture
+def tls_double(templates, tmp_path):
+    with ArgoServerDouble(TOKEN, templates, tls=self_signed(tmp_path)) as server:
+        yield server
+
+
+def test_an_unverified_server_is_one_warning_line_per_process(
+    tls_double, settings, tmp_path, monkeypatch
+):
+    """Each request of a run's reading (show: one per Workflow name tried; logs: the
+    Workflow and its log stream) once printed urllib3's InsecureRequestWarning."""
+    https = settings.model_copy(update={"argo_host": tls_double.url, "argo_verify_ssl": False})
+    run = submit(ArgoBackend(https))
+    name = f"sim-{run.id}"
+    tls_double.set_status(name, "Running", nodes(name, {"inputs": "Running"}))
+    environment = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith("CSFLOW_") and key != "PYTHONWARNINGS"
+    }
+    environment.update(
+        CSFLOW_HOME=str(settings.home),
+        CSFLOW_ARGO_HOST=tls_double.url,
+        CSFLOW_ARGO_TOKEN=TOKEN,
+        CSFLOW_ARGO_VERIFY_SSL="false",
+        COLUMNS="200",
+    )
+    csflow = Path(sys.executable).with_name("csflow")
+    for args in (["runs", "show", run.id], ["runs", "logs", run.id], ["runs", "show", UNKNOWN]):
+        done = subprocess.run(
+            [str(csflow), *args], capture_output=True, text=True, env=environment, timeout=120
+        )
+        assert done.returncode == (2 if UNKNOWN in args else 0), done.stderr
+        lines = [line for line in done.stderr.splitlines() if line.strip()]
+        assert lines[0] == UNVERIFIED_TLS_WARNING, done.stderr
+        assert "InsecureRequestWarning" not in done.stderr and "Unverified" not in done.stderr
+        assert len(lines) == (2 if UNKNOWN in args else 1), done.stderr  # (+ "no run")
+    assert len([r for r in tls_double.requests if r[0] == "GET"]) > 3
+
+
+def test_urllib3s_warning_is_silenced_for_the_argo_server_only(tls_double, settings):
+    https = settings.model_copy(update={"argo_host": tls_double.url, "argo_verify_ssl": False})
+    backend = ArgoBackend(https)
+    other = tls_double.url.replace("127.0.0.1", "localhost")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert backend.find(UNKNOWN) is None
+        assert not [w for w in caught if issubclass(w.category, InsecureRequestWarning)]
+        requests.get(f"{other}/api/v1/workflows/csflow", verify=False, timeout=10)
+    insecure = [w for w in caught if issubclass(w.category, InsecureRequestWarning)]
+    assert len(insecure) == 1 and "'localhost'" in str(insecure[0].message)
