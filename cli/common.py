@@ -36,6 +36,22 @@ class OutputFormat(StrEnum):
 OutputOption = typer.Option(OutputFormat.table, "--output", "-o", help="table, json or yaml.")
 
 
+class BackendName(StrEnum):
+    local = "local"
+    argo = "argo"
+
+
+BackendOption = typer.Option(
+    None, "--backend", help="local or argo (default: CSFLOW_BACKEND, else local)."
+)
+RunsBackendOption = typer.Option(
+    None,
+    "--backend",
+    help="Look for the run on this backend only: local or argo (default: CSFLOW_BACKEND "
+    "first, then the other one set up).",
+)
+
+
 class State:
     """Global flags, set by the app's callback."""
 
@@ -47,13 +63,16 @@ def settings(**flags: Any):
     """Settings from flags (those given), then CSFLOW_* variables, then the config file."""
     from csflow.sdk.core.settings import Settings
 
-    return Settings(**{**State.overrides, **{k: v for k, v in flags.items() if v is not None}})
+    given = {k: v.value if isinstance(v, StrEnum) else v for k, v in flags.items() if v is not None}
+    return Settings(**{**State.overrides, **given})
 
 
 def client(**flags: Any):
+    """The SDK's client. A ``backend`` flag given (``--backend``) keeps every call on
+    that backend; without it, a run is looked for wherever it ran (``Client``)."""
     from csflow.sdk.client import Client
 
-    return Client(settings(**flags))
+    return Client(settings(**flags), look_elsewhere=flags.get("backend") is None)
 
 
 def fail(message: str, code: int = EXIT_BAD_INPUT) -> typer.Exit:

@@ -19,6 +19,8 @@ from typer.core import TyperGroup
 
 from csflow.cli.common import (
     EXIT_FAILED,
+    BackendName,
+    BackendOption,
     OutputFormat,
     OutputOption,
     client,
@@ -70,7 +72,7 @@ def publish(
     detach: bool = typer.Option(
         False, "--detach", "-d", help="Print the run id and return at once."
     ),
-    backend: str | None = typer.Option(None, "--backend", help="local (default) or argo."),
+    backend: BackendName | None = BackendOption,
     output: OutputFormat = OutputOption,
 ) -> None:
     """Publish the model CONFIG describes."""
@@ -92,7 +94,7 @@ def publish(
 def approve(
     run_id: str = typer.Argument(..., metavar="RUN", help="The publish run waiting for approval."),
     detach: bool = typer.Option(False, "--detach", "-d", help="Approve and return at once."),
-    backend: str | None = typer.Option(None, "--backend", help="local (default) or argo."),
+    backend: BackendName | None = BackendOption,
     output: OutputFormat = OutputOption,
 ) -> None:
     """Approve a publish waiting at its approval step: it deploys (moves latest)."""

@@ -7,21 +7,37 @@ from pathlib import Path
 import typer
 from rich.markup import escape
 
-from csflow.cli.common import OutputFormat, OutputOption, client, console, emit, handle_errors
+from csflow.cli.common import (
+    BackendName,
+    BackendOption,
+    OutputFormat,
+    OutputOption,
+    RunsBackendOption,
+    client,
+    console,
+    emit,
+    handle_errors,
+)
 from csflow.cli.display import points_table, runs_table, show_outputs, show_run
 from csflow.cli.simulate import finish
 
-app = typer.Typer(help="Inspect and control simulation runs.", no_args_is_help=True)
+app = typer.Typer(
+    help="Inspect and control runs, wherever they ran: the configured backend "
+    "(CSFLOW_BACKEND) first, then the other one set up (argo: CSFLOW_ARGO_HOST); "
+    "--backend looks on one only.",
+    no_args_is_help=True,
+)
 
 
 @app.command("list")
 @handle_errors
 def list_runs(
     limit: int = typer.Option(20, "--limit", "-n", help="How many, newest first."),
+    backend: BackendName | None = BackendOption,
     output: OutputFormat = OutputOption,
 ) -> None:
-    """List recent runs."""
-    runs = client().list(limit)
+    """List recent runs of one backend (default: CSFLOW_BACKEND, else local)."""
+    runs = client(backend=backend).list(limit)
     if output != OutputFormat.table:
         emit([r.to_dict() for r in runs], output)
     else:
@@ -30,9 +46,13 @@ def list_runs(
 
 @app.command()
 @handle_errors
-def show(job_id: str, output: OutputFormat = OutputOption) -> None:
+def show(
+    job_id: str,
+    backend: BackendName | None = RunsBackendOption,
+    output: OutputFormat = OutputOption,
+) -> None:
     """Show one run: status, reason, steps and timings."""
-    sdk = client()
+    sdk = client(backend=backend)
     run = sdk.status(job_id)
     points = sdk.sweep_points(run) if run.kind == "sweep" else None
     if output != OutputFormat.table:
@@ -54,9 +74,10 @@ def logs(
     step: str | None = typer.Option(
         None, "--step", "-s", help="One step (inputs, run, outputs, upload, notify)."
     ),
+    backend: BackendName | None = RunsBackendOption,
 ) -> None:
     """Print a run's step logs (the model's traceback is in the run step's)."""
-    typer.echo(client().logs(job_id, step), nl=False)
+    typer.echo(client(backend=backend).logs(job_id, step), nl=False)
 
 
 @app.command()
@@ -64,10 +85,11 @@ def logs(
 def results(
     job_id: str,
     out: Path | None = typer.Option(None, "--out", help="Write the downloadable files here."),
+    backend: BackendName | None = RunsBackendOption,
     output: OutputFormat = OutputOption,
 ) -> None:
     """Show a run's outputs, or write its downloadable files with --out."""
-    sdk = client()
+    sdk = client(backend=backend)
     if out is not None:
         for path in sdk.download(job_id, out):
             console.print(f"wrote {escape(str(path))}", highlight=False)
@@ -86,28 +108,34 @@ def wait(
     timeout: float | None = typer.Option(
         None, "--timeout", help="Give up after this many seconds (exit 1)."
     ),
+    backend: BackendName | None = RunsBackendOption,
     output: OutputFormat = OutputOption,
 ) -> None:
     """Wait for a run to end; exit as `csflow simulate` would."""
-    sdk = client()
+    sdk = client(backend=backend)
     finish(sdk, sdk.wait(job_id, timeout=timeout), output)
 
 
 @app.command()
 @handle_errors
-def cancel(job_id: str) -> None:
+def cancel(job_id: str, backend: BackendName | None = RunsBackendOption) -> None:
     """Stop a run."""
-    run = client().cancel(job_id)
+    run = client(backend=backend).cancel(job_id)
     console.print(f"{run.id}: {run.status}", highlight=False, markup=False)
 
 
 @app.command()
 @handle_errors
-def diff(job_a: str, job_b: str, output: OutputFormat = OutputOption) -> None:
+def diff(
+    job_a: str,
+    job_b: str,
+    backend: BackendName | None = RunsBackendOption,
+    output: OutputFormat = OutputOption,
+) -> None:
     """Compare two runs: their inputs, and their tables cell by cell (B - A)."""
     from csflow.cli.diff_display import show_diff
 
-    compared = client().diff(job_a, job_b)
+    compared = client(backend=backend).diff(job_a, job_b)
     if output != OutputFormat.table:
         emit(compared.to_dict(), output)
     else:
@@ -124,6 +152,7 @@ def open_page(
     no_browser: bool = typer.Option(
         False, "--no-browser", help="Only write the page and print its path."
     ),
+    backend: BackendName | None = RunsBackendOption,
 ) -> None:
     """Write a run's results page (one HTML file: inputs, timings, tables, charts,
     downloads), print its path and open it in a browser when there is one."""
@@ -132,7 +161,7 @@ def open_page(
 
     if out is not None and out.is_dir():
         raise BadInput(f"--out {out} is a folder: name the page's file ({out}/page.html)")
-    sdk = client()
+    sdk = client(backend=backend)
     run = sdk.status(job_id)  # the full id, for the file's name (a prefix finds it too)
     page = sdk.page(run.id)
     path = out if out is not None else sdk.settings.home / "pages" / f"{run.id}.html"

@@ -10,6 +10,8 @@ import typer
 from csflow.cli.common import (
     EXIT_BAD_INPUT,
     EXIT_FAILED,
+    BackendName,
+    BackendOption,
     OutputFormat,
     OutputOption,
     client,
@@ -78,7 +80,7 @@ def simulate(
     detach: bool = typer.Option(
         False, "--detach", "-d", help="Print the job id and return at once."
     ),
-    backend: str | None = typer.Option(None, "--backend", help="local (default) or argo."),
+    backend: BackendName | None = BackendOption,
     dry_run: bool = typer.Option(
         False, "--dry-run", help="Print the Workflow that would be submitted."
     ),

@@ -9,7 +9,10 @@
 
 The backend (``local`` by default: the embedded engine) comes from settings; every
 call is the backend's (``sdk/backends/base.py``: the ``Backend`` contract), which
-refuses in one line what it cannot do.
+refuses in one line what it cannot do. A call about an existing run goes to the
+backend that holds it: the configured one, else the other one set up (the embedded
+engine; Argo when ``CSFLOW_ARGO_HOST`` is set), as ``sdk/backends/lookup.py`` finds
+it; ``Client(look_elsewhere=False)`` asks the configured backend only.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from csflow.sdk.backends.base import Backend, open_backend
+from csflow.sdk.backends.lookup import RunLookup
 from csflow.sdk.core import jsonio
 from csflow.sdk.core.contract import InputsError, JobInputs
 from csflow.sdk.core.errors import BadInput, CsflowError, NotFound
@@ -56,9 +60,20 @@ def parse_inputs(data: Any, max_bytes: int | None = None, what: str = "inputs") 
 
 
 class Client:
-    def __init__(self, settings: Settings | None = None, **overrides: Any):
+    def __init__(
+        self, settings: Settings | None = None, *, look_elsewhere: bool = True, **overrides: Any
+    ):
         self.settings = settings or Settings(**overrides)
         self.backend: Backend = open_backend(self.settings)
+        self.runs = RunLookup(self.settings, self.backend, elsewhere=look_elsewhere)
+
+    def _on(self, job_id: str) -> Backend:
+        """The backend that holds run ``job_id`` (``RunLookup``)."""
+        return self.runs.holder(job_id)
+
+    def _started(self, run: Run) -> Run:
+        self.runs.remember(run.id, self.backend)
+        return run
 
     def submit(
         self,
@@ -69,12 +84,14 @@ class Client:
         warm_up: bool = False,
     ) -> Run:
         """Record the job and return at once (the run has not started)."""
-        return self.backend.submit(
-            model,
-            parse_inputs(inputs, self.settings.max_inputs_bytes),
-            tag=tag,
-            progress=progress,
-            warm_up=warm_up,
+        return self._started(
+            self.backend.submit(
+                model,
+                parse_inputs(inputs, self.settings.max_inputs_bytes),
+                tag=tag,
+                progress=progress,
+                warm_up=warm_up,
+            )
         )
 
     def simulate(
@@ -110,7 +127,7 @@ class Client:
             progress=progress,
             warm_up=not detach,
         )
-        return self._go(run, detach, events)
+        return self._go(self._started(run), detach, events)
 
     def render_sweep(
         self, model: str, inputs: Any, sweep: str, tag: str | None = None
@@ -131,10 +148,11 @@ class Client:
 
     def _go(self, run: Run, detach: bool, events) -> Run:
         """Run a submitted run here until it ends (or waits for approval), or let it go on."""
+        backend = self._on(run.id)
         if detach:
-            self.backend.detach(run.id)
-            return self.backend.status(run.id)
-        return self.backend.execute(run.id, events=events)
+            backend.detach(run.id)
+            return backend.status(run.id)
+        return backend.execute(run.id, events=events)
 
     def render(self, model: str, inputs: Any, tag: str | None = None) -> dict[str, Any]:
         """The Workflow a simulation would submit (``--dry-run``)."""
@@ -143,20 +161,20 @@ class Client:
         )
 
     def status(self, job_id: str) -> Run:
-        return self.backend.status(job_id)
+        return self._on(job_id).status(job_id)
 
     def wait(self, job_id: str, timeout: float | None = None) -> Run:
-        return self.backend.wait(job_id, timeout=timeout)
+        return self._on(job_id).wait(job_id, timeout=timeout)
 
     def logs(self, job_id: str, step: str | None = None) -> str:
-        return self.backend.logs(job_id, step)
+        return self._on(job_id).logs(job_id, step)
 
     def results(self, job_id: str) -> dict[str, Any]:
-        return self.backend.results(job_id)
+        return self._on(job_id).results(job_id)
 
     def run_inputs(self, job_id: str) -> dict[str, Any]:
         """The inputs a simulation was submitted with, while the job store keeps them."""
-        return self.backend.run_inputs(job_id)
+        return self._on(job_id).run_inputs(job_id)
 
     def diff(self, a: str, b: str) -> RunDiff:
         """Two simulations compared: their inputs, and their tables when both succeeded
@@ -164,10 +182,11 @@ class Client:
         return diff_runs(*self._diff_side(a), *self._diff_side(b))
 
     def _diff_side(self, job_id: str) -> tuple[Run, dict[str, Any], dict[str, Any] | NoResults]:
-        run = self.backend.status(job_id)
-        inputs = self.backend.run_inputs(run.id)
+        backend = self._on(job_id)
+        run = backend.status(job_id)
+        inputs = backend.run_inputs(run.id)
         try:
-            outputs: dict[str, Any] | NoResults = self.backend.results(run.id)
+            outputs: dict[str, Any] | NoResults = backend.results(run.id)
         except BadInput as exc:
             if run.status == RunStatus.SUCCESS:  # a success's results must be readable
                 raise
@@ -192,10 +211,10 @@ class Client:
         return run_page(run, inputs, outputs, inputs_note=note)
 
     def download(self, job_id: str, out: Path) -> list[Path]:
-        return self.backend.download(job_id, out)
+        return self._on(job_id).download(job_id, out)
 
     def cancel(self, job_id: str) -> Run:
-        return self.backend.cancel(job_id)
+        return self._on(job_id).cancel(job_id)
 
     # -- publishing and the model registry ------------------------------------------
 
@@ -205,15 +224,15 @@ class Client:
         """Publish a model from its config (``config/OWNER/TITLE.yaml``): build, test,
         push to ``staging``, then (after approval, if asked) deploy to ``latest``."""
         run = self.backend.submit_publish(config, require_approval=require_approval)
-        return self._go(run, detach, events)
+        return self._go(self._started(run), detach, events)
 
     def approve(self, run_id: str, detach: bool = False, events=None) -> Run:
         """Approve a publish waiting at its approval step, and let it deploy."""
-        return self._go(self.backend.approve(run_id), detach, events)
+        return self._go(self._on(run_id).approve(run_id), detach, events)
 
     def publish_report(self, run_id: str) -> dict[str, Any] | None:
         """A publish's contract-test results (None if the tests never ran)."""
-        return self.backend.publish_report(run_id)
+        return self._on(run_id).publish_report(run_id)
 
     def models(self) -> list[dict[str, Any]]:
         return self.backend.models()
@@ -241,6 +260,7 @@ class Client:
 
     # (last: below it, ``list`` in an annotation would mean this method)
     def list(self, limit: int = 50) -> list[Run]:
+        """The latest runs of the configured backend, newest first."""
         return self.backend.list(limit)
 
 

@@ -16,6 +16,7 @@ from csflow.sdk.argo.semantics import SpecError
 from csflow.sdk.backends.argo import ArgoBackend
 from csflow.sdk.backends.base import Backend
 from csflow.sdk.backends.local import LocalBackend
+from csflow.sdk.backends.lookup import lookup_order
 from csflow.sdk.client import Client
 from csflow.sdk.core.errors import BadInput, CsflowError, NotFound, translated
 from csflow.sdk.core.run import Run, output_fields
@@ -45,10 +46,11 @@ def test_both_backends_satisfy_the_backend_protocol(settings):
 
 
 def test_the_client_calls_only_what_the_protocol_declares():
-    """Thin delegation: every ``self.backend.X`` in the client is a Backend method, and
-    the client never asks a backend what it has."""
+    """Thin delegation: every ``self.backend.X``, and every call on the backend that
+    holds a run (``self._on(ID).X``), in the client is a Backend method, and the
+    client never asks a backend what it has."""
     source = inspect.getsource(Client)
-    called = set(re.findall(r"self\.backend\.(\w+)", source))
+    called = set(re.findall(r"(?:\bbackend|self\._on\(\w+(?:\.id)?\))\.(\w+)\(", source))
     declared = {name for name in dir(Backend) if not name.startswith("_")}
     assert called and called <= declared, called - declared
     assert "hasattr" not in source and "settings.backend" not in source
@@ -245,3 +247,13 @@ def test_the_runner_refuses_a_step_whose_program_the_table_does_not_give(
         runner.execute("r1", _workflow(("step", environment, command, "img")))
     assert str(refused.value).startswith(message)
     assert made == []
+
+
+def test_a_run_is_looked_for_on_the_configured_backend_then_the_other_one_set_up(settings):
+    argo = settings.model_copy(update={"backend": "argo"})
+    host = {"argo_host": "https://argo.example:2746"}
+    assert lookup_order(settings) == ("local",)  # no Argo Server: the engine only
+    assert lookup_order(settings.model_copy(update=host)) == ("local", "argo")
+    assert lookup_order(argo) == ("argo", "local")
+    assert lookup_order(argo.model_copy(update=host)) == ("argo", "local")
+    assert Client(settings.model_copy(update=host), look_elsewhere=False).runs.order == ("local",)

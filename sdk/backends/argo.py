@@ -32,13 +32,14 @@ and https://argo-workflows.readthedocs.io/en/latest/walk-through/suspending/
 from __future__ import annotations
 
 import json
+import re
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urljoin
+from urllib.parse import quote, urljoin, urlsplit
 
 import requests
 
@@ -171,6 +172,27 @@ def step_nodes(workflow: dict[str, Any], sweep: bool = False) -> list[dict[str, 
     return sorted(steps, key=lambda n: (n.get("startedAt") or "9999", n.get("displayName", "")))
 
 
+def attempts_of(workflow: dict[str, Any]) -> dict[str, int]:
+    """How many times each pod node's step was tried, by node id: Argo puts a step with
+    a ``retryStrategy`` under a ``Retry`` node whose children flagged ``retried`` are
+    its attempts, ``step(0)``, ``step(1)``, ... (``workflow/controller/operator.go``,
+    ``getChildNodeIdsRetried``, v4.0.5); a pod without one was tried once."""
+    nodes = (workflow.get("status") or {}).get("nodes") or {}
+    attempts: dict[str, int] = {}
+    for node in nodes.values():
+        if node.get("type") != "Retry":
+            continue
+        children = [c for c in node.get("children") or [] if c in nodes]
+        tried = [c for c in children if (nodes[c].get("nodeFlag") or {}).get("retried")]
+        for child in children:
+            attempts[child] = len(tried) or len(children)  # (a controller without flags)
+    return {
+        node_id: attempts.get(node_id, 1)
+        for node_id, node in nodes.items()
+        if node.get("type") == "Pod"
+    }
+
+
 def _waiting(node: dict[str, Any]) -> bool:
     return node.get("type") == "Suspend" and node.get("phase") == "Running"
 
@@ -214,6 +236,7 @@ def run_from_workflow(
     failures = []
     waiting = []
     content_tag = ""
+    attempts = attempts_of(workflow)
     for node in step_nodes(workflow, sweep=kind == "sweep"):
         step = step_name(node, workflow_name)
         started, finished = _epoch(node.get("startedAt")), _epoch(node.get("finishedAt"))
@@ -225,6 +248,8 @@ def run_from_workflow(
             waiting.append(step)
         if kind == "publish" and step == "clone":
             content_tag = _output_parameter(node, "content-tag")
+        if node.get("id") in attempts:
+            info["attempts"] = attempts[node["id"]]
         if started is not None:
             info["started"] = started
         if finished is not None and started is not None:
@@ -292,6 +317,39 @@ def _sweep_of(workflow: dict[str, Any]) -> dict[str, Any]:
     return {"axis": parameters.get("axis", ""), "points": points}
 
 
+# -- connecting -----------------------------------------------------------------
+
+UNVERIFIED_TLS_WARNING = (
+    "warning: not verifying the Argo Server's TLS certificate (CSFLOW_ARGO_VERIFY_SSL=false)"
+)
+_warned_unverified = False
+
+
+def unverified_tls(host: str) -> None:
+    """Say once per process, in one line on stderr, that the Argo Server's certificate
+    is not checked; and silence urllib3's InsecureRequestWarning, which it repeats
+    for every request, for that server's host only (other hosts still warn). The
+    filter is set again for each connection made (a caller's ``catch_warnings`` may
+    have dropped it since); setting it twice keeps one."""
+    global _warned_unverified
+    import sys
+    import warnings
+
+    from urllib3.exceptions import InsecureRequestWarning
+
+    hostname = urlsplit(host).hostname
+    if not host.startswith("https://") or not hostname:
+        return
+    warnings.filterwarnings(
+        "ignore",
+        message=rf"Unverified HTTPS request is being made to host '\[?{re.escape(hostname)}\]?'",
+        category=InsecureRequestWarning,
+    )
+    if not _warned_unverified:
+        _warned_unverified = True
+        print(UNVERIFIED_TLS_WARNING, file=sys.stderr, flush=True)
+
+
 # -- the backend ----------------------------------------------------------------
 
 
@@ -322,6 +380,8 @@ class ArgoBackend(SimulationWorkflows, RunResults, RegistryViews):
                 )
             from hera.workflows.service import WorkflowsService
 
+            if not self.settings.argo_verify_ssl:
+                unverified_tls(self.settings.argo_host)
             token = self.settings.argo_token.get_secret_value() or None
             self._service = WorkflowsService(
                 host=self.settings.argo_host.rstrip("/") + "/",
@@ -692,6 +752,18 @@ class ArgoBackend(SimulationWorkflows, RunResults, RegistryViews):
 
     def status(self, job_id: str) -> Run:
         return run_from_workflow(self.get_workflow(job_id), self._results_uri)
+
+    def find(self, job_id: str) -> Run | None:
+        """The run, if the Argo Server has its Workflow (an id that is not a UUID, as
+        the embedded engine's short prefixes, names none)."""
+        try:
+            names.check_job_id(job_id)
+        except BadInput:
+            return None
+        try:
+            return self.status(job_id)
+        except NotFound:
+            return None
 
     def list(self, limit: int = 50) -> list[Run]:
         # Simulations and publishes both carry the owner label.

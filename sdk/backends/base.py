@@ -85,6 +85,10 @@ class Backend(Protocol):
     # -- reading runs
     def status(self, job_id: str) -> Run: ...
 
+    def find(self, job_id: str) -> Run | None:
+        """The run if this backend holds it, None if it does not; raises only when it
+        cannot tell (a server it cannot reach). ``RunLookup`` asks it."""
+
     def wait(self, job_id: str, timeout: float | None = None) -> Run: ...
 
     def logs(self, job_id: str, step: str | None = None) -> str: ...

@@ -334,6 +334,12 @@ class LocalBackend(SimulationWorkflows, RunResults, RegistryViews, LocalPublishi
     def status(self, job_id: str) -> Run:
         return self._settled(self.store.get(job_id))
 
+    def find(self, job_id: str) -> Run | None:
+        try:
+            return self.status(job_id)
+        except NotFound:  # (a home without a run store holds no run either)
+            return None
+
     def list(self, limit: int = 50) -> list[Run]:
         return [self._settled(run) for run in self.store.list(limit)]
 

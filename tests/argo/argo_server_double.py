@@ -34,7 +34,9 @@ Endpoints (Argo's swagger paths), each checking ``Authorization: Bearer <token>`
   per line, sent in small chunks that split lines, as a real stream may.
 
 It does not run workflows: a test moves a workflow along with ``set_status``
-and gives pods log lines with ``add_logs``.
+and gives pods log lines with ``add_logs``. Given a certificate and its key
+(``tls``), it serves HTTPS, as ``argo server`` does by default (with a
+self-signed certificate unless given one).
 """
 
 from __future__ import annotations
@@ -43,10 +45,12 @@ import copy
 import functools
 import json
 import re
+import ssl
 import threading
 import uuid
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
@@ -70,7 +74,13 @@ def now() -> str:
 
 
 class ArgoServerDouble:
-    def __init__(self, token: str, templates: list[dict[str, Any]], namespace: str = "csflow"):
+    def __init__(
+        self,
+        token: str,
+        templates: list[dict[str, Any]],
+        namespace: str = "csflow",
+        tls: tuple[Path, Path] | None = None,
+    ):
         self.token = token
         self.namespace = namespace
         self.library = lint.library_of(templates)
@@ -80,11 +90,17 @@ class ArgoServerDouble:
         self.rejected: list[str] = []
         self.lock = threading.Lock()
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self.scheme = "http"
+        if tls is not None:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(*tls)
+            self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
+            self.scheme = "https"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}"
+        return f"{self.scheme}://127.0.0.1:{self.server.server_address[1]}"
 
     def __enter__(self) -> ArgoServerDouble:
         self.thread.start()

@@ -91,6 +91,102 @@ def test_retried_steps_are_named_after_their_task_and_the_last_attempt_counts():
     assert run.steps["upload"]["phase"] == "Succeeded" and run.status == "SUCCESS"
 
 
+def retried_nodes(workflow: str, tries: dict[str, list[str]], phase: str) -> dict:
+    """The nodes of a simulation whose steps have a retryStrategy, as Argo v4.0.5 records
+    them (workflow/controller/operator.go): a ``Retry`` node per step, named as the task
+    (the exit handler: ``<workflow>.onExit``), whose children are its attempts, pods
+    ``<name>(0)``, ``<name>(1)``, ... flagged ``retried`` (the exit handler's also
+    ``hooked``). ``tries``: each step's attempts' phases, in order."""
+    built = {
+        workflow: {
+            "id": workflow,
+            "name": workflow,
+            "displayName": workflow,
+            "type": "DAG",
+            "templateName": "simulate",
+            "phase": phase,
+            "children": [],
+        }
+    }
+    clock = 10
+
+    def at(second: int) -> str:
+        return f"2026-01-01T00:{second // 60:02d}:{second % 60:02d}Z"
+
+    for index, (task, phases) in enumerate(tries.items()):
+        exit_handler = task == "notify"
+        name = f"{workflow}.onExit" if exit_handler else f"{workflow}.{task}"
+        flag = {"hooked": True} if exit_handler else {}
+        retry = {
+            "id": f"{workflow}-{2000 + 100 * index}",
+            "name": name,
+            "displayName": name if exit_handler else task,
+            "type": "Retry",
+            "templateName": task,
+            "phase": phases[-1],
+            "startedAt": at(clock),
+            "children": [],
+            **({"nodeFlag": flag} if flag else {}),
+        }
+        if not exit_handler:
+            built[workflow]["children"].append(retry["id"])
+        for attempt, attempt_phase in enumerate(phases):
+            pod = {
+                "id": f"{workflow}-{2001 + 100 * index + attempt}",
+                "name": f"{name}({attempt})",
+                "displayName": f"{retry['displayName']}({attempt})",
+                "type": "Pod",
+                "templateName": task,
+                "phase": attempt_phase,
+                "startedAt": at(clock),
+                "finishedAt": at(clock + 1),
+                "nodeFlag": {**flag, "retried": True},
+            }
+            if attempt_phase == "Failed":
+                pod["message"] = "Error (exit code 1)"
+            clock += 2
+            retry["children"].append(pod["id"])
+            built[pod["id"]] = pod
+        retry["finishedAt"] = at(clock - 1)
+        built[retry["id"]] = retry
+    return built
+
+
+def test_a_retried_steps_attempts_are_its_retry_nodes_attempts():
+    """The attempts column on argo, as the embedded engine fills it: a step tried five
+    times (four failures, then a success) has attempts 5; once, attempts 1."""
+    workflow = "sim-0b4c1f0e-1d7b-4b7c-9d41-7f5cbb1f7c6e"
+    tries = {
+        "inputs": ["Succeeded"],
+        "run": ["Succeeded"],
+        "outputs": ["Succeeded"],
+        "upload": ["Failed", "Failed", "Failed", "Failed", "Succeeded"],
+        "notify": ["Failed", "Succeeded"],
+    }
+    built = retried_nodes(workflow, tries, "Succeeded")
+    built[f"{workflow}-1999"] = {  # a step without a retryStrategy: one pod, no Retry node
+        **node(workflow, "report", "Succeeded", index=40),
+        "id": f"{workflow}-1999",
+    }
+    run = run_from_workflow(
+        {
+            "metadata": {"name": workflow, "labels": {}},
+            "spec": {},
+            "status": {"phase": "Succeeded", "nodes": built},
+        }
+    )
+    assert run.status == "SUCCESS"
+    assert {step: info.get("attempts") for step, info in run.steps.items()} == {
+        "inputs": 1,
+        "run": 1,
+        "outputs": 1,
+        "upload": 5,
+        "notify": 2,
+        "report": 1,
+    }
+    assert run.steps["upload"]["phase"] == "Succeeded"
+
+
 def test_submit_writes_the_job_then_creates_a_valid_workflow(backend, double, redis_server):
     run = submit(backend)
     name = f"sim-{run.id}"
