@@ -67,14 +67,18 @@ class Client:
         tag: str | None = None,
         progress=lambda _: None,
         warm_up: bool = False,
+        no_cache: bool = False,
     ) -> Run:
-        """Record the job and return at once (the run has not started)."""
+        """Record the job and return at once (the run has not started), unless the
+        result cache has its results (``no_cache``: run anyway): then the run is
+        already ``SUCCESS`` and ``run.cached_from`` names the run they came from."""
         return self.backend.submit(
             model,
             parse_inputs(inputs, self.settings.max_inputs_bytes),
             tag=tag,
             progress=progress,
             warm_up=warm_up,
+            no_cache=no_cache,
         )
 
     def simulate(
@@ -85,8 +89,11 @@ class Client:
         detach: bool = False,
         progress=lambda _: None,
         events=None,
+        no_cache: bool = False,
     ) -> Run:
-        run = self.submit(model, inputs, tag=tag, progress=progress, warm_up=not detach)
+        run = self.submit(
+            model, inputs, tag=tag, progress=progress, warm_up=not detach, no_cache=no_cache
+        )
         return self._go(run, detach, events)
 
     def sweep(
@@ -131,6 +138,8 @@ class Client:
 
     def _go(self, run: Run, detach: bool, events) -> Run:
         """Run a submitted run here until it ends (or waits for approval), or let it go on."""
+        if run.done:  # a cache hit: nothing to run
+            return run
         if detach:
             self.backend.detach(run.id)
             return self.backend.status(run.id)
