@@ -8,7 +8,7 @@ expiry (``sdk/dataplane/redis_jobs.py``). Redis ACL users fence it
 - ``admin``: everything (operators, health checks);
 - ``scheduler``: the submitter; may GET, SET and EXPIRE ``job-*``,
   ``projects*`` and the result cache's ``cache-*`` (claims and cached runs), and
-  run WATCH/MULTI/EXEC transactions (a claim changes hands in one), nothing else
+  run WATCH/MULTI/EXEC/DISCARD transactions (a claim changes hands in one), nothing else
   (no DEL, no KEYS, no FLUSHALL);
 - ``model`` (C/S called it ``executor``): model steps; may only GET
   ``job-*`` (read-only key access), so model code cannot list, change or
@@ -126,6 +126,7 @@ _USERS = (
             "+unwatch",
             "+multi",
             "+exec",
+            "+discard",
         ),
         password_secret="REDIS_SCHEDULER_PW",
         purpose="submitter: get, set and expire job-*, projects* and cache-*",
