@@ -16,7 +16,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-from csflow.flows import simulate, sweep
 from csflow.sdk.core import names
 from csflow.sdk.core.contract import JobInputs
 from csflow.sdk.core.errors import BadInput, CsflowError, NotFound
@@ -160,12 +159,16 @@ class SimulationWorkflows:
 
     def workflow(self, version: ModelVersion, job_id: str) -> dict[str, Any]:
         """The simulation Workflow, exactly as Argo receives it."""
+        from csflow.flows import simulate  # (imports hera, ~1 s: not on a cache hit's path)
+
         return simulate.simulation_workflow_for(version, job_id, self.settings.registry).to_dict()
 
     def sweep_workflow(
         self, version: ModelVersion, job_id: str, axis: SweepAxis, points: list[dict[str, str]]
     ) -> dict[str, Any]:
         """A sweep's Workflow, exactly as Argo receives it."""
+        from csflow.flows import sweep
+
         return sweep.sweep_workflow_for(
             version,
             job_id,
