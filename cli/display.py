@@ -202,6 +202,11 @@ def show_run(console: Console, run: Run, steps: bool = True) -> None:
         console.print(f"reason: {escape(run.reason)}", highlight=False)
     if run.model_version:
         console.print(f"model version: {escape(run.model_version)}", highlight=False)
+    if run.cached_from:
+        console.print(
+            f"cached: the results of job {escape(run.cached_from)} (same version and inputs)",
+            highlight=False,
+        )
     console.print(f"created {when(run.created)}, ran {seconds(run.duration)}")
     if run.steps and steps:
         console.print(steps_table(run))

@@ -90,9 +90,15 @@ def simulate(
         help="One run per point, as one workflow: NAME=START..END (a meta parameter, "
         "e.g. year=2025..2034) or 'SECTION.PARAM=V1,V2,...' (an adjustment).",
     ),
+    no_cache: bool = typer.Option(
+        False,
+        "--no-cache",
+        help="Run even if the result cache has this model version's results for these inputs.",
+    ),
     output: OutputFormat = OutputOption,
 ) -> None:
-    """Run a model on a set of inputs and show its results."""
+    """Run a model on a set of inputs and show its results (the result cache's,
+    at once, when the same version already ran on the same inputs)."""
     data = read_inputs(inputs)
     sdk = client(backend=backend)
     if dry_run:
@@ -106,7 +112,7 @@ def simulate(
     if sweep is None:
 
         def start(**options):
-            return sdk.simulate(model, data, tag=tag, **options)
+            return sdk.simulate(model, data, tag=tag, no_cache=no_cache, **options)
 
         def display():
             return StepProgress(err_console)

@@ -38,14 +38,19 @@ from csflow.sdk.core.contract import ModelResult, RemoteResult, output_filenames
 from csflow.sdk.core.errors import CsflowError
 from csflow.sdk.core.fileutil import write_bytes_atomic, write_json_atomic
 from csflow.sdk.core.status import RunStatus, classify, failure_reason
-from csflow.sdk.dataplane.storage import Storage, bucket_key, open_storage, run_prefix
+from csflow.sdk.dataplane.storage import (
+    RESULT_FILES,
+    Storage,
+    bucket_key,
+    open_storage,
+    run_prefix,
+)
 
 if TYPE_CHECKING:
     import requests
 
     from csflow.sdk.dataplane.webapp import WebappClient
 
-RESULT_FILES = ("outputs.json", "remote.json", "renderable.zip", "downloadable.zip")
 CATEGORIES = ("renderable", "downloadable")
 
 

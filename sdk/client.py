@@ -82,8 +82,11 @@ class Client:
         tag: str | None = None,
         progress=lambda _: None,
         warm_up: bool = False,
+        no_cache: bool = False,
     ) -> Run:
-        """Record the job and return at once (the run has not started)."""
+        """Record the job and return at once (the run has not started), unless the
+        result cache has its results (``no_cache``: run anyway): then the run is
+        already ``SUCCESS`` and ``run.cached_from`` names the run they came from."""
         return self._started(
             self.backend.submit(
                 model,
@@ -91,6 +94,7 @@ class Client:
                 tag=tag,
                 progress=progress,
                 warm_up=warm_up,
+                no_cache=no_cache,
             )
         )
 
@@ -102,8 +106,11 @@ class Client:
         detach: bool = False,
         progress=lambda _: None,
         events=None,
+        no_cache: bool = False,
     ) -> Run:
-        run = self.submit(model, inputs, tag=tag, progress=progress, warm_up=not detach)
+        run = self.submit(
+            model, inputs, tag=tag, progress=progress, warm_up=not detach, no_cache=no_cache
+        )
         return self._go(run, detach, events)
 
     def sweep(
@@ -148,6 +155,8 @@ class Client:
 
     def _go(self, run: Run, detach: bool, events) -> Run:
         """Run a submitted run here until it ends (or waits for approval), or let it go on."""
+        if run.done:  # a cache hit: nothing to run
+            return run
         backend = self._on(run.id)
         if detach:
             backend.detach(run.id)

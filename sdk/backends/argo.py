@@ -31,6 +31,7 @@ and https://argo-workflows.readthedocs.io/en/latest/walk-through/suspending/
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import time
@@ -47,6 +48,7 @@ from csflow.flows import publish
 from csflow.sdk.backends.base import (
     EventSink,
     Progress,
+    ResultCaching,
     RunResults,
     SimulationWorkflows,
     cannot,
@@ -353,7 +355,7 @@ def unverified_tls(host: str) -> None:
 # -- the backend ----------------------------------------------------------------
 
 
-class ArgoBackend(SimulationWorkflows, RunResults, RegistryViews):
+class ArgoBackend(SimulationWorkflows, RunResults, ResultCaching, RegistryViews):
     def __init__(self, settings: Settings, session: requests.Session | None = None):
         self.settings = settings
         self.registry = open_registry(settings.model_registry_url, settings.home)
@@ -450,14 +452,42 @@ class ArgoBackend(SimulationWorkflows, RunResults, RegistryViews):
         tag: str | None = None,
         progress: Progress = lambda _: None,
         warm_up: bool = False,  # nothing to warm up: the cluster starts the pods
+        no_cache: bool = False,
     ) -> Run:
         owner, title = names.parse_model_name(model)
         version = self.resolve(owner, title, tag)
         store = self._job_store()
-        job_id = str(uuid.uuid4())
-        workflow = self.workflow(version, job_id)
-        jobs = {job_id: inputs.model_dump()}
-        return self._create(store, owner, title, workflow, jobs, f"job {job_id}", tag, progress)
+        key = self.cache_key_for(version, inputs, no_cache)
+
+        def run(job_id: str) -> Run:
+            workflow = self.workflow(version, job_id)
+            jobs = {job_id: inputs.model_dump()}
+            what = f"job {job_id}"
+            return self._create(store, owner, title, workflow, jobs, what, tag, progress)
+
+        return self.through_cache(version, inputs, key, tag, run, progress)
+
+    @property
+    def cache_poll(self) -> float:  # type: ignore[override]
+        return self.settings.argo_poll_seconds
+
+    def record_cached(self, run: Run) -> Run:
+        """A cache hit has no Workflow: its record lives in the job store."""
+        self._job_store().put_run(run.id, dataclasses.asdict(run))
+        return run
+
+    def cached_run(self, job_id: str) -> Run | None:
+        """A cache hit's record, if ``job_id`` is one (None otherwise, and when the
+        job store cannot tell: a Workflow is looked for then)."""
+        if not self.settings.result_cache or not self.job_store_url.startswith(
+            ("redis://", "rediss://")
+        ):
+            return None
+        try:
+            record = open_job_store(self.job_store_url).get_run(job_id)
+        except CsflowError:
+            return None
+        return Run(**record) if record else None
 
     def submit_sweep(
         self,
@@ -751,6 +781,9 @@ class ArgoBackend(SimulationWorkflows, RunResults, RegistryViews):
         return self.results_uri(run) if self.settings.storage_url else ""
 
     def status(self, job_id: str) -> Run:
+        cached = self.cached_run(job_id)
+        if cached is not None:
+            return cached
         return run_from_workflow(self.get_workflow(job_id), self._results_uri)
 
     def find(self, job_id: str) -> Run | None:
@@ -785,6 +818,9 @@ class ArgoBackend(SimulationWorkflows, RunResults, RegistryViews):
     ) -> Run:
         """Poll (every ``argo_poll_seconds``) until the run ends (or, with
         ``until_suspended``, waits for approval); ``TimeoutError`` after ``timeout`` seconds."""
+        cached = self.cached_run(job_id)
+        if cached is not None:  # a cache hit: done, and no Workflow to poll
+            return cached
         poll = poll or self.settings.argo_poll_seconds
         deadline = None if timeout is None else time.monotonic() + timeout
         seen: dict[str, str] = {}
@@ -796,6 +832,10 @@ class ArgoBackend(SimulationWorkflows, RunResults, RegistryViews):
                     if seen.get(step) != info["phase"]:
                         seen[step] = info["phase"]
                         events(step, info["phase"], info)
+            if run.done and run.id in self._flights:  # submitted here through the cache
+                if run.status == RunStatus.SUCCESS:
+                    self.keep_result(run)
+                self.release_claim(run)
             if run.done or (until_suspended and run.status == RunStatus.SUSPENDED):
                 return run
             if deadline is not None and time.monotonic() >= deadline:

@@ -9,20 +9,22 @@ submits) and ``RunResults`` (a finished run's results).
 
 from __future__ import annotations
 
+import json
+import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-from csflow.flows import simulate, sweep
 from csflow.sdk.core import names
 from csflow.sdk.core.contract import JobInputs
-from csflow.sdk.core.errors import BadInput
+from csflow.sdk.core.errors import BadInput, CsflowError, NotFound
 from csflow.sdk.core.run import Run
 from csflow.sdk.core.settings import Settings
 from csflow.sdk.core.status import RunStatus
 from csflow.sdk.core.sweep import SweepAxis, point_inputs
 from csflow.sdk.dataplane.jobstore import JobStore, open_job_store
+from csflow.sdk.dataplane.result_cache import Entry, ResultCache, cache_key
 from csflow.sdk.dataplane.storage import open_storage, read_outputs, run_prefix, write_downloadables
 from csflow.sdk.registry.local import ModelVersion
 
@@ -34,6 +36,7 @@ __all__ = [
     "Backend",
     "EventSink",
     "Progress",
+    "ResultCaching",
     "RunResults",
     "SimulationWorkflows",
     "cannot",
@@ -53,9 +56,12 @@ class Backend(Protocol):
         tag: str | None = None,
         progress: Progress = ...,
         warm_up: bool = False,
+        no_cache: bool = False,
     ) -> Run:
         """Record the job and return at once (``warm_up``: start what the run will
-        need now, if the backend keeps anything warm)."""
+        need now, if the backend keeps anything warm). Through the result cache
+        (``ResultCaching``) unless ``no_cache``: a hit is a run of its own, already
+        ``SUCCESS``; an identical submission in flight is waited for first."""
 
     def submit_sweep(
         self,
@@ -157,12 +163,16 @@ class SimulationWorkflows:
 
     def workflow(self, version: ModelVersion, job_id: str) -> dict[str, Any]:
         """The simulation Workflow, exactly as Argo receives it."""
+        from csflow.flows import simulate  # (imports hera, ~1 s: not on a cache hit's path)
+
         return simulate.simulation_workflow_for(version, job_id, self.settings.registry).to_dict()
 
     def sweep_workflow(
         self, version: ModelVersion, job_id: str, axis: SweepAxis, points: list[dict[str, str]]
     ) -> dict[str, Any]:
         """A sweep's Workflow, exactly as Argo receives it."""
+        from csflow.flows import sweep
+
         return sweep.sweep_workflow_for(
             version,
             job_id,
@@ -247,3 +257,221 @@ class RunResults:
         return write_downloadables(
             open_storage(self.results_url()), run.owner, run.title, run.id, out
         )
+
+
+# How long a submission waits for an identical one whose claim names a run that
+# cannot be found yet (it is being recorded) before it takes the claim over.
+LEADER_GRACE_SECONDS = 30.0
+
+
+class ResultCaching:
+    """The result cache (``sdk/dataplane/result_cache.py``) around a submission,
+    for both backends: each brings ``settings``, ``status``, ``results_url``,
+    ``results_uri``, ``job_store_url``, ``record_cached`` (keep a hit's ``Run``
+    where its runs are read) and ``cache_poll`` (seconds between looks at a run
+    in flight). The claims (single flight) live in the job store, the entries
+    beside the results; ``submit`` calls ``through_cache``, and a backend calls
+    ``keep_result`` when a run it knows the key of succeeds (before it reads
+    ``SUCCESS``), then ``release_claim``."""
+
+    settings: Settings
+    cache_poll: float = 0.2
+
+    @property
+    def _flights(self) -> dict[str, str]:
+        """Run id -> its cache key, for the runs this object submitted."""
+        return self.__dict__.setdefault("_cache_flights", {})
+
+    if TYPE_CHECKING:
+
+        def status(self, job_id: str) -> Run: ...
+
+        def results_url(self) -> str: ...
+
+        def results_uri(self, run: Run) -> str: ...
+
+        @property
+        def job_store_url(self) -> str: ...
+
+        def record_cached(self, run: Run) -> Run: ...
+
+    def cache_key_for(
+        self, version: ModelVersion, inputs: JobInputs, no_cache: bool = False
+    ) -> str | None:
+        """The submission's cache key, or None when it bypasses the cache:
+        ``no_cache``, the cache turned off, no results storage, or a version the
+        registry has no record of (an image tag that may move)."""
+        if no_cache or not self.settings.result_cache:
+            return None
+        if version.record.get("tag") != version.tag:
+            return None
+        try:
+            self.results_url()
+        except BadInput:
+            return None
+        identity = {
+            "tag": version.tag,
+            "image": str(version.record.get("image") or ""),
+            "digest": str(version.record.get("digest") or ""),
+        }
+        return cache_key(version.owner, version.title, identity, inputs.model_dump())
+
+    def result_cache(self) -> ResultCache:
+        return ResultCache(open_storage(self.results_url()), self.settings.result_cache_max_bytes)
+
+    def through_cache(
+        self,
+        version: ModelVersion,
+        inputs: JobInputs,
+        key: str | None,
+        tag: str | None,
+        run: Callable[[str], Run],
+        progress: Progress = lambda _: None,
+    ) -> Run:
+        """A submission's run: a cache hit (a run of its own, ``SUCCESS``, marked
+        cached), else ``run(job_id)`` once this submission holds the key's claim;
+        while another run holds it, that run is waited for (and its results, once
+        it succeeds, are the hit)."""
+        job_id = str(uuid.uuid4())
+        if key is None:
+            return run(job_id)
+        store = open_job_store(self.job_store_url)
+        cache = self.result_cache()
+        ttl = self.settings.result_cache_claim_seconds
+        while True:
+            entry = cache.hit(key, job_id)
+            if entry is not None:
+                return self._cached_run(version, inputs, job_id, key, entry, tag)
+            holder = store.claim(key, job_id, ttl)
+            if holder == job_id:
+                entry = cache.hit(key, job_id)  # kept by a run that ended meanwhile
+                if entry is not None:
+                    store.release(key, job_id)
+                    return self._cached_run(version, inputs, job_id, key, entry, tag)
+                return self._lead(store, key, job_id, run)
+            if not holder:
+                continue
+            progress(f"the same inputs are running as job {holder}: waiting for it")
+            leader = self._wait_for(holder, time.monotonic() + ttl)
+            if leader is not None and leader.status == RunStatus.SUCCESS:
+                if cache.lookup(key) is None:  # (its own submitter may be gone)
+                    self._keep(key, leader)
+                continue
+            if store.replace_claim(key, holder, job_id, ttl):
+                return self._lead(store, key, job_id, run)
+
+    def _lead(self, store: JobStore, key: str, job_id: str, run: Callable[[str], Run]) -> Run:
+        self._flights[job_id] = key
+        try:
+            return run(job_id)
+        except BaseException:
+            self._flights.pop(job_id, None)
+            store.release(key, job_id)
+            raise
+
+    def _wait_for(self, holder: str, deadline: float) -> Run | None:
+        """The run ``holder`` once it has ended; None if it cannot be found (after a
+        grace while it is recorded) or has not ended by ``deadline``."""
+        lost = time.monotonic() + LEADER_GRACE_SECONDS
+        while time.monotonic() < deadline:
+            try:
+                leader = self.status(holder)
+            except NotFound:
+                if time.monotonic() > lost:
+                    return None
+            else:
+                if leader.done:
+                    return leader
+            time.sleep(self.cache_poll)
+        return None
+
+    def _cached_run(
+        self,
+        version: ModelVersion,
+        inputs: JobInputs,
+        job_id: str,
+        key: str,
+        entry: Entry,
+        tag: str | None,
+    ) -> Run:
+        """A hit as a run of its own: its inputs in the job store, the webapp told
+        (a SUCCESS marked cached), its record kept by the backend."""
+        now = time.time()
+        run = Run(
+            id=job_id,
+            owner=version.owner,
+            title=version.title,
+            tag=version.tag,
+            status=RunStatus.SUCCESS,
+            created=now,
+            started=now,
+            finished=now,
+            model_version=entry.model_version,
+            errors_warnings=entry.errors_warnings,
+            extra={"requested_tag": tag or "latest", "cached": {"from": entry.job_id, "key": key}},
+        )
+        run.results_uri = self.results_uri(run)
+        put_jobs(
+            open_job_store(self.job_store_url),
+            version.owner,
+            version.title,
+            {job_id: inputs.model_dump()},
+        )
+        self._tell_webapp(run)
+        return self.record_cached(run)
+
+    def _tell_webapp(self, run: Run) -> None:
+        """The webapp hears of a hit as of any success, marked (``meta.cached_from``)."""
+        if not self.settings.webapp_url:
+            return
+        from csflow.runtime import step_env
+        from csflow.runtime.platform_step import webapp_outputs
+        from csflow.sdk.dataplane.secrets import open_secret_store
+        from csflow.sdk.dataplane.webapp import WebappClient
+
+        secret = self.settings.webapp_token_secret
+        token = open_secret_store(self.settings).values(None, None, [secret]).get(secret, "")
+        storage = open_storage(self.results_url())
+        prefix = run_prefix(run.owner, run.title, run.id)
+        remote = json.loads(storage.get(f"{prefix}/remote.json"))
+        client = WebappClient(
+            self.settings.webapp_url,
+            token=token,
+            attempts=int(step_env.WEBAPP_ATTEMPTS.get()),
+            backoff=float(step_env.WEBAPP_BACKOFF.get()),
+            timeout=float(step_env.WEBAPP_TIMEOUT.get()),
+        )
+        client.report_success(
+            run.id,
+            webapp_outputs(remote, storage, prefix),
+            0.0,
+            run.model_version,
+            cached_from=run.cached_from,
+        )
+
+    def _key_of(self, run: Run) -> str:
+        return str(run.extra.get("cache_key") or self._flights.get(run.id) or "")
+
+    def _keep(self, key: str, run: Run) -> None:
+        try:
+            self.result_cache().store(
+                key, run.owner, run.title, run.id, run.model_version, run.errors_warnings
+            )
+        except (CsflowError, OSError, ValueError):  # the run stands; it is only not kept
+            pass
+
+    def keep_result(self, run: Run) -> None:
+        """Keep a successful run's results under its cache key (if it has one)."""
+        key = self._key_of(run)
+        if key:
+            self._keep(key, run)
+
+    def release_claim(self, run: Run) -> None:
+        """Drop the claim of a run that ended (later submissions need not wait)."""
+        key = self._key_of(run)
+        if key:
+            try:
+                open_job_store(self.job_store_url).release(key, run.id)
+            except CsflowError:  # it expires anyway, and a waiter takes over an ended run's
+                pass
+            self._flights.pop(run.id, None)

@@ -28,6 +28,7 @@ from csflow.sdk.argo import semantics
 from csflow.sdk.backends.base import (
     EventSink,
     Progress,
+    ResultCaching,
     RunResults,
     SimulationWorkflows,
     put_jobs,
@@ -75,7 +76,7 @@ def _worker(program: StepProgram, where: LocalEnvironment) -> tuple[str, str, li
     return where.python, program.entry, [*program.preload, *where.preload], where.env
 
 
-class LocalBackend(SimulationWorkflows, RunResults, RegistryViews, LocalPublishing):
+class LocalBackend(SimulationWorkflows, RunResults, ResultCaching, RegistryViews, LocalPublishing):
     def __init__(self, settings: Settings):
         self.settings = settings
         self.home = settings.home
@@ -113,13 +114,24 @@ class LocalBackend(SimulationWorkflows, RunResults, RegistryViews, LocalPublishi
         tag: str | None = None,
         progress: Progress = lambda _: None,
         warm_up: bool = False,
+        no_cache: bool = False,
     ) -> Run:
-        version = self._version(model, tag, progress, warm_up)
-        job_id = str(uuid.uuid4())
-        workflow = self.workflow(version, job_id)
-        return self._record(
-            version, job_id, "simulate", workflow, {job_id: inputs.model_dump()}, tag
-        )
+        version = self._version(model, tag, progress, warm_up=False)
+        key = self.cache_key_for(version, inputs, no_cache)
+
+        def run(job_id: str) -> Run:
+            if warm_up:  # (not for a cache hit: nothing will run)
+                self.warm_up(version)
+            workflow = self.workflow(version, job_id)
+            jobs = {job_id: inputs.model_dump()}
+            extra = {"cache_key": key} if key else None
+            return self._record(version, job_id, "simulate", workflow, jobs, tag, extra)
+
+        return self.through_cache(version, inputs, key, tag, run, progress)
+
+    def record_cached(self, run: Run) -> Run:
+        """A cache hit's record (``ResultCaching``): in the run store, as any run."""
+        return self.store.create(run)
 
     def submit_sweep(
         self,
@@ -305,13 +317,17 @@ class LocalBackend(SimulationWorkflows, RunResults, RegistryViews, LocalPublishi
             first = run.extra["sweep"]["points"][0]["job_id"]
             inputs = inputs.with_name(f"{POINT_TASK}(0:{first}).inputs")
         outputs = {n: (inputs / n).read_text() for n in RUN_OUTPUTS if (inputs / n).is_file()}
+        fields = output_fields(outputs)
+        if status == RunStatus.SUCCESS:  # kept before the run reads SUCCESS to its waiters
+            self.keep_result(Run(**{**run.__dict__, **fields}))
         self.store.finish(
             run.id,
             status,
             reason,
-            **output_fields(outputs),
+            **fields,
             results_uri=self.results_uri(run) if status == RunStatus.SUCCESS else "",
         )
+        self.release_claim(run)
 
     def detach(self, job_id: str) -> None:
         """Run the simulation in a background engine process; return at once. The

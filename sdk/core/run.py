@@ -72,8 +72,13 @@ class Run:
             return None
         return (self.finished or time.time()) - self.started
 
+    @property
+    def cached_from(self) -> str:
+        """The run whose results a cache hit returns ("" for a run that ran)."""
+        return str((self.extra.get("cached") or {}).get("from") or "")
+
     def to_dict(self) -> dict[str, Any]:
-        return {
+        data = {
             "job_id": self.id,
             "kind": self.kind,
             "model": self.model,
@@ -89,3 +94,6 @@ class Run:
             "errors_warnings": self.errors_warnings,
             "results_uri": self.results_uri,
         }
+        if self.cached_from:  # a cache hit: marked, with the run it came from
+            data.update(cached=True, cached_from=self.cached_from)
+        return data

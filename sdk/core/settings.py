@@ -86,6 +86,14 @@ class Settings(BaseSettings):
     max_inputs_bytes: int = Field(default=8 * 1024 * 1024, ge=1)
     # The most points one sweep may have (``--sweep``), checked before anything runs.
     max_sweep_points: int = Field(default=50, ge=1)
+    # The result cache (sdk/dataplane/result_cache.py): a successful simulation's
+    # results, reused for the same model version and inputs; kept beside the
+    # results, at most result_cache_max_bytes (least recently used evicted first).
+    # A run computing a key holds its claim (single flight) at most
+    # result_cache_claim_seconds; identical submissions wait for it meanwhile.
+    result_cache: bool = True
+    result_cache_max_bytes: int = Field(default=1024**3, ge=0)
+    result_cache_claim_seconds: int = Field(default=3600, ge=1)
     # The webapp to tell about finished runs (empty: nobody), and the service
     # secret that holds its API token.
     webapp_url: str = ""

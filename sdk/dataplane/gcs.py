@@ -141,6 +141,13 @@ class GCSStorage:
         )
         return sorted(blob.name[strip:] for blob in blobs)
 
+    def delete(self, key: str) -> None:
+        blob = self._blob(key)
+        try:
+            self._call(self.uri(key), lambda: blob.delete(retry=DEFAULT_RETRY))
+        except NotFound:
+            pass
+
     def uri(self, key: str) -> str:
         return f"{self.url}/{_check_key(key)}"
 

@@ -22,7 +22,7 @@ import redis
 
 from csflow.runtime.step_env import REDIS_PASSWORD, REDIS_USER
 from csflow.sdk.core.errors import BadInput, CsflowError, NotFound, translated
-from csflow.sdk.dataplane.jobstore import DEFAULT_TTL, job_key
+from csflow.sdk.dataplane.jobstore import DEFAULT_TTL, cached_run_key, flight_key, job_key
 
 T = TypeVar("T")
 
@@ -110,5 +110,65 @@ class RedisJobStore:
                 f"job {job_id} is not in the job store: it has expired or was never written"
             )
 
+    # -- claims (single flight across a cluster) and cached runs ------------------------
+
+    def claim(self, key: str, holder: str, ttl: int) -> str:
+        name = flight_key(key)
+
+        def claim(client: redis.Redis) -> str:
+            if client.set(name, holder, nx=True, ex=int(ttl)):
+                return holder
+            current = client.get(name)
+            if current is None:  # expired between the two commands: try once more
+                return holder if client.set(name, holder, nx=True, ex=int(ttl)) else ""
+            return _text(current)
+
+        return self._call(f"claim {name}", claim)
+
+    def _change_claim(self, name: str, old: str, new: str | None, ttl: int) -> bool:
+        """Set (``new``) or drop (None) the claim ``name`` if ``old`` holds it (or no
+        one does, for a set), in one WATCH transaction."""
+
+        def change(client: redis.Redis) -> bool:
+            with client.pipeline() as pipe:
+                try:
+                    pipe.watch(name)
+                    current = pipe.get(name)
+                    current = _text(current) if current is not None else None
+                    if current != old and not (new is not None and current is None):
+                        pipe.unwatch()
+                        return False
+                    pipe.multi()
+                    if new is None:
+                        pipe.expire(name, 0)  # (EXPIRE 0 deletes: the scheduler has no DEL)
+                    else:
+                        pipe.set(name, new, ex=int(ttl))
+                    pipe.execute()
+                    return True
+                except redis.WatchError:
+                    return False
+
+        return self._call(f"change {name}", change)
+
+    def replace_claim(self, key: str, old: str, new: str, ttl: int) -> bool:
+        return self._change_claim(flight_key(key), old, new, ttl)
+
+    def release(self, key: str, holder: str) -> None:
+        self._change_claim(flight_key(key), holder, None, 0)
+
+    def put_run(self, job_id: str, run: dict[str, Any], ttl: int = DEFAULT_TTL) -> None:
+        key = cached_run_key(job_id)
+        data = json.dumps(run)
+        self._call(f"write {key}", lambda client: client.set(key, data, ex=int(ttl)))
+
+    def get_run(self, job_id: str) -> dict[str, Any] | None:
+        key = cached_run_key(job_id)
+        raw = self._call(f"read {key}", lambda client: client.get(key))
+        return None if raw is None else json.loads(raw)
+
     def close(self) -> None:
         self._client.close()
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value

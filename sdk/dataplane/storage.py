@@ -17,6 +17,9 @@ from csflow.sdk.core import names
 from csflow.sdk.core.errors import BadInput, NotFound
 from csflow.sdk.core.fileutil import write_bytes_atomic
 
+# The files of a run's results under its prefix (runtime/platform_step.py writes them).
+RESULT_FILES = ("outputs.json", "remote.json", "renderable.zip", "downloadable.zip")
+
 
 def run_prefix(owner: str, title: str, job_id: str) -> str:
     names.check_project_part("owner", owner)
@@ -40,6 +43,9 @@ class Storage(Protocol):
     def get(self, key: str) -> bytes: ...
 
     def list(self, prefix: str) -> list[str]: ...
+
+    def delete(self, key: str) -> None:
+        """Remove the object at ``key`` (nothing there: nothing to do)."""
 
     def uri(self, key: str) -> str: ...
 
@@ -74,6 +80,9 @@ class FileStorage:
             for p in base.rglob("*")
             if p.is_file() and not p.name.startswith(".")
         )
+
+    def delete(self, key: str) -> None:
+        self._path(key).unlink(missing_ok=True)
 
     def uri(self, key: str) -> str:
         return f"{self.url}/{_check_key(key)}"

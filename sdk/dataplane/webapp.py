@@ -106,14 +106,25 @@ def _model_version(version: str | None) -> dict[str, str]:
 
 
 def success_report(
-    job_id: str, outputs: dict[str, Any], task_seconds: float | None, model_version: str = ""
+    job_id: str,
+    outputs: dict[str, Any],
+    task_seconds: float | None,
+    model_version: str = "",
+    cached_from: str = "",
 ) -> dict[str, Any]:
     """The body of ``PUT /outputs/api/`` for a run that succeeded: ``outputs`` is
-    the remote result (where each category's zip is, and what is in it)."""
+    the remote result (where each category's zip is, and what is in it). A cache
+    hit (``cached_from``: the run whose results it returns) is marked in ``meta``
+    (``meta.cached_from``; ``task_times`` is 0: nothing ran): ``meta`` is the
+    serializer's free-form JSONField, kept whole, where a top-level field of its
+    own would be dropped by ``OutputsSerializer``."""
+    meta: dict[str, Any] = {"task_times": task_times(0.0 if cached_from else task_seconds)}
+    if cached_from:
+        meta["cached_from"] = names.check_job_id(cached_from)
     return {
         "job_id": names.check_job_id(job_id),
         "status": "SUCCESS",
-        "meta": {"task_times": task_times(task_seconds)},
+        "meta": meta,
         **_model_version(model_version),
         "outputs": outputs,
         "version": OUTPUTS_VERSION,
@@ -205,8 +216,12 @@ class WebappClient:
         outputs: dict[str, Any],
         task_seconds: float | None,
         model_version: str = "",
+        cached_from: str = "",
     ) -> requests.Response:
-        return self.put(OUTPUTS_PATH, success_report(job_id, outputs, task_seconds, model_version))
+        return self.put(
+            OUTPUTS_PATH,
+            success_report(job_id, outputs, task_seconds, model_version, cached_from),
+        )
 
     def report_failure(
         self,

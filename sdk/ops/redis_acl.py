@@ -6,8 +6,10 @@ expiry (``sdk/dataplane/redis_jobs.py``). Redis ACL users fence it
 
 - ``default``: disabled, so no connection works without a user and password;
 - ``admin``: everything (operators, health checks);
-- ``scheduler``: the submitter; may GET, SET and EXPIRE ``job-*`` and
-  ``projects*``, nothing else (no DEL, no KEYS, no FLUSHALL);
+- ``scheduler``: the submitter; may GET, SET and EXPIRE ``job-*``,
+  ``projects*`` and the result cache's ``cache-*`` (claims and cached runs), and
+  run WATCH/MULTI/EXEC/DISCARD transactions (a claim changes hands in one), nothing else
+  (no DEL, no KEYS, no FLUSHALL);
 - ``model`` (C/S called it ``executor``): model steps; may only GET
   ``job-*`` (read-only key access), so model code cannot list, change or
   delete jobs. Job ids are UUIDs, so a model can read only the key it is told.
@@ -110,9 +112,24 @@ _USERS = (
     ),
     AclUser(
         SCHEDULER,
-        ("resetkeys", "~job-*", "~projects*", "resetchannels", "-@all", "+get", "+set", "+expire"),
+        (
+            "resetkeys",
+            "~job-*",
+            "~projects*",
+            "~cache-*",
+            "resetchannels",
+            "-@all",
+            "+get",
+            "+set",
+            "+expire",
+            "+watch",
+            "+unwatch",
+            "+multi",
+            "+exec",
+            "+discard",
+        ),
         password_secret="REDIS_SCHEDULER_PW",
-        purpose="submitter: get, set and expire job-* and projects*",
+        purpose="submitter: get, set and expire job-*, projects* and cache-*",
     ),
     AclUser(
         MODEL,

@@ -211,7 +211,11 @@ def test_a_simulation_on_the_embedded_engine_stores_results_in_the_bucket(gcs, h
     assert run.status == "SUCCESS", run.reason
     assert run.results_uri == f"{gcs}/dataplane/Neighbour/{run.id}"
     prefix = f"{urlparse(gcs).path.strip('/')}/dataplane/Neighbour/{run.id}/"
-    assert sorted(blobs(gcs)) == sorted(prefix + n for n in platform_step.RESULT_FILES)
+    stored = blobs(gcs)
+    runs = [name for name in stored if "/cache/" not in name]
+    assert sorted(runs) == sorted(prefix + n for n in platform_step.RESULT_FILES)
+    cached = [name.rpartition("/")[2] for name in stored if "/cache/" in name]
+    assert sorted(cached) == sorted([*platform_step.RESULT_FILES, "entry.json"])  # beside them
     assert not (home / "results").exists()  # nothing went to the local folder
     outputs = client.results(run.id)
     assert [o["title"] for o in outputs["renderable"]] == ["Report", "Report", "a/b"]

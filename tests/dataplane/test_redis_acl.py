@@ -86,8 +86,11 @@ def test_the_server_runs_exactly_the_rendered_users(redis_server, redis_admin):
     assert loaded["default"] == "user default off resetchannels -@all"
     assert loaded["admin"] == f"user admin on #{digest['admin']} ~* &* +@all"
     head, commands = loaded["scheduler"].split(" -@all ")
-    assert head == f"user scheduler on #{digest['scheduler']} ~job-* ~projects* resetchannels"
-    assert sorted(commands.split()) == ["+expire", "+get", "+set"]
+    assert head == (
+        f"user scheduler on #{digest['scheduler']} ~job-* ~projects* ~cache-* resetchannels"
+    )
+    # (WATCH, UNWATCH, MULTI, EXEC, DISCARD: Redis shows them as @transaction)
+    assert sorted(commands.split()) == ["+@transaction", "+expire", "+get", "+set"]
     assert loaded["model"] == f"user model on #{digest['model']} %R~job-* resetchannels -@all +get"
 
 
