@@ -167,7 +167,8 @@ def test_the_embedded_engine_on_a_redis_job_store(home, redis_server, redis_admi
 
     store.delete("REDIS_MODEL_PW")
     try:  # refused at submit (when the engine warms up) or when the run starts
-        run = client.simulate("dataplane/RedisReader", OK_INPUTS)
+        # (no_cache: the same inputs would otherwise be answered from the result cache)
+        run = client.simulate("dataplane/RedisReader", OK_INPUTS, no_cache=True)
         assert run.status == "FAIL"
         message = run.reason
     except NotFound as exc:

@@ -170,7 +170,9 @@ def _config(configs, **changes) -> str:
     [
         ({"tests": None}, "tests: Field required"),
         ({"owner": None}, "owner: Field required"),
-        ({"image": "mine"}, "image: Extra inputs are not permitted"),
+        ({"docker_image": "mine"}, "docker_image: Extra inputs are not permitted"),
+        ({"image": "mine"}, "image: Input should be a valid dictionary"),
+        ({"system_packages": ["Pandoc"]}, "not a Debian package name"),
         ({"tests": {**TESTS_SECTION, "skip": True}}, "tests.skip: Extra inputs are not permitted"),
         (
             {"source": {"path": "/nonexistent/model"}},
