@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from csflow.sdk.backends.argo import ArgoBackend
 from csflow.sdk.client import Client
 from csflow.sdk.core.status import RunStatus
 
@@ -170,6 +171,17 @@ def test_a_model_published_from_git_on_real_pods_runs_simulations(
     )
     parameters = {p["name"]: p.get("value") for p in workflow["spec"]["arguments"]["parameters"]}
     assert parameters["image"] == version["image"]
+
+    # The same inputs again: the result cache answers (the version is one a publish
+    # recorded), with a run of its own and no Workflow; the webapp hears of it.
+    assert client.wait(sim.id).status == RunStatus.SUCCESS  # keeps the entry
+    again = client.submit(f"{OWNER}/{TITLE}", TOY_INPUTS)
+    assert again.status == RunStatus.SUCCESS and again.cached_from == sim.id, again
+    assert "workflow" not in again.extra
+    assert cluster.workflow(ArgoBackend.workflow_name(again.id)) is None
+    assert client.results(again.id) == client.results(sim.id)
+    assert client.status(again.id).cached_from == sim.id
+    assert [r["status"] for r in webapp.for_job(again.id)] == [RunStatus.SUCCESS]
 
 
 @pytest.mark.timeout(2400)
