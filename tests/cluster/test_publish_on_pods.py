@@ -26,6 +26,7 @@ import yaml
 from csflow.sdk.backends.argo import ArgoBackend
 from csflow.sdk.client import Client
 from csflow.sdk.core.status import RunStatus
+from csflow.sdk.dataplane.secrets import LocalSecretStore
 
 from .conftest import REPO, TOY_INPUTS, eventually, settled, submit
 
@@ -98,6 +99,15 @@ def laid_out_git_url(registry, tmp_path):
     yield from _serve_git(host, source, tmp_path, "laid-out")
 
 
+def publishing_client(pods_client, registry: str, configs: Path) -> Client:
+    """The pods client, pushing to the dev registry, with the test's configs."""
+    return Client(
+        pods_client.settings.model_copy(
+            update={"registry": f"{registry}/csflow", "config_dirs": [configs]}
+        )
+    )
+
+
 def write_config(folder: Path, git_url: str, title: str = TITLE, **fields) -> Path:
     path = folder / OWNER / f"{title}.yaml"
     path.parent.mkdir(parents=True)
@@ -129,11 +139,7 @@ def test_a_model_published_from_git_on_real_pods_runs_simulations(
 ):
     configs = tmp_path / "config"
     config = write_config(configs, git_url)
-    client = Client(
-        pods_client.settings.model_copy(
-            update={"registry": f"{registry}/csflow", "config_dirs": [configs]}
-        )
-    )
+    client = publishing_client(pods_client, registry, configs)
 
     run = client.publish(config, detach=True)
     workflows.append(run.extra["workflow"])
@@ -173,9 +179,13 @@ def test_a_model_published_from_git_on_real_pods_runs_simulations(
     assert parameters["image"] == version["image"]
 
     # The same inputs again: the result cache answers (the version is one a publish
-    # recorded), with a run of its own and no Workflow; the webapp hears of it.
+    # recorded), with a run of its own and no Workflow. No pod runs, so the webapp
+    # hears of it from its own SDK, which knows where its callbacks go and their token.
     assert client.wait(sim.id).status == RunStatus.SUCCESS  # keeps the entry
-    again = client.submit(f"{OWNER}/{TITLE}", TOY_INPUTS)
+    LocalSecretStore(client.settings.home).set("CS_API_TOKEN", "the-webapps-callback-token")
+    listen = os.environ["CSFLOW_DEV_WEBAPP_LISTEN"]
+    webapp_sdk = Client(client.settings.model_copy(update={"webapp_url": f"http://{listen}"}))
+    again = webapp_sdk.submit(f"{OWNER}/{TITLE}", TOY_INPUTS)
     assert again.status == RunStatus.SUCCESS and again.cached_from == sim.id, again
     assert "workflow" not in again.extra
     assert cluster.workflow(ArgoBackend.workflow_name(again.id)) is None
@@ -216,11 +226,7 @@ def test_a_model_laid_out_as_tax_cruncher_publishes_on_real_pods(
             }
         )
     )
-    client = Client(
-        pods_client.settings.model_copy(
-            update={"registry": f"{registry}/csflow", "config_dirs": [configs]}
-        )
-    )
+    client = publishing_client(pods_client, registry, configs)
     # With an approval: the submitter's resume of that one step is an update the
     # admission policy must let through (it changes only that node's status).
     run = client.publish(path, require_approval=True, detach=True)
@@ -300,11 +306,7 @@ def test_a_model_built_as_tax_brain_is_gets_its_debian_program_in_its_image(
         system_packages=toy_tax_brain["system_packages"],
         image={"base": own_base},
     )
-    client = Client(
-        pods_client.settings.model_copy(
-            update={"registry": f"{registry}/csflow", "config_dirs": [configs]}
-        )
-    )
+    client = publishing_client(pods_client, registry, configs)
     run = client.publish(config, detach=True)
     workflows.append(run.extra["workflow"])
     published = client.wait(run.id, timeout=1800)
