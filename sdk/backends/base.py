@@ -424,23 +424,16 @@ class ResultCaching:
         """The webapp hears of a hit as of any success, marked (``meta.cached_from``)."""
         if not self.settings.webapp_url:
             return
-        from csflow.runtime import step_env
         from csflow.runtime.platform_step import webapp_outputs
         from csflow.sdk.dataplane.secrets import open_secret_store
         from csflow.sdk.dataplane.webapp import WebappClient
+        from csflow.sdk.registry.views import webapp_token
 
-        secret = self.settings.webapp_token_secret
-        token = open_secret_store(self.settings).values(None, None, [secret]).get(secret, "")
+        token = webapp_token(self.settings, open_secret_store(self.settings))
         storage = open_storage(self.results_url())
         prefix = run_prefix(run.owner, run.title, run.id)
         remote = json.loads(storage.get(f"{prefix}/remote.json"))
-        client = WebappClient(
-            self.settings.webapp_url,
-            token=token,
-            attempts=int(step_env.WEBAPP_ATTEMPTS.get()),
-            backoff=float(step_env.WEBAPP_BACKOFF.get()),
-            timeout=float(step_env.WEBAPP_TIMEOUT.get()),
-        )
+        client = WebappClient.from_env(url=self.settings.webapp_url, token=token)
         client.report_success(
             run.id,
             webapp_outputs(remote, storage, prefix),

@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -319,7 +320,7 @@ class LocalBackend(SimulationWorkflows, RunResults, ResultCaching, RegistryViews
         outputs = {n: (inputs / n).read_text() for n in RUN_OUTPUTS if (inputs / n).is_file()}
         fields = output_fields(outputs)
         if status == RunStatus.SUCCESS:  # kept before the run reads SUCCESS to its waiters
-            self.keep_result(Run(**{**run.__dict__, **fields}))
+            self.keep_result(dataclasses.replace(run, **fields))
         self.store.finish(
             run.id,
             status,

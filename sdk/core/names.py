@@ -62,6 +62,16 @@ def check_job_id(job_id: str) -> str:
         raise BadInput(f"invalid job id {excerpt(job_id)}: job ids are UUIDs") from None
 
 
+_CACHE_KEY = re.compile(r"^[0-9a-f]{64}$")  # a SHA-256 in hex (sdk/dataplane/result_cache.py)
+
+
+def check_cache_key(key: str) -> str:
+    """A result cache key: it names objects and job-store keys, so nothing else passes."""
+    if not isinstance(key, str) or not _CACHE_KEY.match(key):
+        raise BadInput(f"not a cache key: {excerpt(key)}")
+    return key
+
+
 def kube_name(*parts: str) -> str:
     """A valid RFC 1123 label built from validated parts ('PSLmodels', 'Tax-Cruncher'
     -> 'pslmodels-tax-cruncher')."""

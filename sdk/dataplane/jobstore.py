@@ -33,10 +33,8 @@ def job_key(job_id: str) -> str:
 
 
 def flight_key(key: str) -> str:
-    """A cache key's single-flight claim (``key``: 64 hex digits)."""
-    if len(key) != 64 or any(c not in "0123456789abcdef" for c in key):
-        raise BadInput(f"not a cache key: {key!r}")
-    return f"cache-flight-{key}"
+    """A cache key's single-flight claim."""
+    return f"cache-flight-{names.check_cache_key(key)}"
 
 
 def cached_run_key(job_id: str) -> str:

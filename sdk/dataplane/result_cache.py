@@ -38,14 +38,13 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from csflow.sdk.core.contract import normalize_meta_param_dict
-from csflow.sdk.core.errors import CsflowError, NotFound
-from csflow.sdk.core.names import check_job_id
+from csflow.sdk.core.errors import BadInput, CsflowError, NotFound
+from csflow.sdk.core.names import check_cache_key, check_job_id
 from csflow.sdk.dataplane.storage import RESULT_FILES, Storage, run_prefix
 
 RESULTS_SCHEMA = "1"
 CACHE_PREFIX = "cache"
 ENTRY_FILE = "entry.json"
-KEY_LENGTH = 64  # hex digits of a SHA-256
 
 
 def canonical_inputs(inputs: dict[str, Any]) -> dict[str, Any]:
@@ -84,12 +83,6 @@ def cache_key(owner: str, title: str, version: dict[str, str], inputs: dict[str,
     return hashlib.sha256(canonical_json(document).encode()).hexdigest()
 
 
-def check_key(key: str) -> str:
-    if len(key) != KEY_LENGTH or any(c not in "0123456789abcdef" for c in key):
-        raise ValueError(f"not a cache key: {key!r}")
-    return key
-
-
 @dataclass
 class Entry:
     """One cached result: the run it came from, and what that run said of itself."""
@@ -113,7 +106,7 @@ class ResultCache:
         self.max_bytes = max_bytes
 
     def _folder(self, key: str) -> str:
-        return f"{CACHE_PREFIX}/{check_key(key)}"
+        return f"{CACHE_PREFIX}/{check_cache_key(key)}"
 
     def lookup(self, key: str) -> Entry | None:
         """The entry stored under ``key``, or None."""
@@ -189,7 +182,7 @@ class ResultCache:
     def _safe_lookup(self, key: str) -> Entry | None:
         try:
             return self.lookup(key)
-        except ValueError:
+        except BadInput:  # a folder under cache/ that no key names
             return None
 
     def size(self) -> int:

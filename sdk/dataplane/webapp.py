@@ -194,10 +194,12 @@ class WebappClient:
             raise WebappError("webapp attempts must be at least 1")
 
     @classmethod
-    def from_env(cls) -> WebappClient:
+    def from_env(cls, url: str | None = None, token: str | None = None) -> WebappClient:
+        """A client as a step makes it, from ``CSFLOW_WEBAPP_*``; ``url`` and ``token``
+        replace those two (the SDK, which has them from its settings and secrets)."""
         return cls(
-            url=step_env.WEBAPP_URL.require(),
-            token=step_env.WEBAPP_TOKEN.get(),
+            url=url or step_env.WEBAPP_URL.require(),
+            token=step_env.WEBAPP_TOKEN.get() if token is None else token,
             attempts=int(step_env.WEBAPP_ATTEMPTS.get()),
             backoff=float(step_env.WEBAPP_BACKOFF.get()),
             timeout=float(step_env.WEBAPP_TIMEOUT.get()),
